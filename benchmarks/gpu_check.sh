@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one script a lent GPU machine runs (under 5 minutes, nothing from the network):
+# the CUDA tests on the real device, then the GPU benchmarks. Results go to $OUT when set.
+#
+#   bash benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
+#
+# The device image has numpy, scipy, numba, numba-cuda, CuPy, pytest and tqdm but not
+# meshio/pyvista/nibabel/SimpleITK, and no network: cardiotwin is put on the path through a
+# folder of links instead of pip, and only the solver tests run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=${OUT:-$ROOT/out/gpu_check}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+
+SITE=$(mktemp -d)
+mkdir -p "$SITE/cardiotwin"
+ln -s "$ROOT/src/cardiotwin/__init__.py" "$SITE/cardiotwin/__init__.py"
+for folder in solvers meshing pipeline; do ln -s "$ROOT/$folder" "$SITE/cardiotwin/$folder"; done
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+{
+  echo "# gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+  "$PY" -c "import numba, numpy; from numba import cuda; print('numba', numba.__version__, 'numpy', numpy.__version__, 'cuda available', cuda.is_available())"
+} 2>&1 | tee "$OUT/device.txt"
+
+status=0
+echo "== GPU tests"
+timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
+  tests/solvers 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
+
+echo "== GPU benchmarks"
+for bench in benchmarks/bench_gpu_*.py; do
+  [ -e "$bench" ] || continue
+  timeout 120 "$PY" "$bench" --json "$OUT/$(basename "$bench" .py).json" 2>&1 \
+    | tee -a "$OUT/gpu_benchmarks.txt" || status=1
+done
+exit $status

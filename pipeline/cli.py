@@ -1,0 +1,75 @@
+"""The ``cardiotwin`` command: one subcommand per pipeline stage.
+
+Each subcommand lives in its own module, which provides ``configure_parser(parser)`` and
+``run(args) -> int``. Modules are imported only when their subcommand runs, so a machine
+without the imaging packages (nibabel, SimpleITK) can still run ``cardiotwin verify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cardiotwin import __version__
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "verify": (
+        "cardiotwin.pipeline.verify",
+        "verification runs: the N-version slab benchmark, single-cell action potentials",
+    ),
+    "phantom": (
+        "cardiotwin.pipeline.phantom",
+        "write a synthetic patient (LGE image, wall mask, ground truth)",
+    ),
+    "segment": (
+        "cardiotwin.pipeline.segment",
+        "classify an LGE wall into healthy / border zone / dense scar",
+    ),
+}
+
+
+class CommandError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cardiotwin",
+        description="Cardiac electrophysiology digital twins from LGE-MRI.",
+    )
+    parser.add_argument("--version", action="version", version=f"cardiotwin {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only ``command``'s module is imported (all of them when ``None``)."""
+    parser = _top_parser()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if command is None or command == name:
+            importlib.import_module(module_name).configure_parser(sp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        command = "__none__"  # --help / --version / a typo: argparse reports it
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except CommandError as exc:
+        print(f"cardiotwin {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,59 @@
+"""Ionic models, one file each, and the registry of the names users give them.
+
+>>> from cardiotwin.solvers.ionic import get_model
+>>> get_model("mitchell-schaeffer").parameter_names[:2]
+('tau_in', 'tau_out')
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from cardiotwin.solvers.ionic.base import (
+    IonicModel,
+    Parameter,
+    ParameterTable,
+    State,
+    UnknownNameError,
+    load,
+    model_from_module,
+)
+
+# user-facing name -> (model file, parameter overrides that make the variant)
+_REGISTRY: dict[str, tuple[str, dict[str, float]]] = {
+    "aliev-panfilov": ("aliev_panfilov", {}),
+    "mitchell-schaeffer": ("mitchell_schaeffer", {}),
+}
+
+
+def register(name: str, module_name: str, overrides: dict[str, float] | None = None) -> None:
+    """Make ``name`` resolve to model file ``module_name`` with parameter ``overrides``."""
+    _REGISTRY[name] = (module_name, dict(overrides or {}))
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+@cache
+def get_model(name: str) -> IonicModel:
+    """The model registered as ``name`` (e.g. ``tp06-epi``, ``courtemanche``)."""
+    try:
+        module_name, overrides = _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown ionic model {name!r}; choose one of: {', '.join(model_names())}"
+        ) from None
+    return model_from_module(load(module_name), name, defaults_override=overrides)
+
+
+__all__ = [
+    "IonicModel",
+    "Parameter",
+    "ParameterTable",
+    "State",
+    "UnknownNameError",
+    "get_model",
+    "model_names",
+    "register",
+]
