@@ -7,12 +7,12 @@ stimulus of 0.5 ms at twice the diastolic threshold, and measure the last beat.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import numba
 import numpy as np
 
-from cardiotwin.solvers.ionic.base import IonicModel
+from cardiotwin.solvers.ionic.base import IonicModel, compile_step, empty_table, takes_table
 
 #: a beat counts as an action potential when V crosses this level (mV)
 EXCITATION_LEVEL_MV = 0.0
@@ -39,10 +39,24 @@ def _pace_loop(step, y, p, dt_ms, n_steps, bcl_steps, stim_steps, amplitude, rec
     out[n_steps - record_from] = y[0, 0]
 
 
+def _cell_step(model: IonicModel, jit):
+    """The model's step for one node, exact (no lookup tables), with a 6-argument signature."""
+    step = compile_step(model, jit, use_table=False)
+    if not takes_table(model):
+        return step
+    table = empty_table(1)
+
+    def step6(y, p, k, s, dt_ms, i_stim):
+        step(y, p, k, s, dt_ms, i_stim, table)
+
+    return jit(step6)
+
+
 @cache
 def _compiled_pace_loop(model: IonicModel):
-    step = numba.njit(model.step, error_model="numpy")
-    loop = numba.njit(_pace_loop, error_model="numpy")
+    jit = partial(numba.njit, error_model="numpy")
+    step = _cell_step(model, jit)
+    loop = jit(_pace_loop)
 
     def run(*args):
         return loop(step, *args)
@@ -52,7 +66,8 @@ def _compiled_pace_loop(model: IonicModel):
 
 def _runner(model: IonicModel, backend: str):
     if backend == "reference":
-        return lambda *args: _pace_loop(model.step, *args)
+        step = _cell_step(model, lambda f: f)
+        return lambda *args: _pace_loop(step, *args)
     if backend == "cpu":
         return _compiled_pace_loop(model)
     raise ValueError(f"single-cell pacing runs on 'cpu' or 'reference', not {backend!r}")

@@ -8,21 +8,44 @@ from functools import cache
 import numba
 import numpy as np
 
-from cardiotwin.solvers.ionic.base import IonicModel
+from cardiotwin.solvers.ionic.base import IonicModel, compile_step, empty_table, takes_table
 
 NAME = "cpu"
 
 
+def _njit(f):
+    return numba.njit(f, error_model="numpy")
+
+
 @cache
-def make_cell_kernel(model: IonicModel) -> Callable:
-    """Compiled ``kernel(y, p, pset, dt_ms, i_stim)``; same contract as the reference one."""
-    step = numba.njit(model.step, fastmath=False, error_model="numpy")
+def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
+    """Compiled ``kernel(y, p, pset, dt_ms, i_stim, table=None)``; contract as the reference.
 
-    @numba.njit(parallel=True, error_model="numpy")
-    def kernel(y, p, pset, dt_ms, i_stim):
-        for k in numba.prange(y.shape[1]):
-            step(y, p, k, pset[k], dt_ms, i_stim[k])
+    With ``use_table`` the voltage terms are interpolated from ``table`` (build it with
+    :func:`~cardiotwin.solvers.ionic.base.build_table` for the same ``p`` and ``dt_ms``).
+    """
+    step = compile_step(model, _njit, use_table)
 
+    if takes_table(model):
+
+        @numba.njit(parallel=True, error_model="numpy")
+        def _kernel(y, p, pset, dt_ms, i_stim, table):
+            for k in numba.prange(y.shape[1]):
+                step(y, p, k, pset[k], dt_ms, i_stim[k], table)
+
+    else:
+
+        @numba.njit(parallel=True, error_model="numpy")
+        def _kernel(y, p, pset, dt_ms, i_stim, table):
+            for k in numba.prange(y.shape[1]):
+                step(y, p, k, pset[k], dt_ms, i_stim[k])
+
+    placeholder = empty_table(1)
+
+    def kernel(y, p, pset, dt_ms, i_stim, table=None):
+        _kernel(y, p, pset, dt_ms, i_stim, placeholder if table is None else table)
+
+    kernel.compiled = _kernel
     return kernel
 
 

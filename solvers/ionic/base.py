@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import FunctionType, ModuleType
 
 import numpy as np
 
@@ -182,3 +182,125 @@ def model_from_module(module: ModuleType, name: str, **extra) -> IonicModel:
 
 def load(module_name: str) -> ModuleType:
     return importlib.import_module(f"cardiotwin.solvers.ionic.{module_name}")
+
+
+# ---------------------------------------------------------------------------------------
+# Compiling a model, and voltage lookup tables
+#
+# A model file may split its equations into ``step`` and helper functions (for instance
+# ``voltage_term(c, V, p, s, dt_ms)``: every quantity that depends only on V, the parameters
+# and dt, such as gate steady states and Rush–Larsen factors exp(−dt/τ)). ``step`` asks for
+# such a quantity with ``lookup(c, V, p, s, dt_ms, table, row, frac)`` after
+# ``row, frac = table_position(V, table)``. Compiling rebinds those names: ``lookup``
+# evaluates ``voltage_term`` exactly, or interpolates a precomputed table (as openCARP's
+# LIMPET does), and every function of the model file is compiled by the same ``jit``.
+# The equations stay written once.
+# ---------------------------------------------------------------------------------------
+
+#: voltage grid of the lookup tables (mV); V outside is clamped to the ends of the table
+TABLE_V_MIN_MV = -200.0
+TABLE_V_MAX_MV = 200.0
+TABLE_DV_MV = 0.05
+TABLE_ROWS = int(round((TABLE_V_MAX_MV - TABLE_V_MIN_MV) / TABLE_DV_MV)) + 1
+
+
+def table_position(V, table):
+    """Row and fraction of ``V`` (mV) in the lookup-table grid (clamped to the grid)."""
+    x = (V - TABLE_V_MIN_MV) * (1.0 / TABLE_DV_MV)
+    if x < 0.0:
+        x = 0.0
+    elif x > TABLE_ROWS - 1.000001:
+        x = TABLE_ROWS - 1.000001
+    row = int(x)
+    return row, x - row
+
+
+def lookup(c, V, p, s, dt_ms, table, row, frac):
+    """Quantity ``c`` at ``V``: the exact ``voltage_term`` (rebound to the table when compiled
+    with tables)."""
+    return voltage_term(c, V, p, s, dt_ms)  # noqa: F821 - resolved in the model's namespace
+
+
+def _table_lookup(c, V, p, s, dt_ms, table, row, frac):
+    a = table[s, row, c]
+    return a + frac * (table[s, row + 1, c] - a)
+
+
+def compile_step(model: IonicModel, jit: Callable, use_table: bool = False) -> Callable:
+    """The model's ``step`` with every function of its file compiled by ``jit``.
+
+    ``jit`` is ``lambda f: f`` (plain Python), ``numba.njit`` or
+    ``numba.cuda.jit(device=True)``. With ``use_table`` the voltage terms come from the
+    table built by :func:`build_table` instead of being evaluated exactly.
+    """
+    return _compiled_namespace(model.module, jit, use_table)["step"]
+
+
+def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dict:
+    """A copy of the model file's namespace whose functions are all compiled by ``jit``."""
+    module = importlib.import_module(module_name)
+    namespace = dict(vars(module))
+    own = {
+        name: f
+        for name, f in vars(module).items()
+        if isinstance(f, FunctionType) and f.__module__ == module.__name__
+    }
+    own["table_position"] = table_position
+    own["lookup"] = _table_lookup if use_table else lookup
+    namespace.update(TABLE_V_MIN_MV=TABLE_V_MIN_MV, TABLE_DV_MV=TABLE_DV_MV, TABLE_ROWS=TABLE_ROWS)
+    for name, f in own.items():
+        rebound = FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
+        namespace[name] = jit(rebound)
+    return namespace
+
+
+def n_table_columns(model: IonicModel) -> int:
+    return len(getattr(importlib.import_module(model.module), "TABULATED", ()))
+
+
+def build_table(model: IonicModel, parameters: np.ndarray, dt_ms: float) -> np.ndarray:
+    """Lookup table of the model's voltage terms, shape (n_sets, TABLE_ROWS, n_columns).
+
+    A model without ``TABULATED`` columns gets a (n_sets, 2, 1) placeholder, so kernels
+    have one signature. Rebuild it when ``dt_ms`` or the parameter sets change.
+    """
+    parameters = np.ascontiguousarray(parameters, dtype=np.float64)
+    n_sets = parameters.shape[1]
+    n_columns = n_table_columns(model)
+    if n_columns == 0:
+        return np.zeros((n_sets, 2, 1))
+    volts = TABLE_V_MIN_MV + TABLE_DV_MV * np.arange(TABLE_ROWS)
+    table = np.empty((n_sets, TABLE_ROWS, n_columns))
+    _table_filler(model.module)(table, volts, parameters, float(dt_ms))
+    return table
+
+
+def empty_table(n_sets: int = 1) -> np.ndarray:
+    """The placeholder table passed when tables are not used."""
+    return np.zeros((n_sets, 2, 1))
+
+
+_FILLERS: dict[str, Callable] = {}
+
+
+def _table_filler(module_name: str) -> Callable:
+    """Compiled ``fill(table, volts, parameters, dt_ms)`` for one model file (cached)."""
+    import numba
+
+    if module_name not in _FILLERS:
+        term = _compiled_namespace(module_name, numba.njit, False)["voltage_term"]
+
+        @numba.njit
+        def fill(table, volts, parameters, dt_ms):
+            for s in range(table.shape[0]):
+                for r in range(table.shape[1]):
+                    for c in range(table.shape[2]):
+                        table[s, r, c] = term(c, volts[r], parameters, s, dt_ms)
+
+        _FILLERS[module_name] = fill
+    return _FILLERS[module_name]
+
+
+def takes_table(model: IonicModel) -> bool:
+    """Whether the model's ``step`` has the ``table`` argument (7 arguments)."""
+    return model.step.__code__.co_argcount == 7
