@@ -7,12 +7,17 @@ stimulus of 0.5 ms at twice the diastolic threshold, and measure the last beat.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 
 import numba
 import numpy as np
 
-from cardiotwin.solvers.ionic.base import IonicModel, compile_step, empty_table, takes_table
+from cardiotwin.solvers.ionic.base import (
+    IonicModel,
+    compile_step_of_module,
+    empty_table,
+    takes_table,
+)
 
 #: a beat counts as an action potential when V crosses this level (mV)
 EXCITATION_LEVEL_MV = 0.0
@@ -41,7 +46,7 @@ def _pace_loop(step, y, p, dt_ms, n_steps, bcl_steps, stim_steps, amplitude, rec
 
 def _cell_step(model: IonicModel, jit):
     """The model's step for one node, exact (no lookup tables), with a 6-argument signature."""
-    step = compile_step(model, jit, use_table=False)
+    step = compile_step_of_module(model.module, jit, use_table=False)
     if not takes_table(model):
         return step
     table = empty_table(1)
@@ -52,8 +57,18 @@ def _cell_step(model: IonicModel, jit):
     return jit(step6)
 
 
-@cache
 def _compiled_pace_loop(model: IonicModel):
+    # one compilation per model file: the variants of a file differ only in parameters
+    key = model.module
+    if key not in _PACE_LOOPS:
+        _PACE_LOOPS[key] = _build_pace_loop(model)
+    return _PACE_LOOPS[key]
+
+
+_PACE_LOOPS: dict[str, object] = {}
+
+
+def _build_pace_loop(model: IonicModel):
     jit = partial(numba.njit, error_model="numpy")
     step = _cell_step(model, jit)
     loop = jit(_pace_loop)

@@ -1,14 +1,26 @@
-"""CPU backend: the model's ``step`` compiled by Numba, nodes in parallel (``prange``)."""
+"""CPU backend: the model's ``step`` compiled by Numba, nodes in parallel (``prange``).
+
+Besides the cell kernel, the tissue operations of the monodomain stepper (sparse × dense
+products, CG updates, tracker updates) as Numba ``prange`` kernels; scipy's sparse products
+are single-threaded.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numba
 import numpy as np
 
-from cardiotwin.solvers.ionic.base import IonicModel, compile_step, empty_table, takes_table
+from cardiotwin.solvers.ionic.base import (
+    IonicModel,
+    compile_step_of_module,
+    empty_table,
+    takes_table,
+)
 
 NAME = "cpu"
 
@@ -17,25 +29,30 @@ def _njit(f):
     return numba.njit(f, error_model="numpy")
 
 
-@cache
 def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
     """Compiled ``kernel(y, p, pset, dt_ms, i_stim, table=None)``; contract as the reference.
 
     With ``use_table`` the voltage terms are interpolated from ``table`` (build it with
     :func:`~cardiotwin.solvers.ionic.base.build_table` for the same ``p`` and ``dt_ms``).
     """
-    step = compile_step(model, _njit, use_table)
+    return _kernel_for_module(model.module, use_table, takes_table(model))
 
-    if takes_table(model):
 
-        @numba.njit(parallel=True, error_model="numpy")
+@cache
+def _kernel_for_module(module_name: str, use_table: bool, with_table: bool) -> Callable:
+    """One compilation per model file: variants (e.g. tp06-epi/endo/m) differ only in p."""
+    step = compile_step_of_module(module_name, _njit, use_table)
+
+    if with_table:
+
+        @numba.njit(parallel=True, error_model="numpy", cache=True)
         def _kernel(y, p, pset, dt_ms, i_stim, table):
             for k in numba.prange(y.shape[1]):
                 step(y, p, k, pset[k], dt_ms, i_stim[k], table)
 
     else:
 
-        @numba.njit(parallel=True, error_model="numpy")
+        @numba.njit(parallel=True, error_model="numpy", cache=True)
         def _kernel(y, p, pset, dt_ms, i_stim, table):
             for k in numba.prange(y.shape[1]):
                 step(y, p, k, pset[k], dt_ms, i_stim[k])
@@ -58,3 +75,325 @@ def set_threads(n_threads: int | None) -> int:
 
 def as_state(y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y, dtype=np.float64)
+
+
+# --- tissue operations ---------------------------------------------------------------------
+# The monodomain stepper (solvers/stepping.py) needs only the operations below, on arrays
+# this backend owns ("device" arrays; plain numpy here). Fields of a batch are (n_nodes, B)
+# C-contiguous; element-wise operations take the flat (n_nodes·B,) view. Reductions return
+# small host arrays of B values; nothing of size n crosses to the host per step.
+
+#: this backend implements the tissue operations (the stepper checks it)
+SUPPORTS_TISSUE = True
+
+#: column sums are split into this many fixed row chunks and summed in chunk order, so dot
+#: products (and hence CG iterates) do not depend on the number of threads
+REDUCTION_CHUNKS = 64
+
+
+@dataclass(frozen=True)
+class CSRMatrix:
+    """A CSR matrix as three arrays (int32/int64 ``indptr``, ``indices``; float64 ``data``)."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    shape: tuple[int, int]
+
+
+def asarray(a, dtype=np.float64) -> np.ndarray:
+    """A C-contiguous copy of host array ``a`` owned by this backend."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+def to_host(a) -> np.ndarray:
+    """A numpy copy of backend array ``a``."""
+    return np.array(a, copy=True)
+
+
+def empty(shape, dtype=np.float64) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
+def zeros(shape, dtype=np.float64) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+def sparse(matrix) -> CSRMatrix:
+    """Backend copy of a scipy CSR matrix (sorted indices)."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    return CSRMatrix(
+        np.ascontiguousarray(matrix.indptr),
+        np.ascontiguousarray(matrix.indices),
+        np.ascontiguousarray(matrix.data, dtype=np.float64),
+        matrix.shape,
+    )
+
+
+def reduction_workspace(n_rows: int, n_cols: int) -> np.ndarray:
+    """Scratch space for :func:`col_dot`, :func:`spmm_dot` and :func:`cg_update`."""
+    return np.empty((2, min(REDUCTION_CHUNKS, max(n_rows, 1)), n_cols))
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _spmm(indptr, indices, data, x, out):
+    n = out.shape[0]
+    n_cols = x.shape[1]
+    if n_cols == 1:
+        for i in numba.prange(n):
+            acc = 0.0
+            for jj in range(indptr[i], indptr[i + 1]):
+                acc += data[jj] * x[indices[jj], 0]
+            out[i, 0] = acc
+    else:
+        for i in numba.prange(n):
+            for b in range(n_cols):
+                out[i, b] = 0.0
+            for jj in range(indptr[i], indptr[i + 1]):
+                a = data[jj]
+                j = indices[jj]
+                for b in range(n_cols):
+                    out[i, b] += a * x[j, b]
+
+
+def spmm(matrix: CSRMatrix, x: np.ndarray, out: np.ndarray) -> None:
+    """``out = matrix @ x`` for dense (n, B) ``x``; ``out`` must not alias ``x``."""
+    _spmm(matrix.indptr, matrix.indices, matrix.data, x, out)
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _col_dot_partial(x, y, partial):
+    n, n_cols = x.shape
+    n_chunks = partial.shape[0]
+    for c in numba.prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        for b in range(n_cols):
+            partial[c, b] = 0.0
+        for i in range(lo, hi):
+            for b in range(n_cols):
+                partial[c, b] += x[i, b] * y[i, b]
+
+
+@numba.njit(error_model="numpy", cache=True)
+def _sum_chunks(partial):
+    n_chunks, n_cols = partial.shape
+    out = np.zeros(n_cols)
+    for c in range(n_chunks):
+        for b in range(n_cols):
+            out[b] += partial[c, b]
+    return out
+
+
+def col_dot(x: np.ndarray, y: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Column-wise dot products of (n, B) arrays: host array (B,)."""
+    _col_dot_partial(x, y, work[0])
+    return _sum_chunks(work[0])
+
+
+def spmm_dot(matrix: CSRMatrix, x: np.ndarray, out: np.ndarray, work: np.ndarray):
+    """``out = matrix @ x``; returns the column-wise ``x · out`` (B,) (the CG curvature)."""
+    spmm(matrix, x, out)
+    return col_dot(x, out, work)
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _axpby(a, x, b, y):
+    for k in numba.prange(y.size):
+        y[k] = a * x[k] + b * y[k]
+
+
+def axpby(a: float, x: np.ndarray, b: float, y: np.ndarray) -> None:
+    """``y = a·x + b·y`` element-wise (flat arrays of equal size)."""
+    _axpby(float(a), x.reshape(-1), float(b), y.reshape(-1))
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _copy(src, dst):
+    for k in numba.prange(dst.size):
+        dst[k] = src[k]
+
+
+def copy(src: np.ndarray, dst: np.ndarray) -> None:
+    """``dst[...] = src`` (same size)."""
+    _copy(src.reshape(-1), dst.reshape(-1))
+
+
+def fill(a: np.ndarray, value: float) -> None:
+    a.fill(value)
+
+
+def set_at(a: np.ndarray, index: np.ndarray, value: float) -> None:
+    """``a.flat[index] = value`` for a backend integer array ``index``."""
+    a.reshape(-1)[index] = value
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _cg_update(alpha, p, q, x, r, diag_inv, z, partial_rr, partial_rz):
+    n, n_cols = x.shape
+    n_chunks = partial_rr.shape[0]
+    for c in numba.prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        for b in range(n_cols):
+            partial_rr[c, b] = 0.0
+            partial_rz[c, b] = 0.0
+        for i in range(lo, hi):
+            for b in range(n_cols):
+                x[i, b] += alpha[b] * p[i, b]
+                ri = r[i, b] - alpha[b] * q[i, b]
+                r[i, b] = ri
+                zi = diag_inv[i] * ri
+                z[i, b] = zi
+                partial_rr[c, b] += ri * ri
+                partial_rz[c, b] += ri * zi
+
+
+def cg_update(alpha, p, q, x, r, diag_inv, z, work):
+    """One CG update per column: x += αp, r −= αq, z = D⁻¹r; returns (r·r, r·z), each (B,)."""
+    _cg_update(alpha, p, q, x, r, diag_inv, z, work[0], work[1])
+    return _sum_chunks(work[0]), _sum_chunks(work[1])
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _precondition(r, diag_inv, z, partial_rz):
+    n, n_cols = r.shape
+    n_chunks = partial_rz.shape[0]
+    for c in numba.prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        for b in range(n_cols):
+            partial_rz[c, b] = 0.0
+        for i in range(lo, hi):
+            for b in range(n_cols):
+                zi = diag_inv[i] * r[i, b]
+                z[i, b] = zi
+                partial_rz[c, b] += r[i, b] * zi
+
+
+def precondition(r, diag_inv, z, work):
+    """z = D⁻¹ r (Jacobi); returns the column-wise r·z (B,)."""
+    _precondition(r, diag_inv, z, work[0])
+    return _sum_chunks(work[0])
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _cg_direction(z, beta, p):
+    n, n_cols = p.shape
+    for i in numba.prange(n):
+        for b in range(n_cols):
+            p[i, b] = z[i, b] + beta[b] * p[i, b]
+
+
+def cg_direction(z, beta, p) -> None:
+    """p = z + β p per column."""
+    _cg_direction(z, beta, p)
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
+    for k in numba.prange(v.size):
+        a = v_prev[k]
+        b = v[k]
+        if a < threshold_mv and b >= threshold_mv:
+            t = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+            if math.isnan(first_ms[k]):
+                first_ms[k] = t
+            last_ms[k] = t
+            count[k] += 1
+        v_prev[k] = b
+
+
+def activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
+    """Record upward crossings of ``threshold_mv`` between ``v_prev`` (at ``t_prev_ms``) and
+    ``v`` (one step later), linearly interpolated in time; then ``v_prev = v``. Flat arrays."""
+    _activation_update(
+        v_prev,
+        v.reshape(-1),
+        float(t_prev_ms),
+        float(dt_ms),
+        float(threshold_mv),
+        first_ms,
+        last_ms,
+        count,
+    )
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _apd_update(
+    v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms, count
+):
+    for k in numba.prange(v.size):
+        a = v_prev[k]
+        b = v[k]
+        if phase[k] == 0:
+            if b < v_min[k]:
+                v_min[k] = b
+            if a < threshold_mv and b >= threshold_mv:
+                phase[k] = 1
+                t_up[k] = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+                v_peak[k] = b
+        else:
+            if b > v_peak[k]:
+                v_peak[k] = b
+            level = v_min[k] + (1.0 - fraction) * (v_peak[k] - v_min[k])
+            if a >= level and b < level:
+                t_down = t_prev_ms + dt_ms * (a - level) / (a - b)
+                apd_ms[k] = t_down - t_up[k]
+                count[k] += 1
+                phase[k] = 0
+                v_min[k] = b
+        v_prev[k] = b
+
+
+def apd_update(
+    v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms, count
+):
+    """Action potential duration at ``fraction`` repolarisation (0.9: APD90), per node: from
+    the upward ``threshold_mv`` crossing to the downward crossing of
+    ``v_min + (1 − fraction)(v_peak − v_min)``. Flat arrays; ``v_prev = v`` afterwards."""
+    _apd_update(
+        v_prev,
+        v.reshape(-1),
+        float(t_prev_ms),
+        float(dt_ms),
+        float(threshold_mv),
+        float(fraction),
+        phase,
+        t_up,
+        v_min,
+        v_peak,
+        apd_ms,
+        count,
+    )
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _first_bad_index(v, limit):
+    bad = v.size
+    for k in numba.prange(v.size):
+        if not abs(v[k]) <= limit:  # also true for NaN
+            bad = min(bad, k)
+    return bad
+
+
+def first_bad_index(v, limit: float) -> int:
+    """Smallest flat index where ``v`` is NaN/inf or |v| > ``limit``; −1 if none."""
+    flat = v.reshape(-1)
+    bad = _first_bad_index(flat, float(limit))
+    return -1 if bad >= flat.size else int(bad)
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _count_nan(a):
+    total = 0
+    for k in numba.prange(a.size):
+        if math.isnan(a[k]):
+            total += 1
+    return total
+
+
+def count_nan(a) -> int:
+    """Number of NaN entries of ``a``."""
+    return int(_count_nan(a.reshape(-1)))

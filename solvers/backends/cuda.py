@@ -11,7 +11,12 @@ from functools import cache
 
 from numba import cuda
 
-from cardiotwin.solvers.ionic.base import IonicModel, compile_step, empty_table, takes_table
+from cardiotwin.solvers.ionic.base import (
+    IonicModel,
+    compile_step_of_module,
+    empty_table,
+    takes_table,
+)
 
 NAME = "cuda"
 THREADS_PER_BLOCK = 128
@@ -21,12 +26,17 @@ def _device(f):
     return cuda.jit(device=True)(f)
 
 
-@cache
 def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
     """``kernel(y, p, pset, dt_ms, i_stim, table=None)`` on device arrays; contract as CPU."""
-    step = compile_step(model, _device, use_table)
+    return _kernel_for_module(model.module, use_table, takes_table(model))
 
-    if takes_table(model):
+
+@cache
+def _kernel_for_module(module_name: str, use_table: bool, with_table: bool) -> Callable:
+    """One compilation per model file: variants (e.g. tp06-epi/endo/m) differ only in p."""
+    step = compile_step_of_module(module_name, _device, use_table)
+
+    if with_table:
 
         @cuda.jit
         def _kernel(y, p, pset, dt_ms, i_stim, table):

@@ -36,3 +36,128 @@ def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
                 step(y, p, k, int(pset[k]), dt_ms, float(i_stim[k]))
 
     return kernel
+
+
+# --- tissue operations ---------------------------------------------------------------------
+# The same operations as the CPU backend's (see there for the contract), written with numpy
+# and scipy.sparse: the oracle the compiled kernels are compared against.
+
+SUPPORTS_TISSUE = True
+
+
+def asarray(a, dtype=np.float64) -> np.ndarray:
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+def to_host(a) -> np.ndarray:
+    return np.array(a, copy=True)
+
+
+def empty(shape, dtype=np.float64) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
+def zeros(shape, dtype=np.float64) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+def sparse(matrix):
+    """The scipy CSR matrix itself (sorted indices)."""
+    matrix = matrix.tocsr().copy()
+    matrix.sort_indices()
+    return matrix
+
+
+def reduction_workspace(n_rows: int, n_cols: int) -> None:
+    return None
+
+
+def spmm(matrix, x: np.ndarray, out: np.ndarray) -> None:
+    out[...] = matrix @ x
+
+
+def col_dot(x: np.ndarray, y: np.ndarray, work=None) -> np.ndarray:
+    return np.einsum("ij,ij->j", x, y)
+
+
+def spmm_dot(matrix, x, out, work=None) -> np.ndarray:
+    spmm(matrix, x, out)
+    return col_dot(x, out)
+
+
+def axpby(a: float, x: np.ndarray, b: float, y: np.ndarray) -> None:
+    y[...] = a * x.reshape(y.shape) + b * y
+
+
+def copy(src: np.ndarray, dst: np.ndarray) -> None:
+    dst[...] = src.reshape(dst.shape)
+
+
+def fill(a: np.ndarray, value: float) -> None:
+    a.fill(value)
+
+
+def set_at(a: np.ndarray, index: np.ndarray, value: float) -> None:
+    a.reshape(-1)[index] = value
+
+
+def cg_update(alpha, p, q, x, r, diag_inv, z, work=None):
+    x += alpha * p
+    r -= alpha * q
+    z[...] = diag_inv[:, None] * r
+    return col_dot(r, r), col_dot(r, z)
+
+
+def precondition(r, diag_inv, z, work=None):
+    z[...] = diag_inv[:, None] * r
+    return col_dot(r, z)
+
+
+def cg_direction(z, beta, p) -> None:
+    p[...] = z + beta * p
+
+
+def activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
+    v = v.reshape(-1)
+    up = (v_prev < threshold_mv) & (v >= threshold_mv)
+    if np.any(up):
+        a, b = v_prev[up], v[up]
+        t = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+        first = first_ms[up]
+        first_ms[up] = np.where(np.isnan(first), t, first)
+        last_ms[up] = t
+        count[up] += 1
+    v_prev[...] = v
+
+
+def apd_update(
+    v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms,
+    count,
+):  # fmt: skip
+    v = v.reshape(-1)
+    for k in range(v.size):  # the oracle: the CPU kernel's logic, one node at a time
+        a, b = v_prev[k], v[k]
+        if phase[k] == 0:
+            v_min[k] = min(v_min[k], b)
+            if a < threshold_mv <= b:
+                phase[k] = 1
+                t_up[k] = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+                v_peak[k] = b
+        else:
+            v_peak[k] = max(v_peak[k], b)
+            level = v_min[k] + (1.0 - fraction) * (v_peak[k] - v_min[k])
+            if a >= level > b:
+                apd_ms[k] = t_prev_ms + dt_ms * (a - level) / (a - b) - t_up[k]
+                count[k] += 1
+                phase[k] = 0
+                v_min[k] = b
+    v_prev[...] = v
+
+
+def first_bad_index(v, limit: float) -> int:
+    bad = np.nonzero(~(np.abs(v.reshape(-1)) <= limit))[0]
+    return int(bad[0]) if bad.size else -1
+
+
+def count_nan(a) -> int:
+    return int(np.count_nonzero(np.isnan(a)))

@@ -22,7 +22,11 @@ from cardiotwin.solvers.ionic.base import (
 # user-facing name -> (model file, parameter overrides that make the variant)
 _REGISTRY: dict[str, tuple[str, dict[str, float]]] = {
     "aliev-panfilov": ("aliev_panfilov", {}),
+    "courtemanche": ("courtemanche_1998", {}),
     "mitchell-schaeffer": ("mitchell_schaeffer", {}),
+    "tp06-endo": ("tentusscher_panfilov_2006", {"celltype": 0.0, "g_to": 0.073}),
+    "tp06-epi": ("tentusscher_panfilov_2006", {"celltype": 1.0}),
+    "tp06-m": ("tentusscher_panfilov_2006", {"celltype": 2.0, "g_Ks": 0.098}),
 }
 
 

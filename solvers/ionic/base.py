@@ -233,7 +233,12 @@ def compile_step(model: IonicModel, jit: Callable, use_table: bool = False) -> C
     ``numba.cuda.jit(device=True)``. With ``use_table`` the voltage terms come from the
     table built by :func:`build_table` instead of being evaluated exactly.
     """
-    return _compiled_namespace(model.module, jit, use_table)["step"]
+    return compile_step_of_module(model.module, jit, use_table)
+
+
+def compile_step_of_module(module_name: str, jit: Callable, use_table: bool = False) -> Callable:
+    """:func:`compile_step` by model file name (all variants of a file share one step)."""
+    return _compiled_namespace(module_name, jit, use_table)["step"]
 
 
 def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dict:
