@@ -40,7 +40,7 @@ function, fewer ``exp`` calls.
 
 import math
 
-from cardiotwin.solvers.ionic.base import Parameter, State
+from cardiotwin.solvers.ionic.base import Parameter, State, lookup, table_position
 
 CITATION = (
     "ten Tusscher KHWJ, Panfilov AV (2006) Alternans and spiral breakup in a human ventricular "
@@ -162,7 +162,160 @@ _E_M1 = math.exp(-1.0)
 _INV_5P4 = 1.0 / 5.4
 
 
-def step(y, p, k, s, dt_ms, i_stim):
+#: Quantities that depend only on V (and parameters, dt): gate steady states, Rush–Larsen
+#: factors e^(−dt/τ), and the voltage factors of I_pK, I_NaK, I_NaCa and I_CaL. ``step`` gets
+#: them through ``lookup``: exact, or interpolated from a table (see ``base.build_table``).
+TABULATED = (
+    "m_inf", "m_rl", "hj_inf", "h_rl", "j_rl", "xr1_inf", "xr1_rl", "xr2_inf", "xr2_rl",
+    "xs_inf", "xs_rl", "r_inf", "r_rl", "s_inf", "s_rl", "d_inf", "d_rl", "f_inf", "f_rl",
+    "f2_inf", "f2_rl", "ipk_factor", "inak_factor", "naca_e_gamma", "naca_e_gamma_m1",
+    "cal_ca_ss_factor", "cal_ca_o_term",
+)  # fmt: skip
+(
+    T_M_INF, T_M_RL, T_HJ_INF, T_H_RL, T_J_RL, T_XR1_INF, T_XR1_RL, T_XR2_INF, T_XR2_RL,
+    T_XS_INF, T_XS_RL, T_R_INF, T_R_RL, T_S_INF, T_S_RL, T_D_INF, T_D_RL, T_F_INF, T_F_RL,
+    T_F2_INF, T_F2_RL, T_IPK, T_INAK, T_NACA_EG, T_NACA_EGM1, T_CAL_A, T_CAL_B,
+) = range(27)  # fmt: skip
+
+
+def voltage_term(c, v, p, s, dt_ms):
+    """Column ``c`` of :data:`TABULATED` at membrane potential ``v`` (mV)."""
+    if c == T_M_INF:
+        sig = 1.0 + math.exp((-56.86 - v) * (1.0 / 9.03))
+        return 1.0 / (sig * sig)
+    if c == T_M_RL:
+        e5 = math.exp((v + 20.0) * 0.2)
+        alpha_m = e5 / (e5 + _E_M8)  # 1/(1 + e^((-60-V)/5))
+        beta_m = 0.1 / (1.0 + e5 * _E_3) + 0.1 / (1.0 + math.exp((v - 50.0) * 0.005))
+        return math.exp(-dt_ms / (alpha_m * beta_m))
+    if c == T_HJ_INF:
+        sig = 1.0 + math.exp((v + 71.55) * (1.0 / 7.43))
+        return 1.0 / (sig * sig)
+    if c == T_H_RL:
+        if v < -40.0:
+            rate_h = 0.057 * math.exp(-(v + 80.0) * (1.0 / 6.8)) + (
+                2.7 * math.exp(0.079 * v) + 3.1e5 * math.exp(0.3485 * v)
+            )
+        else:
+            rate_h = 0.77 / (0.13 * (1.0 + math.exp((v + 10.66) * (-1.0 / 11.1))))
+        return math.exp(-dt_ms * rate_h)
+    if c == T_J_RL:
+        if v < -40.0:
+            alpha_j = (
+                (-25428.0 * math.exp(0.2444 * v) - 6.948e-6 * math.exp(-0.04391 * v))
+                * (v + 37.78)
+                / (1.0 + math.exp(0.311 * (v + 79.23)))
+            )
+            beta_j = 0.02424 * math.exp(-0.01052 * v) / (1.0 + math.exp(-0.1378 * (v + 40.14)))
+        else:
+            e10 = math.exp((v + 30.0) * 0.1)
+            alpha_j = 0.0
+            beta_j = 0.6 * math.exp(0.057 * v) * e10 / (e10 + _E_M0P2)  # /(1 + e^(-0.1(V+32)))
+        return math.exp(-dt_ms * (alpha_j + beta_j))
+    if c == T_XR1_INF:
+        e7 = math.exp((v + 20.0) * (1.0 / 7.0))
+        return e7 / (e7 + _E_M6_7)  # 1/(1 + e^((-26-V)/7))
+    if c == T_XR1_RL:
+        e10 = math.exp((v + 30.0) * 0.1)
+        alpha_xr1 = 450.0 * e10 / (e10 + _E_M1P5)  # 450/(1 + e^((-45-V)/10))
+        beta_xr1 = 6.0 / (1.0 + math.exp((v + 30.0) * (1.0 / 11.5)))
+        return math.exp(-dt_ms / (alpha_xr1 * beta_xr1))
+    if c == T_XR2_INF:
+        return 1.0 / (1.0 + math.exp((v + 88.0) * (1.0 / 24.0)))
+    if c == T_XR2_RL:
+        e20 = math.exp((v + 60.0) * 0.05)
+        alpha_xr2 = 3.0 * e20 / (e20 + 1.0)  # 3/(1 + e^((-60-V)/20))
+        beta_xr2 = 1.12 / (1.0 + e20 * _E_M6)  # 1.12/(1 + e^((V-60)/20))
+        return math.exp(-dt_ms / (alpha_xr2 * beta_xr2))
+    if c == T_XS_INF:
+        return 1.0 / (1.0 + math.exp((-5.0 - v) * (1.0 / 14.0)))
+    if c == T_XS_RL:
+        e6 = math.exp((5.0 - v) * (1.0 / 6.0))
+        alpha_xs = 1400.0 / math.sqrt(1.0 + e6)
+        beta_xs = 1.0 / (1.0 + math.exp((v - 35.0) * (1.0 / 15.0)))
+        return math.exp(-dt_ms / (alpha_xs * beta_xs + 80.0))
+    if c == T_R_INF:
+        e6 = math.exp((5.0 - v) * (1.0 / 6.0))
+        return 1.0 / (1.0 + e6 * _E_2P5)  # 1/(1 + e^((20-V)/6))
+    if c == T_R_RL:
+        tau_r = 9.5 * math.exp(-(v + 40.0) * (v + 40.0) * (1.0 / 1800.0)) + 0.8
+        return math.exp(-dt_ms / tau_r)
+    # the s gate is the one place the endocardial variant differs
+    if c == T_S_INF:
+        e5 = math.exp((v + 20.0) * 0.2)
+        if p[CELLTYPE, s] < 0.5:
+            return 1.0 / (1.0 + e5 * _E_1P6)  # 1/(1 + e^((V+28)/5))
+        return 1.0 / (1.0 + e5)
+    if c == T_S_RL:
+        if p[CELLTYPE, s] < 0.5:
+            tau_s = 1000.0 * math.exp(-(v + 67.0) * (v + 67.0) * 0.001) + 8.0
+        else:
+            e5 = math.exp((v + 20.0) * 0.2)
+            tau_s = (
+                85.0 * math.exp(-(v + 45.0) * (v + 45.0) * (1.0 / 320.0))
+                + 5.0 / (1.0 + e5 * _E_M8)  # 5/(1 + e^((V-20)/5))
+                + 3.0
+            )
+        return math.exp(-dt_ms / tau_s)
+    if c == T_D_INF:
+        return 1.0 / (1.0 + math.exp((-8.0 - v) * (1.0 / 7.5)))
+    if c == T_D_RL:
+        e5 = math.exp((v + 20.0) * 0.2)
+        e20 = math.exp((v + 60.0) * 0.05)
+        alpha_d = 1.4 / (1.0 + math.exp((-35.0 - v) * (1.0 / 13.0))) + 0.25
+        beta_d = 1.4 / (1.0 + e5 * _E_M3)  # 1.4/(1 + e^((V+5)/5))
+        gamma_d = e20 / (e20 + _E_5P5)  # 1/(1 + e^((50-V)/20))
+        return math.exp(-dt_ms / (alpha_d * beta_d + gamma_d))
+    if c == T_F_INF:
+        return 1.0 / (1.0 + math.exp((v + 20.0) * (1.0 / 7.0)))
+    if c == T_F_RL:
+        e10 = math.exp((v + 30.0) * 0.1)
+        tau_f = (
+            1102.5 * math.exp(-(v + 27.0) * (v + 27.0) * (1.0 / 225.0))
+            + 200.0 * e10 / (e10 + _E_4P3)  # 200/(1 + e^((13-V)/10))
+            + 180.0 / (1.0 + e10)
+            + 20.0
+        )
+        return math.exp(-dt_ms / tau_f)
+    if c == T_F2_INF:
+        e7 = math.exp((v + 20.0) * (1.0 / 7.0))
+        return 0.67 / (1.0 + e7 * _E_15_7) + 0.33  # e^((V+35)/7)
+    if c == T_F2_RL:
+        e10 = math.exp((v + 30.0) * 0.1)
+        tau_f2 = (
+            562.0 * math.exp(-(v + 27.0) * (v + 27.0) * (1.0 / 240.0))
+            + 31.0 * e10 / (e10 + _E_5P5)  # 31/(1 + e^((25-V)/10))
+            + 80.0 / (1.0 + e10)
+        )
+        return math.exp(-dt_ms / tau_f2)
+    if c == T_IPK:
+        return 1.0 / (1.0 + math.exp((25.0 - v) * (1.0 / 5.98)))
+    frt = p[FARADAY, s] / (p[R_GAS, s] * p[T_KELVIN, s])  # 1/mV
+    if c == T_INAK:
+        e_vfrt_01 = math.exp(-0.1 * v * frt)
+        e_vfrt = math.exp(-v * frt)
+        return 1.0 / (1.0 + 0.1245 * e_vfrt_01 + 0.0353 * e_vfrt)
+    if c == T_NACA_EG:
+        return math.exp(p[GAMMA_NACA, s] * v * frt)
+    if c == T_NACA_EGM1:
+        return math.exp((p[GAMMA_NACA, s] - 1.0) * v * frt)
+    # I_CaL's GHK drive = A(V)·Ca_ss − B(V); removable 0/0 at V = 15 mV: use the limits
+    v15 = v - 15.0
+    faraday = p[FARADAY, s]
+    if c == T_CAL_A:
+        if abs(v15) > 1e-7:
+            e_cal = math.exp(2.0 * v15 * frt)
+            return v15 * faraday * frt * e_cal / (e_cal - 1.0)
+        return 0.5 * faraday
+    if c == T_CAL_B:
+        if abs(v15) > 1e-7:
+            e_cal = math.exp(2.0 * v15 * frt)
+            return 4.0 * v15 * faraday * frt * p[CA_O, s] / (e_cal - 1.0)
+        return 2.0 * faraday * p[CA_O, s]
+    return 0.0
+
+
+def step(y, p, k, s, dt_ms, i_stim, table):
     v = y[V, k]
     ca_i = y[CA_I, k]
     ca_ss = y[CA_SS, k]
@@ -188,86 +341,8 @@ def step(y, p, k, s, dt_ms, i_stim):
     e_ks = rtf * math.log((k_o + p_kna * na_o) / (k_i + p_kna * na_i))
     e_ca = 0.5 * rtf * math.log(ca_o / ca_i)
 
-    # Exponentials shared by several gates (see the module docstring)
-    e5 = math.exp((v + 20.0) * 0.2)  # slope 5 mV: m, d, s
-    e7 = math.exp((v + 20.0) * (1.0 / 7.0))  # slope 7 mV: f, f2, Xr1
-    e10 = math.exp((v + 30.0) * 0.1)  # slope 10 mV: f, f2, Xr1, j
-    e20 = math.exp((v + 60.0) * 0.05)  # slope 20 mV: Xr2, d
-    e6 = math.exp((5.0 - v) * (1.0 / 6.0))  # slope 6 mV: Xs, r
+    row, frac = table_position(v, table)
 
-    # I_Na gates m, h, j
-    sig = 1.0 + math.exp((-56.86 - v) * (1.0 / 9.03))
-    m_inf = 1.0 / (sig * sig)
-    alpha_m = e5 / (e5 + _E_M8)  # 1/(1 + e^((-60-V)/5))
-    beta_m = 0.1 / (1.0 + e5 * _E_3) + 0.1 / (1.0 + math.exp((v - 50.0) * 0.005))
-    tau_m = alpha_m * beta_m
-    sig = 1.0 + math.exp((v + 71.55) * (1.0 / 7.43))
-    hj_inf = 1.0 / (sig * sig)
-    if v < -40.0:
-        rate_h = 0.057 * math.exp(-(v + 80.0) * (1.0 / 6.8)) + (
-            2.7 * math.exp(0.079 * v) + 3.1e5 * math.exp(0.3485 * v)
-        )
-        alpha_j = (
-            (-25428.0 * math.exp(0.2444 * v) - 6.948e-6 * math.exp(-0.04391 * v))
-            * (v + 37.78)
-            / (1.0 + math.exp(0.311 * (v + 79.23)))
-        )
-        beta_j = 0.02424 * math.exp(-0.01052 * v) / (1.0 + math.exp(-0.1378 * (v + 40.14)))
-    else:
-        rate_h = 0.77 / (0.13 * (1.0 + math.exp((v + 10.66) * (-1.0 / 11.1))))
-        alpha_j = 0.0
-        beta_j = 0.6 * math.exp(0.057 * v) * e10 / (e10 + _E_M0P2)  # /(1 + e^(-0.1(V+32)))
-    rate_j = alpha_j + beta_j
-
-    # I_Kr gates Xr1, Xr2
-    xr1_inf = e7 / (e7 + _E_M6_7)  # 1/(1 + e^((-26-V)/7))
-    alpha_xr1 = 450.0 * e10 / (e10 + _E_M1P5)  # 450/(1 + e^((-45-V)/10))
-    beta_xr1 = 6.0 / (1.0 + math.exp((v + 30.0) * (1.0 / 11.5)))
-    tau_xr1 = alpha_xr1 * beta_xr1
-    xr2_inf = 1.0 / (1.0 + math.exp((v + 88.0) * (1.0 / 24.0)))
-    alpha_xr2 = 3.0 * e20 / (e20 + 1.0)  # 3/(1 + e^((-60-V)/20))
-    beta_xr2 = 1.12 / (1.0 + e20 * _E_M6)  # 1.12/(1 + e^((V-60)/20))
-    tau_xr2 = alpha_xr2 * beta_xr2
-
-    # I_Ks gate Xs
-    xs_inf = 1.0 / (1.0 + math.exp((-5.0 - v) * (1.0 / 14.0)))
-    alpha_xs = 1400.0 / math.sqrt(1.0 + e6)
-    beta_xs = 1.0 / (1.0 + math.exp((v - 35.0) * (1.0 / 15.0)))
-    tau_xs = alpha_xs * beta_xs + 80.0
-
-    # I_to gates r, s (the s gate is the one place the endocardial variant differs)
-    r_inf = 1.0 / (1.0 + e6 * _E_2P5)  # 1/(1 + e^((20-V)/6))
-    tau_r = 9.5 * math.exp(-(v + 40.0) * (v + 40.0) * (1.0 / 1800.0)) + 0.8
-    if p[CELLTYPE, s] < 0.5:
-        s_inf = 1.0 / (1.0 + e5 * _E_1P6)  # 1/(1 + e^((V+28)/5))
-        tau_s = 1000.0 * math.exp(-(v + 67.0) * (v + 67.0) * 0.001) + 8.0
-    else:
-        s_inf = 1.0 / (1.0 + e5)
-        tau_s = (
-            85.0 * math.exp(-(v + 45.0) * (v + 45.0) * (1.0 / 320.0))
-            + 5.0 / (1.0 + e5 * _E_M8)  # 5/(1 + e^((V-20)/5))
-            + 3.0
-        )
-
-    # I_CaL gates d, f, f2, fCass
-    d_inf = 1.0 / (1.0 + math.exp((-8.0 - v) * (1.0 / 7.5)))
-    alpha_d = 1.4 / (1.0 + math.exp((-35.0 - v) * (1.0 / 13.0))) + 0.25
-    beta_d = 1.4 / (1.0 + e5 * _E_M3)  # 1.4/(1 + e^((V+5)/5))
-    gamma_d = e20 / (e20 + _E_5P5)  # 1/(1 + e^((50-V)/20))
-    tau_d = alpha_d * beta_d + gamma_d
-    f_inf = 1.0 / (1.0 + e7)
-    tau_f = (
-        1102.5 * math.exp(-(v + 27.0) * (v + 27.0) * (1.0 / 225.0))
-        + 200.0 * e10 / (e10 + _E_4P3)  # 200/(1 + e^((13-V)/10))
-        + 180.0 / (1.0 + e10)
-        + 20.0
-    )
-    f2_inf = 0.67 / (1.0 + e7 * _E_15_7) + 0.33  # e^((V+35)/7)
-    tau_f2 = (
-        562.0 * math.exp(-(v + 27.0) * (v + 27.0) * (1.0 / 240.0))
-        + 31.0 * e10 / (e10 + _E_5P5)  # 31/(1 + e^((25-V)/10))
-        + 80.0 / (1.0 + e10)
-    )
     ca_ss_rel = ca_ss * 20.0  # Ca_ss / 0.05 mM
     fcass_den = 1.0 / (1.0 + ca_ss_rel * ca_ss_rel)
     fcass_inf = 0.6 * fcass_den + 0.4
@@ -295,30 +370,22 @@ def step(y, p, k, s, dt_ms, i_stim):
     i_ks = p[G_KS, s] * xs * xs * (v - e_ks)
     i_to = p[G_TO, s] * y[R_GATE, k] * y[S_GATE, k] * dv_k
 
-    v15 = v - 15.0
-    if abs(v15) > 1e-7:
-        e_cal = math.exp(2.0 * v15 * frt)
-        i_cal_drive = 4.0 * v15 * faraday * frt * (0.25 * ca_ss * e_cal - ca_o) / (e_cal - 1.0)
-    else:
-        # removable 0/0 at V = 15 mV: the limit of the GHK factor
-        i_cal_drive = 2.0 * faraday * (0.25 * ca_ss - ca_o)
+    i_cal_drive = lookup(T_CAL_A, v, p, s, dt_ms, table, row, frac) * ca_ss - lookup(
+        T_CAL_B, v, p, s, dt_ms, table, row, frac
+    )
     i_cal = p[G_CAL, s] * y[D, k] * y[F, k] * y[F2, k] * y[FCASS, k] * i_cal_drive
 
-    e_vfrt_01 = math.exp(-0.1 * v * frt)
-    e_vfrt = e_vfrt_01 * e_vfrt_01
-    e_vfrt = e_vfrt * e_vfrt * e_vfrt_01
-    e_vfrt = e_vfrt * e_vfrt  # e^(-V F/RT) = (e^(-0.1 V F/RT))^10
     i_nak = (
         p[P_NAK, s]
         * k_o
         / (k_o + p[K_MK, s])
         * na_i
         / (na_i + p[K_MNA, s])
-        / (1.0 + 0.1245 * e_vfrt_01 + 0.0353 * e_vfrt)
+        * lookup(T_INAK, v, p, s, dt_ms, table, row, frac)
     )
 
-    e_gamma = math.exp(p[GAMMA_NACA, s] * v * frt)
-    e_gamma_m1 = e_gamma * e_vfrt  # e^((gamma-1) V F/RT)
+    e_gamma = lookup(T_NACA_EG, v, p, s, dt_ms, table, row, frac)
+    e_gamma_m1 = lookup(T_NACA_EGM1, v, p, s, dt_ms, table, row, frac)
     km_nai = p[KM_NAI, s]
     na_i_cubed = na_i * na_i * na_i
     na_o_cubed = na_o * na_o * na_o
@@ -333,7 +400,7 @@ def step(y, p, k, s, dt_ms, i_stim):
     )
 
     i_pca = p[G_PCA, s] * ca_i / (ca_i + p[K_PCA, s])
-    i_pk = p[G_PK, s] * dv_k / (1.0 + math.exp((25.0 - v) * (1.0 / 5.98)))
+    i_pk = p[G_PK, s] * dv_k * lookup(T_IPK, v, p, s, dt_ms, table, row, frac)
     i_bna = p[G_BNA, s] * (v - e_na)
     i_bca = p[G_BCA, s] * (v - e_ca)
 
@@ -389,15 +456,25 @@ def step(y, p, k, s, dt_ms, i_stim):
     y[K_I, k] = k_i + dt_ms * d_k_i
 
     # Rush–Larsen: x <- x_inf + (x - x_inf) e^(-dt/tau)
-    y[M, k] = m_inf + (m - m_inf) * math.exp(-dt_ms / tau_m)
-    y[H, k] = hj_inf + (y[H, k] - hj_inf) * math.exp(-dt_ms * rate_h)
-    y[J, k] = hj_inf + (y[J, k] - hj_inf) * math.exp(-dt_ms * rate_j)
-    y[XR1, k] = xr1_inf + (y[XR1, k] - xr1_inf) * math.exp(-dt_ms / tau_xr1)
-    y[XR2, k] = xr2_inf + (y[XR2, k] - xr2_inf) * math.exp(-dt_ms / tau_xr2)
-    y[XS, k] = xs_inf + (xs - xs_inf) * math.exp(-dt_ms / tau_xs)
-    y[R_GATE, k] = r_inf + (y[R_GATE, k] - r_inf) * math.exp(-dt_ms / tau_r)
-    y[S_GATE, k] = s_inf + (y[S_GATE, k] - s_inf) * math.exp(-dt_ms / tau_s)
-    y[D, k] = d_inf + (y[D, k] - d_inf) * math.exp(-dt_ms / tau_d)
-    y[F, k] = f_inf + (y[F, k] - f_inf) * math.exp(-dt_ms / tau_f)
-    y[F2, k] = f2_inf + (y[F2, k] - f2_inf) * math.exp(-dt_ms / tau_f2)
     y[FCASS, k] = fcass_inf + (y[FCASS, k] - fcass_inf) * math.exp(-dt_ms / tau_fcass)
+    hj_inf = lookup(T_HJ_INF, v, p, s, dt_ms, table, row, frac)
+    m_inf = lookup(T_M_INF, v, p, s, dt_ms, table, row, frac)
+    y[M, k] = m_inf + (m - m_inf) * lookup(T_M_RL, v, p, s, dt_ms, table, row, frac)
+    y[H, k] = hj_inf + (y[H, k] - hj_inf) * lookup(T_H_RL, v, p, s, dt_ms, table, row, frac)
+    y[J, k] = hj_inf + (y[J, k] - hj_inf) * lookup(T_J_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_XR1_INF, v, p, s, dt_ms, table, row, frac)
+    y[XR1, k] = x_inf + (y[XR1, k] - x_inf) * lookup(T_XR1_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_XR2_INF, v, p, s, dt_ms, table, row, frac)
+    y[XR2, k] = x_inf + (y[XR2, k] - x_inf) * lookup(T_XR2_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_XS_INF, v, p, s, dt_ms, table, row, frac)
+    y[XS, k] = x_inf + (xs - x_inf) * lookup(T_XS_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_R_INF, v, p, s, dt_ms, table, row, frac)
+    y[R_GATE, k] = x_inf + (y[R_GATE, k] - x_inf) * lookup(T_R_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_S_INF, v, p, s, dt_ms, table, row, frac)
+    y[S_GATE, k] = x_inf + (y[S_GATE, k] - x_inf) * lookup(T_S_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_D_INF, v, p, s, dt_ms, table, row, frac)
+    y[D, k] = x_inf + (y[D, k] - x_inf) * lookup(T_D_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_F_INF, v, p, s, dt_ms, table, row, frac)
+    y[F, k] = x_inf + (y[F, k] - x_inf) * lookup(T_F_RL, v, p, s, dt_ms, table, row, frac)
+    x_inf = lookup(T_F2_INF, v, p, s, dt_ms, table, row, frac)
+    y[F2, k] = x_inf + (y[F2, k] - x_inf) * lookup(T_F2_RL, v, p, s, dt_ms, table, row, frac)
