@@ -18,10 +18,14 @@ As in the Myokit file (not the CellML one), the stimulus is carried by K⁺: it 
 dK_i/dt, which keeps K_i from drifting under long pacing.
 
 Numerics: Rush–Larsen for the 15 gates (m, h, j, oa, oi, ua, ui, xr, xs, d, f, f_Ca, u, v, w),
-forward Euler for V and the five concentrations. Rate expressions of the form
-x / (1 − exp(−x/s)) have removable singularities (I_Na α_m at −47.13 mV, I_Kr at −14.1 and
-3.3328 mV, I_Ks at 19.9 mV, τ_d at −10 mV, τ_w at 7.9 mV): they are written with ``expm1``,
-which has no cancellation near x = 0, and replaced by their limit (plus the linear Taylor
+forward Euler for V and the five concentrations. Every term that depends only on V (the twelve
+V-gated gates' steady states and e^(−dt/τ), I_Kur's conductance, the V factors of I_K1, I_Kr,
+I_NaK, I_NaCa) is a column of :data:`TABULATED`, computed by ``voltage_term`` and read by
+``step`` through ``lookup``: exactly, or interpolated from a 0.05 mV table
+(``base.build_table``). Rate expressions of the form x / (1 − exp(−x/s)) have removable
+singularities (I_Na α_m at −47.13 mV, I_Kr at −14.1 and 3.3328 mV, I_Ks at 19.9 mV, τ_d at
+−10 mV, τ_w at 7.9 mV): ``voltage_term`` writes them with ``expm1``, which has no
+cancellation near x = 0, and replaces them by their limit (plus the linear Taylor
 term where there is one) when |x| < 1e-9 mV, where that differs from the exact function by
 far less than rounding; exactly at x = 0 the expm1 form would give 0/0. Divisions by
 literal constants are written as products with ``(1.0 / c)``, which Python folds into one
@@ -30,7 +34,7 @@ constant: without fast-math the compilers keep a real division, ~10 % of the ste
 
 import math
 
-from cardiotwin.solvers.ionic.base import Parameter, State
+from cardiotwin.solvers.ionic.base import Parameter, State, lookup, table_position
 
 CITATION = "Courtemanche M, Ramirez RJ, Nattel S (1998) Am J Physiol 275:H301-H321"
 
@@ -137,7 +141,192 @@ V_INF_SHIFT = math.exp(-0.8 * FN_THRESHOLD / FN_SLOPE)
 SINGULAR_MV = 1e-9
 
 
-def step(y, p, k, s, dt_ms, i_stim):
+#: Quantities that depend only on V (and parameters, dt): gate steady states, Rush–Larsen
+#: factors e^(−dt/τ), I_Kur's conductance, and the V-dependent factors of I_K1, I_Kr, I_NaK
+#: and I_NaCa. ``step`` gets them through ``lookup``: exact, or interpolated from a table (see
+#: ``base.build_table``). f_Ca, u and v relax towards Ca_i- and flux-dependent steady states
+#: and stay exact; their constant decay factors (f_ca_rl, u_rl) are columns so that the
+#: ``exp`` is taken once per table, not once per step (a constant interpolates exactly).
+TABULATED = (
+    "m_inf", "m_rl", "h_inf", "h_rl", "j_inf", "j_rl",
+    "oa_inf", "ua_inf", "oa_ua_rl", "oi_inf", "oi_rl", "ui_inf", "ui_rl", "g_kur_factor",
+    "xr_inf", "xr_rl", "i_kr_factor", "xs_inf", "xs_rl",
+    "d_inf", "d_rl", "f_inf", "f_rl", "w_inf", "w_rl",
+    "i_k1_factor", "i_nak_factor", "i_naca_na_coef", "i_naca_ca_coef", "f_ca_rl", "u_rl",
+)  # fmt: skip
+(
+    T_M_INF, T_M_RL, T_H_INF, T_H_RL, T_J_INF, T_J_RL,
+    T_OA_INF, T_UA_INF, T_OA_UA_RL, T_OI_INF, T_OI_RL, T_UI_INF, T_UI_RL, T_G_KUR,
+    T_XR_INF, T_XR_RL, T_I_KR, T_XS_INF, T_XS_RL,
+    T_D_INF, T_D_RL, T_F_INF, T_F_RL, T_W_INF, T_W_RL,
+    T_I_K1, T_I_NAK, T_I_NACA_NA, T_I_NACA_CA, T_F_CA_RL, T_U_RL,
+) = range(31)  # fmt: skip
+
+
+def voltage_term(c, v_m, p, s, dt_ms):
+    """Column ``c`` of :data:`TABULATED` at membrane potential ``v_m`` (mV)."""
+    # --- I_Na gates (eqs. 29-34) ---
+    if c == T_M_INF or c == T_M_RL:
+        x = v_m + 47.13
+        if abs(x) < SINGULAR_MV:
+            alpha = 3.2 + 0.16 * x  # 0.32 x / (1 - exp(-0.1 x)) near x = 0
+        else:
+            alpha = -0.32 * x / math.expm1(-0.1 * x)
+        rate = alpha + 0.08 * math.exp(-v_m * (1.0 / 11.0))
+        if c == T_M_INF:
+            return alpha / rate
+        return math.exp(-dt_ms * rate)
+    # α_h = α_j = 0 at and above −40 mV: both gates relax to 0 there
+    if c == T_H_INF or c == T_H_RL:
+        if v_m < -40.0:
+            alpha = 0.135 * math.exp((v_m + 80.0) * (1.0 / -6.8))
+            rate = alpha + 3.56 * math.exp(0.079 * v_m) + 3.1e5 * math.exp(0.35 * v_m)
+        else:
+            alpha = 0.0
+            rate = 1.0 / (0.13 * (1.0 + math.exp((v_m + 10.66) * (1.0 / -11.1))))
+        if c == T_H_INF:
+            return alpha / rate
+        return math.exp(-dt_ms * rate)
+    if c == T_J_INF or c == T_J_RL:
+        if v_m < -40.0:
+            alpha = (
+                (-127140.0 * math.exp(0.2444 * v_m) - 3.474e-5 * math.exp(-0.04391 * v_m))
+                * (v_m + 37.78)
+                / (1.0 + math.exp(0.311 * (v_m + 79.23)))
+            )
+            rate = alpha + 0.1212 * math.exp(-0.01052 * v_m) / (
+                1.0 + math.exp(-0.1378 * (v_m + 40.14))
+            )
+        else:
+            alpha = 0.0
+            rate = 0.3 * math.exp(-2.535e-7 * v_m) / (1.0 + math.exp(-0.1 * (v_m + 32.0)))
+        if c == T_J_INF:
+            return alpha / rate
+        return math.exp(-dt_ms * rate)
+
+    # --- I_to (eqs. 36-40) and I_Kur (eqs. 41-46): oa and ua share their rates ---
+    if c == T_OA_INF:
+        return 1.0 / (1.0 + math.exp((v_m + 20.47) * (1.0 / -17.54)))
+    if c == T_UA_INF:
+        return 1.0 / (1.0 + math.exp((v_m + 30.3) * (1.0 / -9.6)))
+    if c == T_OA_UA_RL:
+        rate = 0.65 / (
+            math.exp((v_m + 10.0) * (1.0 / -8.5)) + math.exp((v_m - 30.0) * (1.0 / -59.0))
+        ) + 0.65 / (2.5 + math.exp((v_m + 82.0) * (1.0 / 17.0)))
+        return math.exp(-dt_ms * rate * p[K_Q10, s])
+    if c == T_OI_INF:
+        return 1.0 / (1.0 + math.exp((v_m + 43.1) * (1.0 / 5.3)))
+    if c == T_OI_RL:
+        rate = 1.0 / (18.53 + math.exp((v_m + 113.7) * (1.0 / 10.95))) + 1.0 / (
+            35.56 + math.exp((v_m + 1.26) * (1.0 / -7.44))
+        )
+        return math.exp(-dt_ms * rate * p[K_Q10, s])
+    if c == T_UI_INF:
+        return 1.0 / (1.0 + math.exp((v_m - 99.45) * (1.0 / 27.48)))
+    if c == T_UI_RL:
+        rate = 1.0 / (21.0 + math.exp((v_m - 185.0) * (1.0 / -28.0))) + math.exp(
+            (v_m - 158.0) * (1.0 / 16.0)
+        )
+        return math.exp(-dt_ms * rate * p[K_Q10, s])
+    if c == T_G_KUR:  # nS/pF, before g_Kur_scale
+        return 0.005 + 0.05 / (1.0 + math.exp((v_m - 15.0) * (1.0 / -13.0)))
+
+    # --- I_Kr (eqs. 47-49) ---
+    if c == T_XR_INF:
+        return 1.0 / (1.0 + math.exp((v_m + 14.1) * (1.0 / -6.5)))
+    if c == T_XR_RL:
+        x = v_m + 14.1
+        if abs(x) < SINGULAR_MV:
+            alpha = 3.0e-4 * (5.0 + 0.5 * x)
+        else:
+            alpha = -3.0e-4 * x / math.expm1(-0.2 * x)
+        x = v_m - 3.3328
+        if abs(x) < SINGULAR_MV:
+            beta = 7.3898e-5 * (5.1237 - 0.5 * x)
+        else:
+            beta = 7.3898e-5 * x / math.expm1(x * (1.0 / 5.1237))
+        return math.exp(-dt_ms * (alpha + beta))
+    if c == T_I_KR:  # inward rectification
+        return 1.0 / (1.0 + math.exp((v_m + 15.0) * (1.0 / 22.4)))
+
+    # --- I_Ks (eqs. 50-52): τ = 0.5 / (α + β) ---
+    if c == T_XS_INF or c == T_XS_RL:
+        x = v_m - 19.9
+        if c == T_XS_INF:
+            return 1.0 / math.sqrt(1.0 + math.exp(-x * (1.0 / 12.7)))
+        if abs(x) < SINGULAR_MV:
+            alpha = 4.0e-5 * (17.0 + 0.5 * x)
+            beta = 3.5e-5 * (9.0 - 0.5 * x)
+        else:
+            alpha = -4.0e-5 * x / math.expm1(-x * (1.0 / 17.0))
+            beta = 3.5e-5 * x / math.expm1(x * (1.0 / 9.0))
+        return math.exp(-2.0 * dt_ms * (alpha + beta))
+
+    # --- I_CaL voltage gates (eqs. 53-56) ---
+    if c == T_D_INF or c == T_D_RL:
+        x = v_m + 10.0
+        if c == T_D_INF:
+            return 1.0 / (1.0 + math.exp(-x * (1.0 / 8.0)))
+        if abs(x) < SINGULAR_MV:
+            rate = 2.0 * 6.24 * 0.035  # 1/τ_d; τ_d = tanh(x/12.48)/(0.035 x) is even in x
+        else:
+            em1 = math.expm1(-x * (1.0 / 6.24))
+            rate = 0.035 * x * (2.0 + em1) / -em1
+        return math.exp(-dt_ms * rate)
+    if c == T_F_INF:
+        return 1.0 / (1.0 + math.exp((v_m + 28.0) * (1.0 / 6.9)))
+    if c == T_F_RL:
+        x = v_m + 10.0
+        rate = (0.0197 * math.exp(-0.0337 * 0.0337 * x * x) + 0.02) * (1.0 / 9.0)
+        return math.exp(-dt_ms * rate)
+
+    # --- J_rel voltage-dependent inactivation w (eq. 71) ---
+    if c == T_W_INF:
+        return 1.0 - 1.0 / (1.0 + math.exp(-(v_m - 40.0) * (1.0 / 17.0)))
+    if c == T_W_RL:
+        x = v_m - 7.9
+        if abs(x) < SINGULAR_MV:
+            rate = 1.3 / 1.2  # τ_w → 6 (1/5) / 1.3 ms
+        else:
+            em1 = math.expm1(-x * (1.0 / 5.0))
+            rate = (1.3 + 0.3 * em1) * x / (-6.0 * em1)
+        return math.exp(-dt_ms * rate)
+
+    # --- V-dependent factors of currents (eqs. 35, 57-60) ---
+    if c == T_I_K1:  # inward rectification
+        return 1.0 / (1.0 + math.exp(0.07 * (v_m + 80.0)))
+    vfrt = v_m / (R_GAS * p[TEMP, s] / FARADAY)
+    exp_neg = math.exp(-vfrt)
+    na_o = p[NA_O, s]
+    k_o = p[K_O, s]
+    ca_o = p[CA_O, s]
+    if c == T_I_NAK:  # I_NaK without its Na_i saturation, pA/pF
+        sigma = (math.exp(na_o * (1.0 / 67.3)) - 1.0) * (1.0 / 7.0)
+        f_nak = 1.0 / (1.0 + 0.1245 * math.exp(-0.1 * vfrt) + 0.0365 * sigma * exp_neg)
+        return p[I_NAK_MAX, s] * f_nak * k_o / (k_o + p[KM_K_O, s])
+    # I_NaCa = i_naca_na_coef·Na_i³ − i_naca_ca_coef·Ca_i (pA/pF per mM³, per mM)
+    if c == T_I_NACA_NA or c == T_I_NACA_CA:
+        exp_g = math.exp(p[GAMMA_NACA, s] * vfrt)
+        exp_g1 = exp_g * exp_neg  # exp((γ − 1) V F/RT)
+        km_na = p[KM_NA, s]
+        scale = p[I_NACA_MAX, s] / (
+            (km_na * km_na * km_na + na_o * na_o * na_o)
+            * (p[KM_CA, s] + ca_o)
+            * (1.0 + p[K_SAT, s] * exp_g1)
+        )
+        if c == T_I_NACA_NA:
+            return scale * exp_g * ca_o
+        return scale * exp_g1 * na_o * na_o * na_o
+
+    # --- constant decay factors of the Ca-dependent gates f_Ca and u ---
+    if c == T_F_CA_RL:
+        return math.exp(-dt_ms / p[TAU_F_CA, s])
+    if c == T_U_RL:
+        return math.exp(-dt_ms / p[TAU_U, s])
+    return 0.0
+
+
+def step(y, p, k, s, dt_ms, i_stim, table):
     """Advance node ``k`` by ``dt_ms`` (ms); ``i_stim`` in µA/µF, positive depolarising."""
     v_m = y[V, k]
     na_i = y[NA_I, k]
@@ -152,142 +341,79 @@ def step(y, p, k, s, dt_ms, i_stim):
     v_i = p[V_I, s]
     v_up = p[V_UP, s]
     v_rel = p[V_REL, s]
-    kq10 = p[K_Q10, s]
 
     rtf = R_GAS * p[TEMP, s] / FARADAY  # mV
     e_na = rtf * math.log(na_o / na_i)
     e_k = rtf * math.log(k_o / k_i)
     e_ca = 0.5 * rtf * math.log(ca_o / ca_i)
 
+    row, frac = table_position(v_m, table)
+
     # --- I_Na (eqs. 29-34) ---
     m = y[M, k]
     h = y[H, k]
     jj = y[J, k]
-    x = v_m + 47.13
-    if abs(x) < SINGULAR_MV:
-        alpha = 3.2 + 0.16 * x  # 0.32 x / (1 - exp(-0.1 x)) near x = 0
-    else:
-        alpha = -0.32 * x / math.expm1(-0.1 * x)
-    rate = alpha + 0.08 * math.exp(-v_m * (1.0 / 11.0))
-    m_inf = alpha / rate
-    y[M, k] = m_inf + (m - m_inf) * math.exp(-dt_ms * rate)
-    if v_m < -40.0:
-        alpha = 0.135 * math.exp((v_m + 80.0) * (1.0 / -6.8))
-        rate = alpha + 3.56 * math.exp(0.079 * v_m) + 3.1e5 * math.exp(0.35 * v_m)
-        h_inf = alpha / rate
-        y[H, k] = h_inf + (h - h_inf) * math.exp(-dt_ms * rate)
-        alpha = (
-            (-127140.0 * math.exp(0.2444 * v_m) - 3.474e-5 * math.exp(-0.04391 * v_m))
-            * (v_m + 37.78)
-            / (1.0 + math.exp(0.311 * (v_m + 79.23)))
-        )
-        rate = alpha + 0.1212 * math.exp(-0.01052 * v_m) / (1.0 + math.exp(-0.1378 * (v_m + 40.14)))
-        j_inf = alpha / rate
-        y[J, k] = j_inf + (jj - j_inf) * math.exp(-dt_ms * rate)
-    else:
-        # α_h = α_j = 0 above −40 mV: both gates relax to 0
-        rate = 1.0 / (0.13 * (1.0 + math.exp((v_m + 10.66) * (1.0 / -11.1))))
-        y[H, k] = h * math.exp(-dt_ms * rate)
-        rate = 0.3 * math.exp(-2.535e-7 * v_m) / (1.0 + math.exp(-0.1 * (v_m + 32.0)))
-        y[J, k] = jj * math.exp(-dt_ms * rate)
+    gate_inf = lookup(T_M_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[M, k] = gate_inf + (m - gate_inf) * lookup(T_M_RL, v_m, p, s, dt_ms, table, row, frac)
+    gate_inf = lookup(T_H_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[H, k] = gate_inf + (h - gate_inf) * lookup(T_H_RL, v_m, p, s, dt_ms, table, row, frac)
+    gate_inf = lookup(T_J_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[J, k] = gate_inf + (jj - gate_inf) * lookup(T_J_RL, v_m, p, s, dt_ms, table, row, frac)
     i_na = p[G_NA, s] * m * m * m * h * jj * (v_m - e_na)
 
     # --- I_K1 (eq. 35) ---
-    i_k1 = p[G_K1, s] * (v_m - e_k) / (1.0 + math.exp(0.07 * (v_m + 80.0)))
+    i_k1 = p[G_K1, s] * (v_m - e_k) * lookup(T_I_K1, v_m, p, s, dt_ms, table, row, frac)
 
-    # --- I_to (eqs. 36-40) and I_Kur (eqs. 41-46): oa and ua share their rates ---
+    # --- I_to (eqs. 36-40) and I_Kur (eqs. 41-46) ---
     oa = y[OA, k]
     oi = y[OI, k]
     ua = y[UA, k]
     ui = y[UI, k]
-    rate = 0.65 / (
-        math.exp((v_m + 10.0) * (1.0 / -8.5)) + math.exp((v_m - 30.0) * (1.0 / -59.0))
-    ) + 0.65 / (2.5 + math.exp((v_m + 82.0) * (1.0 / 17.0)))
-    decay = math.exp(-dt_ms * rate * kq10)
-    gate_inf = 1.0 / (1.0 + math.exp((v_m + 20.47) * (1.0 / -17.54)))
+    decay = lookup(T_OA_UA_RL, v_m, p, s, dt_ms, table, row, frac)
+    gate_inf = lookup(T_OA_INF, v_m, p, s, dt_ms, table, row, frac)
     y[OA, k] = gate_inf + (oa - gate_inf) * decay
-    gate_inf = 1.0 / (1.0 + math.exp((v_m + 30.3) * (1.0 / -9.6)))
+    gate_inf = lookup(T_UA_INF, v_m, p, s, dt_ms, table, row, frac)
     y[UA, k] = gate_inf + (ua - gate_inf) * decay
-    rate = 1.0 / (18.53 + math.exp((v_m + 113.7) * (1.0 / 10.95))) + 1.0 / (
-        35.56 + math.exp((v_m + 1.26) * (1.0 / -7.44))
-    )
-    gate_inf = 1.0 / (1.0 + math.exp((v_m + 43.1) * (1.0 / 5.3)))
-    y[OI, k] = gate_inf + (oi - gate_inf) * math.exp(-dt_ms * rate * kq10)
-    rate = 1.0 / (21.0 + math.exp((v_m - 185.0) * (1.0 / -28.0))) + math.exp(
-        (v_m - 158.0) * (1.0 / 16.0)
-    )
-    gate_inf = 1.0 / (1.0 + math.exp((v_m - 99.45) * (1.0 / 27.48)))
-    y[UI, k] = gate_inf + (ui - gate_inf) * math.exp(-dt_ms * rate * kq10)
+    gate_inf = lookup(T_OI_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[OI, k] = gate_inf + (oi - gate_inf) * lookup(T_OI_RL, v_m, p, s, dt_ms, table, row, frac)
+    gate_inf = lookup(T_UI_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[UI, k] = gate_inf + (ui - gate_inf) * lookup(T_UI_RL, v_m, p, s, dt_ms, table, row, frac)
     i_to = p[G_TO, s] * oa * oa * oa * oi * (v_m - e_k)
-    g_kur = p[G_KUR_SCALE, s] * (0.005 + 0.05 / (1.0 + math.exp((v_m - 15.0) * (1.0 / -13.0))))
+    g_kur = p[G_KUR_SCALE, s] * lookup(T_G_KUR, v_m, p, s, dt_ms, table, row, frac)
     i_kur = g_kur * ua * ua * ua * ui * (v_m - e_k)
 
     # --- I_Kr (eqs. 47-49) ---
     xr = y[XR, k]
-    x = v_m + 14.1
-    if abs(x) < SINGULAR_MV:
-        alpha = 3.0e-4 * (5.0 + 0.5 * x)
-    else:
-        alpha = -3.0e-4 * x / math.expm1(-0.2 * x)
-    x = v_m - 3.3328
-    if abs(x) < SINGULAR_MV:
-        beta = 7.3898e-5 * (5.1237 - 0.5 * x)
-    else:
-        beta = 7.3898e-5 * x / math.expm1(x * (1.0 / 5.1237))
-    gate_inf = 1.0 / (1.0 + math.exp((v_m + 14.1) * (1.0 / -6.5)))
-    y[XR, k] = gate_inf + (xr - gate_inf) * math.exp(-dt_ms * (alpha + beta))
-    i_kr = p[G_KR, s] * xr * (v_m - e_k) / (1.0 + math.exp((v_m + 15.0) * (1.0 / 22.4)))
+    gate_inf = lookup(T_XR_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[XR, k] = gate_inf + (xr - gate_inf) * lookup(T_XR_RL, v_m, p, s, dt_ms, table, row, frac)
+    i_kr = p[G_KR, s] * xr * (v_m - e_k) * lookup(T_I_KR, v_m, p, s, dt_ms, table, row, frac)
 
-    # --- I_Ks (eqs. 50-52): τ = 0.5 / (α + β) ---
+    # --- I_Ks (eqs. 50-52) ---
     xs = y[XS, k]
-    x = v_m - 19.9
-    if abs(x) < SINGULAR_MV:
-        alpha = 4.0e-5 * (17.0 + 0.5 * x)
-        beta = 3.5e-5 * (9.0 - 0.5 * x)
-    else:
-        alpha = -4.0e-5 * x / math.expm1(-x * (1.0 / 17.0))
-        beta = 3.5e-5 * x / math.expm1(x * (1.0 / 9.0))
-    gate_inf = 1.0 / math.sqrt(1.0 + math.exp(-x * (1.0 / 12.7)))
-    y[XS, k] = gate_inf + (xs - gate_inf) * math.exp(-2.0 * dt_ms * (alpha + beta))
+    gate_inf = lookup(T_XS_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[XS, k] = gate_inf + (xs - gate_inf) * lookup(T_XS_RL, v_m, p, s, dt_ms, table, row, frac)
     i_ks = p[G_KS, s] * xs * xs * (v_m - e_k)
 
     # --- I_CaL (eqs. 53-56) ---
     d = y[D, k]
     f = y[F_GATE, k]
     f_ca = y[F_CA, k]
-    x = v_m + 10.0
-    if abs(x) < SINGULAR_MV:
-        rate = 2.0 * 6.24 * 0.035  # 1/τ_d; τ_d = tanh(x/12.48)/(0.035 x) is even in x
-    else:
-        em1 = math.expm1(-x * (1.0 / 6.24))
-        rate = 0.035 * x * (2.0 + em1) / -em1
-    gate_inf = 1.0 / (1.0 + math.exp(-x * (1.0 / 8.0)))
-    y[D, k] = gate_inf + (d - gate_inf) * math.exp(-dt_ms * rate)
-    gate_inf = 1.0 / (1.0 + math.exp((v_m + 28.0) * (1.0 / 6.9)))
-    rate = (0.0197 * math.exp(-0.0337 * 0.0337 * x * x) + 0.02) * (1.0 / 9.0)
-    y[F_GATE, k] = gate_inf + (f - gate_inf) * math.exp(-dt_ms * rate)
+    gate_inf = lookup(T_D_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[D, k] = gate_inf + (d - gate_inf) * lookup(T_D_RL, v_m, p, s, dt_ms, table, row, frac)
+    gate_inf = lookup(T_F_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[F_GATE, k] = gate_inf + (f - gate_inf) * lookup(T_F_RL, v_m, p, s, dt_ms, table, row, frac)
     gate_inf = 1.0 / (1.0 + ca_i * (1.0 / 3.5e-4))
-    y[F_CA, k] = gate_inf + (f_ca - gate_inf) * math.exp(-dt_ms / p[TAU_F_CA, s])
+    y[F_CA, k] = gate_inf + (f_ca - gate_inf) * lookup(
+        T_F_CA_RL, v_m, p, s, dt_ms, table, row, frac
+    )
     i_cal = p[G_CAL, s] * d * f * f_ca * (v_m - p[E_CAL, s])
 
     # --- pumps, exchanger, background (eqs. 57-63) ---
-    vfrt = v_m / rtf
-    exp_neg = math.exp(-vfrt)
-    sigma = (math.exp(na_o * (1.0 / 67.3)) - 1.0) * (1.0 / 7.0)
-    f_nak = 1.0 / (1.0 + 0.1245 * math.exp(-0.1 * vfrt) + 0.0365 * sigma * exp_neg)
     ratio = p[KM_NA_I, s] / na_i
-    i_nak = p[I_NAK_MAX, s] * f_nak * k_o / (k_o + p[KM_K_O, s]) / (1.0 + ratio * math.sqrt(ratio))
-    exp_g = math.exp(p[GAMMA_NACA, s] * vfrt)
-    exp_g1 = exp_g * exp_neg  # exp((γ − 1) V F/RT)
-    km_na = p[KM_NA, s]
+    i_nak = lookup(T_I_NAK, v_m, p, s, dt_ms, table, row, frac) / (1.0 + ratio * math.sqrt(ratio))
     i_naca = (
-        p[I_NACA_MAX, s]
-        * (exp_g * na_i * na_i * na_i * ca_o - exp_g1 * na_o * na_o * na_o * ca_i)
-        / (
-            (km_na * km_na * km_na + na_o * na_o * na_o)
-            * (p[KM_CA, s] + ca_o)
-            * (1.0 + p[K_SAT, s] * exp_g1)
-        )
+        lookup(T_I_NACA_NA, v_m, p, s, dt_ms, table, row, frac) * (na_i * na_i * na_i)
+        - lookup(T_I_NACA_CA, v_m, p, s, dt_ms, table, row, frac) * ca_i
     )
     i_pca = p[I_PCA_MAX, s] * ca_i / (p[KM_PCA, s] + ca_i)
     i_bna = p[G_BNA, s] * (v_m - e_na)
@@ -306,18 +432,12 @@ def step(y, p, k, s, dt_ms, i_stim):
     fn = 1e-12 * v_rel * j_rel - 5e-13 / FARADAY * (0.5 * i_cal - 0.2 * i_naca) * cm
     e_fn = math.exp((FN_THRESHOLD - fn) * (1.0 / FN_SLOPE))
     u_inf = 1.0 / (1.0 + e_fn)
-    y[U, k] = u_inf + (u - u_inf) * math.exp(-dt_ms / p[TAU_U, s])
+    y[U, k] = u_inf + (u - u_inf) * lookup(T_U_RL, v_m, p, s, dt_ms, table, row, frac)
     gate_inf = 1.0 - 1.0 / (1.0 + e_fn * V_INF_SHIFT)
     rate = 1.0 / (1.91 + 2.09 * u_inf)
     y[V_GATE, k] = gate_inf + (vg - gate_inf) * math.exp(-dt_ms * rate)
-    x = v_m - 7.9
-    if abs(x) < SINGULAR_MV:
-        rate = 1.3 / 1.2  # τ_w → 6 (1/5) / 1.3 ms
-    else:
-        em1 = math.expm1(-x * (1.0 / 5.0))
-        rate = (1.3 + 0.3 * em1) * x / (-6.0 * em1)
-    gate_inf = 1.0 - 1.0 / (1.0 + math.exp(-(v_m - 40.0) * (1.0 / 17.0)))
-    y[W, k] = gate_inf + (w - gate_inf) * math.exp(-dt_ms * rate)
+    gate_inf = lookup(T_W_INF, v_m, p, s, dt_ms, table, row, frac)
+    y[W, k] = gate_inf + (w - gate_inf) * lookup(T_W_RL, v_m, p, s, dt_ms, table, row, frac)
 
     # --- membrane potential and concentrations (eqs. 18-27), forward Euler ---
     i_k_total = i_k1 + i_to + i_kur + i_kr + i_ks
