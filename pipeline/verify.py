@@ -49,6 +49,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="explicit (sub-stepped to the stability bound) or theta-scheme with CG",
     )
     nv.add_argument("--json", type=Path, help="write the results to this JSON file")
+    nv.add_argument("--progress", action="store_true", help="show a progress bar (stderr)")
+    nv.add_argument(
+        "--cell-tables",
+        action="store_true",
+        help="gate rates from voltage lookup tables (faster; default: exact rates)",
+    )
+    nv.add_argument(
+        "--max-time",
+        type=float,
+        default=300.0,
+        help="stop at this simulated time if not all nodes have activated, ms (default 300)",
+    )
 
 
 def write_json_atomic(data: dict, path: Path) -> None:
@@ -118,8 +130,11 @@ def _run_nversion(args: argparse.Namespace) -> dict:
             backend=args.backend,
             mass=args.mass,
             diffusion=args.diffusion,
+            max_time_ms=args.max_time,
+            progress=args.progress,
+            cell_tables=args.cell_tables,
         )
-    except ValueError as exc:
+    except (ValueError, NotImplementedError) as exc:
         raise CommandError(str(exc)) from None
 
 

@@ -1,0 +1,283 @@
+"""The one mesh type of cardiotwin, structured box meshes, VTU I/O and validity checks.
+
+A :class:`Mesh` is linear tetrahedra in millimetres: ``points_mm`` (n, 3) float64, ``tets``
+(m, 4) int64 node indices, ``region`` (m,) int32 element tags, and optional per-element unit
+``fibres`` (m, 3) and ``sheets`` (m, 3). Tetrahedra are positively oriented (the signed volume
+``(x1 − x0)·((x2 − x0) × (x3 − x0)) / 6`` is positive); :func:`check_mesh` enforces that.
+
+meshio is imported only inside :func:`write_mesh` / :func:`read_mesh`, so the solvers (which
+use :class:`Mesh`) run on machines without it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: an element is degenerate when |volume| < this × (longest edge)³; a regular tetrahedron
+#: has 0.118, the Kuhn tetrahedra of :func:`box_mesh` 0.032, a sliver of 1e-6 is unusable
+DEGENERATE_RELATIVE_VOLUME = 1e-6
+
+#: cell-data names accepted as the element tag when reading (first found wins)
+_REGION_NAMES = ("region", "tag", "gmsh:physical", "medit:ref", "CellEntityIds")
+
+
+class MeshError(ValueError):
+    """An invalid mesh; the message names the offending elements or nodes and the fix."""
+
+
+def _index_list(indices: np.ndarray, limit: int = 10) -> str:
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    more = f", … ({indices.size} in all)" if indices.size > limit else ""
+    return shown + more
+
+
+@dataclass(eq=False)
+class Mesh:
+    """Linear tetrahedral mesh in mm with element tags and optional fibres.
+
+    - ``points_mm``: (n, 3) float64 node coordinates, mm;
+    - ``tets``: (m, 4) int64 node indices, positively oriented;
+    - ``region``: (m,) int32 element tags (default: all 1);
+    - ``fibres``: optional (m, 3) unit fibre direction per element;
+    - ``sheets``: optional (m, 3) unit sheet direction per element.
+    """
+
+    points_mm: np.ndarray
+    tets: np.ndarray
+    region: np.ndarray | None = None
+    fibres: np.ndarray | None = None
+    sheets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.points_mm = np.ascontiguousarray(self.points_mm, dtype=np.float64)
+        self.tets = np.ascontiguousarray(self.tets, dtype=np.int64)
+        if self.points_mm.ndim != 2 or self.points_mm.shape[1] != 3:
+            raise MeshError(f"points_mm must have shape (n, 3), got {self.points_mm.shape}")
+        if self.tets.ndim != 2 or self.tets.shape[1] != 4:
+            raise MeshError(f"tets must have shape (m, 4), got {self.tets.shape}")
+        m = self.tets.shape[0]
+        if self.region is None:
+            self.region = np.ones(m, dtype=np.int32)
+        self.region = np.ascontiguousarray(self.region, dtype=np.int32).reshape(-1)
+        if self.region.shape != (m,):
+            raise MeshError(f"region must have one tag per element ({m}), got {self.region.size}")
+        for name in ("fibres", "sheets"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.ascontiguousarray(value, dtype=np.float64)
+                if value.shape != (m, 3):
+                    raise MeshError(
+                        f"{name} must have shape ({m}, 3) (one vector per element), "
+                        f"got {value.shape}"
+                    )
+                setattr(self, name, value)
+
+    @property
+    def n_points(self) -> int:
+        return self.points_mm.shape[0]
+
+    @property
+    def n_elements(self) -> int:
+        return self.tets.shape[0]
+
+    def signed_volumes_mm3(self) -> np.ndarray:
+        """(m,) signed element volumes, mm³ (positive for positively oriented elements)."""
+        x = self.points_mm[self.tets]
+        e1, e2, e3 = x[:, 1] - x[:, 0], x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]
+        return np.einsum("ij,ij->i", e1, np.cross(e2, e3)) / 6.0
+
+    def longest_edges_mm(self) -> np.ndarray:
+        """(m,) length of each element's longest edge, mm."""
+        x = self.points_mm[self.tets]
+        pairs = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+        lengths = np.stack([np.linalg.norm(x[:, a] - x[:, b], axis=1) for a, b in pairs], axis=1)
+        return lengths.max(axis=1)
+
+
+def box_mesh(
+    size_mm: tuple[float, float, float] = (20.0, 7.0, 3.0),
+    dx_mm: float = 0.5,
+    origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    region: int = 1,
+) -> Mesh:
+    """Structured tetrahedral box: cubes of side ``dx_mm``, each split into 6 Kuhn tetrahedra.
+
+    The Kuhn (Freudenthal) split uses the same diagonal in every cube, so neighbouring cubes
+    share faces conformingly. Fibres point along x. Nodes are numbered x fastest, then y, z.
+    Each side must be a whole number of ``dx_mm`` cells (the N-version slab 20 × 7 × 3 mm
+    works with 0.5, 0.2 and 0.1 mm). With fibres along an axis, the P1 stiffness of this mesh
+    couples only axis-aligned neighbours (the diagonal-edge entries are exactly zero), so
+    with lumped mass it equals the 7-point finite-difference Laplacian.
+    """
+    if not (np.isfinite(dx_mm) and dx_mm > 0):
+        raise ValueError(f"mesh spacing must be a positive number of mm, got dx = {dx_mm}")
+    size = np.asarray(size_mm, dtype=np.float64)
+    if size.shape != (3,) or not np.all(size > 0):
+        raise ValueError(f"box size must be three positive lengths in mm, got {size_mm}")
+    cells = np.rint(size / dx_mm).astype(np.int64)
+    if np.any(cells < 1) or np.any(np.abs(cells * dx_mm - size) > 1e-6 * size):
+        raise ValueError(
+            f"box {tuple(size.tolist())} mm is not a whole number of dx = {dx_mm} mm cells; "
+            "choose a dx that divides every side"
+        )
+    nx, ny, nz = (cells + 1).tolist()
+    axes = [np.linspace(0.0, s, c + 1) + o for s, c, o in zip(size, cells, origin_mm, strict=True)]
+    zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    points = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
+
+    def node(i, j, k):
+        return i + nx * (j + ny * k)
+
+    k, j, i = np.meshgrid(
+        np.arange(cells[2]), np.arange(cells[1]), np.arange(cells[0]), indexing="ij"
+    )
+    i, j, k = i.ravel(), j.ravel(), k.ravel()
+    unit = np.eye(3, dtype=np.int64)
+    tets = []
+    # one tetrahedron per ordering of the axes: the monotone path 000 -> 111 through the cube
+    for order in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        corners = [np.zeros(3, dtype=np.int64)]
+        for axis in order:
+            corners.append(corners[-1] + unit[axis])
+        verts = [node(i + c[0], j + c[1], k + c[2]) for c in corners]
+        # odd permutations of the axes give negatively oriented paths: swap two vertices
+        a, b, c = (unit[order[0]], unit[order[0]] + unit[order[1]], np.ones(3))
+        if np.linalg.det(np.stack([a, b, c])) < 0:
+            verts[1], verts[2] = verts[2], verts[1]
+        tets.append(np.stack(verts, axis=1))
+    tets = np.stack(tets, axis=1).reshape(-1, 4)
+    m = tets.shape[0]
+    fibres = np.zeros((m, 3))
+    fibres[:, 0] = 1.0
+    sheets = np.zeros((m, 3))
+    sheets[:, 1] = 1.0
+    return Mesh(
+        points_mm=points,
+        tets=tets,
+        region=np.full(m, region, dtype=np.int32),
+        fibres=fibres,
+        sheets=sheets,
+    )
+
+
+def check_mesh(mesh: Mesh, degenerate_relative_volume: float = DEGENERATE_RELATIVE_VOLUME):
+    """Raise :class:`MeshError` if ``mesh`` cannot be simulated; return it unchanged otherwise.
+
+    Checks: finite coordinates; node indices in range; no inverted (negative volume) and no
+    degenerate (|V| < ``degenerate_relative_volume`` × longest edge³) elements; fibres and
+    sheets, when present, finite and non-zero. The message names the first offending element
+    or node indices.
+    """
+    problems = []
+    bad_points = np.nonzero(~np.all(np.isfinite(mesh.points_mm), axis=1))[0]
+    if bad_points.size:
+        problems.append(
+            f"non-finite (NaN/inf) coordinates at nodes {_index_list(bad_points)}; "
+            "fix or remove these nodes"
+        )
+    n = mesh.n_points
+    out_of_range = np.nonzero(np.any((mesh.tets < 0) | (mesh.tets >= n), axis=1))[0]
+    if out_of_range.size:
+        problems.append(
+            f"elements {_index_list(out_of_range)} refer to nodes outside 0..{n - 1}; "
+            "the element list does not match the node list"
+        )
+    if not problems:
+        volumes = mesh.signed_volumes_mm3()
+        scale = mesh.longest_edges_mm() ** 3
+        degenerate = np.abs(volumes) < degenerate_relative_volume * scale
+        inverted = np.nonzero((volumes < 0) & ~degenerate)[0]
+        degenerate = np.nonzero(degenerate)[0]
+        if inverted.size:
+            problems.append(
+                f"inverted elements (negative volume) {_index_list(inverted)}; "
+                "swap two node indices of each to fix the orientation"
+            )
+        if degenerate.size:
+            problems.append(
+                f"degenerate elements (volume < {degenerate_relative_volume:g} × longest "
+                f"edge³) {_index_list(degenerate)}; remesh or remove them"
+            )
+    for name in ("fibres", "sheets"):
+        vectors = getattr(mesh, name)
+        if vectors is None:
+            continue
+        norms = np.linalg.norm(vectors, axis=1)
+        bad = np.nonzero(~np.isfinite(norms) | (norms < 1e-12))[0]
+        if bad.size:
+            problems.append(
+                f"{name} of elements {_index_list(bad)} are zero or not finite; "
+                f"assign a unit {name[:-1]} direction to every element"
+            )
+    if problems:
+        raise MeshError("invalid mesh: " + "; ".join(problems))
+    return mesh
+
+
+def write_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
+    """Write ``mesh`` as VTU (region, fibres, sheets as cell data) via a temporary file.
+
+    The file appears under ``path`` only once completely written (``os.replace``).
+    """
+    import meshio
+
+    path = Path(path)
+    if path.suffix.lower() != ".vtu":
+        raise ValueError(f"write_mesh writes VTU files; name the file *.vtu, got {path}")
+    cell_data = {"region": [mesh.region]}
+    for name in ("fibres", "sheets"):
+        if getattr(mesh, name) is not None:
+            cell_data[name] = [getattr(mesh, name)]
+    out = meshio.Mesh(mesh.points_mm, [("tetra", mesh.tets)], cell_data=cell_data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.vtu", dir=path.parent)
+    os.close(fd)
+    try:
+        meshio.write(tmp, out, file_format="vtu")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_mesh(path: str | os.PathLike) -> Mesh:
+    """Read the tetrahedra of a mesh file meshio understands (VTU, VTK, Gmsh, Medit, …).
+
+    Element tags come from cell data ``region`` (or ``tag``, ``gmsh:physical``, ``medit:ref``,
+    ``CellEntityIds``; all 1 if none), fibres/sheets from ``fibres``/``sheets``. Other cell
+    types (surface triangles) are ignored.
+    """
+    import meshio
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mesh file {path} does not exist")
+    try:
+        raw = meshio.read(path)
+    except Exception as exc:
+        raise MeshError(f"cannot read mesh file {path}: {exc}") from exc
+    blocks = [i for i, block in enumerate(raw.cells) if block.type == "tetra"]
+    if not blocks:
+        types = sorted({block.type for block in raw.cells})
+        raise MeshError(f"{path} has no tetrahedra (cell types: {', '.join(types) or 'none'})")
+    tets = np.concatenate([raw.cells[i].data for i in blocks])
+
+    def cell_field(name):
+        if name not in raw.cell_data:
+            return None
+        return np.concatenate([np.asarray(raw.cell_data[name][i]) for i in blocks])
+
+    region = next((cell_field(n) for n in _REGION_NAMES if n in raw.cell_data), None)
+    return Mesh(
+        points_mm=raw.points[:, :3],
+        tets=tets,
+        region=region,
+        fibres=cell_field("fibres"),
+        sheets=cell_field("sheets"),
+    )

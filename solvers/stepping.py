@@ -1,0 +1,586 @@
+"""Operator splitting for the monodomain equation: ionic step, then diffusion.
+
+One time step of Δt (Godunov, the default; Qu & Garfinkel 1999, IEEE TBME 46:1166):
+
+1. ionic: every node's cell model advances Δt (the backend's cell kernel: Rush–Larsen gates,
+   forward Euler otherwise) with the stimulus current of the step's start time;
+2. diffusion: M dV/dt = −K V over Δt (P1 FEM, :mod:`cardiotwin.solvers.fem`).
+
+Strang splitting (``splitting="strang"``) does diffusion Δt/2, ionic Δt, diffusion Δt/2.
+
+Diffusion schemes (``diffusion=``):
+
+- ``"explicit"``: forward Euler V ← V − h M⁻¹K V, stable for h ≤ 2/λ_max(M⁻¹K). The bound is
+  computed from the mesh (see :meth:`SplitStepper.stability_limit_ms`) and Δt is split into
+  the fewest equal substeps h ≤ 0.95·2/λ_max (``substeps="auto"``); a fixed ``substeps=n``
+  whose h exceeds the bound is an error. With the consistent mass each substep solves
+  M V⁺ = (M − hK) V by CG.
+- ``"implicit"``: θ-scheme (M + θΔt K) V⁺ = (M − (1−θ)Δt K) V (θ = 0.5 Crank–Nicolson, the
+  default; θ = 1 backward Euler), solved by conjugate gradients with a Jacobi preconditioner
+  warm-started from V.
+
+Mass: ``"lumped"`` (row sums; diagonal) or ``"consistent"``; the N-version benchmark shows the
+difference is large on coarse meshes (../shared/NVERSION.md §1).
+
+Backends (``backend=``): ``"cpu"`` (Numba), ``"reference"`` (numpy/scipy/plain Python, the
+oracle), ``"cuda"`` (when it implements the tissue operations), ``"auto"`` (CUDA if a device
+is usable and supported, else CPU). The stepper uses only these backend operations, on
+backend-owned arrays, so nothing of size N crosses between host and device per step:
+``make_cell_kernel``, ``run_context``, ``asarray``, ``to_host``, ``empty``, ``zeros``, ``sparse``,
+``reduction_workspace``, ``spmm``, ``spmm_dot``, ``col_dot``, ``axpby``, ``copy``, ``fill``,
+``set_at``, ``precondition``, ``cg_update``, ``cg_direction`` and, for the trackers,
+``activation_update``, ``apd_update``, ``first_bad_index``, ``count_nan``. Host work per
+step is O(1) (plus O(B) scalars per CG iteration).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import scipy.sparse as sp
+
+from cardiotwin.solvers.ionic.base import build_table, n_table_columns
+from cardiotwin.solvers.monodomain import MonodomainProblem
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "cpu", "cuda", "reference")
+#: explicit substeps use at most this fraction of the forward-Euler limit 2/λ_max, so the
+#: fastest modes are damped (|1 − hλ| ≤ 0.9) rather than left undamped
+STABILITY_SAFETY = 0.95
+#: Lanczos estimates approach λ_max from below; this margin covers their tolerance
+LANCZOS_MARGIN = 1.02
+CHECKPOINT_FORMAT = 1
+
+
+class StopSimulation(Exception):
+    """Raised by a tracker to end a run early (e.g. all nodes activated); not an error."""
+
+
+def cuda_usable() -> bool:
+    """Whether a CUDA device is usable (False without numba-cuda or a driver)."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # no numba-cuda, no driver, broken install: all mean "no"
+        return False
+
+
+def select_backend(name: str) -> ModuleType:
+    """The backend module for ``name`` (``auto``, ``cpu``, ``cuda``, ``reference``)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    if name == "auto":
+        if cuda_usable():
+            module = importlib.import_module("cardiotwin.solvers.backends.cuda")
+            if getattr(module, "SUPPORTS_TISSUE", False):
+                log.info("backend auto: using CUDA")
+                return module
+            log.warning("backend auto: a CUDA device is usable but the CUDA backend has no "
+                        "tissue operations yet; using the CPU")  # fmt: skip
+        else:
+            log.info("backend auto: no usable CUDA device; using the CPU")
+        name = "cpu"
+    module = importlib.import_module(f"cardiotwin.solvers.backends.{name}")
+    if not getattr(module, "SUPPORTS_TISSUE", False):
+        raise NotImplementedError(
+            f"the {name} backend does not implement the tissue operations yet (spmm, CG, "
+            "tracker updates; see solvers/stepping.py); use backend='cpu'"
+        )
+    return module
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What :meth:`SplitStepper.run` did."""
+
+    t_ms: float  # time reached, ms
+    steps: int  # steps taken in this call
+    wall_s: float  # wall-clock time of the stepping loop, s
+    stopped_by: str | None  # the tracker message that ended the run early, if any
+    node_steps_per_s: float  # N·B·steps / wall_s
+
+
+class ConjugateGradient:
+    """Batched preconditioned CG for SPD ``matrix`` (N, N) on (N, B) right-hand sides.
+
+    Jacobi preconditioner; each column stops at ‖r‖ ≤ ``rtol``·‖b‖ (columns with b = 0
+    relative to their initial residual). Written once with the backend operations.
+    """
+
+    def __init__(self, ops, matrix: sp.csr_matrix, n_cols: int, rtol: float, max_iterations):
+        self.ops = ops
+        n = matrix.shape[0]
+        self.matrix = ops.sparse(matrix)
+        self.diag_inv = ops.asarray(1.0 / matrix.diagonal())
+        self.r, self.z, self.p, self.q = (ops.empty((n, n_cols)) for _ in range(4))
+        self.work = ops.reduction_workspace(n, n_cols)
+        self.rtol = float(rtol)
+        self.max_iterations = int(max_iterations)
+        self.iterations = 0  # total over all solves
+        self.solves = 0
+
+    def solve(self, b, x) -> int:
+        """Solve ``matrix · x = b`` in place, ``x`` holding the initial guess; returns the
+        number of iterations."""
+        ops = self.ops
+        ops.spmm(self.matrix, x, self.r)
+        ops.axpby(1.0, b, -1.0, self.r)  # r = b − A x
+        bb = ops.col_dot(b, b, self.work)
+        rz = ops.precondition(self.r, self.diag_inv, self.z, self.work)
+        rr = ops.col_dot(self.r, self.r, self.work)
+        tol2 = self.rtol**2 * np.where(bb > 0, bb, rr)
+        active = rr > tol2
+        self.solves += 1
+        if not active.any():
+            return 0
+        ops.copy(self.z, self.p)
+        for iteration in range(1, self.max_iterations + 1):
+            pq = ops.spmm_dot(self.matrix, self.p, self.q, self.work)
+            alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=active & (pq != 0))
+            rr, rz_new = ops.cg_update(
+                alpha, self.p, self.q, x, self.r, self.diag_inv, self.z, self.work
+            )
+            active = rr > tol2
+            if not active.any():
+                self.iterations += iteration
+                return iteration
+            beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=active & (rz != 0))
+            rz = rz_new
+            ops.cg_direction(self.z, beta, self.p)
+        raise RuntimeError(
+            f"conjugate gradients did not converge in {self.max_iterations} iterations "
+            f"(relative residual {np.sqrt((rr / np.where(bb > 0, bb, 1.0)).max()):.3g}, "
+            f"asked {self.rtol:g}); raise cg_max_iterations or lower dt"
+        )
+
+
+class _ExplicitLumped:
+    """V ← (I − h M_L⁻¹K)^n V: one SpMM per substep."""
+
+    def __init__(self, ops, problem, dt_ms, substeps, n_cols):
+        self.ops, self.substeps = ops, substeps
+        h = dt_ms / substeps
+        step = (
+            sp.identity(problem.n_nodes, format="csr")
+            - h * sp.diags(1.0 / problem.lumped_mass) @ problem.stiffness
+        )
+        self.matrix = ops.sparse(step.tocsr())
+        self.tmp = ops.empty((problem.n_nodes, n_cols))
+
+    def apply(self, v) -> None:
+        src, dst = v, self.tmp
+        for _ in range(self.substeps):
+            self.ops.spmm(self.matrix, src, dst)
+            src, dst = dst, src
+        if src is not v:
+            self.ops.copy(src, v)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, data) -> None:
+        pass
+
+
+class _Theta:
+    """(M + θh K) V⁺ = (M − (1−θ)h K) V by CG warm-started from V, ``substeps`` times.
+
+    θ = 0 with the consistent mass is forward Euler: solving M V⁺ = (M − hK) V rather than
+    M x = K V keeps the right-hand side at the size of M V, so a relative CG tolerance
+    stays meaningful when V is nearly uniform (K V ≈ 0 at rest).
+    """
+
+    def __init__(self, ops, problem, dt_ms, theta, mass, substeps, n_cols, rtol, max_iterations):
+        self.ops, self.substeps = ops, substeps
+        h = dt_ms / substeps
+        m = sp.diags(problem.lumped_mass) if mass == "lumped" else problem.consistent_mass
+        k = problem.stiffness
+        self.rhs_matrix = ops.sparse((m - (1.0 - theta) * h * k).tocsr())
+        self.cg = ConjugateGradient(ops, (m + theta * h * k).tocsr(), n_cols, rtol, max_iterations)
+        self.rhs = ops.empty((problem.n_nodes, n_cols))
+
+    def apply(self, v) -> None:
+        for _ in range(self.substeps):
+            self.ops.spmm(self.rhs_matrix, v, self.rhs)
+            self.cg.solve(self.rhs, v)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, data) -> None:
+        pass
+
+
+class SplitStepper:
+    """Advance a :class:`MonodomainProblem` in time by operator splitting.
+
+    Parameters: ``dt_ms`` (> 0), ``backend`` (see module doc), ``mass`` (``"lumped"`` |
+    ``"consistent"``), ``diffusion`` (``"explicit"`` | ``"implicit"``), ``theta`` (implicit:
+    0.5 Crank–Nicolson, 1 backward Euler), ``splitting`` (``"godunov"`` | ``"strang"``),
+    ``substeps`` (explicit: ``"auto"`` or a fixed count), ``stability_bound``
+    (``"lanczos"`` or ``"gershgorin"``, see :meth:`stability_limit_ms`), ``cg_rtol``,
+    ``cg_max_iterations``, ``cell_tables`` (gate rates from the model's voltage lookup tables
+    built for ``dt_ms``, as openCARP and TorchCor do: several times faster for TP06 and
+    Courtemanche; off by default, exact rates), ``state`` (initial (n_states, N·B) array;
+    default the problem's).
+
+    The stepper owns the state on the backend; :attr:`t_ms` is ``step_index · dt_ms``.
+    """
+
+    def __init__(
+        self,
+        problem: MonodomainProblem,
+        dt_ms: float,
+        *,
+        backend: str = "cpu",
+        mass: str = "lumped",
+        diffusion: str = "explicit",
+        theta: float = 0.5,
+        splitting: str = "godunov",
+        substeps: int | str = "auto",
+        stability_bound: str = "lanczos",
+        cg_rtol: float = 1e-10,
+        cg_max_iterations: int = 1000,
+        cell_tables: bool = False,
+        state: np.ndarray | None = None,
+    ) -> None:
+        if not (isinstance(dt_ms, int | float) and math.isfinite(dt_ms) and dt_ms > 0):
+            raise ValueError(f"time step must be a positive number of ms, got dt = {dt_ms}")
+        for name, value, allowed in (
+            ("mass", mass, ("lumped", "consistent")),
+            ("diffusion", diffusion, ("explicit", "implicit")),
+            ("splitting", splitting, ("godunov", "strang")),
+            ("stability_bound", stability_bound, ("lanczos", "gershgorin")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if diffusion == "implicit" and not 0.5 <= theta <= 1.0:
+            raise ValueError(f"theta must lie in [0.5, 1] (unconditionally stable), got {theta}")
+        if substeps != "auto" and not (isinstance(substeps, int) and substeps >= 1):
+            raise ValueError(f"substeps must be 'auto' or a positive integer, got {substeps!r}")
+        self.problem = problem
+        self.dt_ms = float(dt_ms)
+        self.mass, self.diffusion, self.theta = mass, diffusion, float(theta)
+        self.splitting, self.stability_bound = splitting, stability_bound
+        self.cg_rtol, self.cg_max_iterations = float(cg_rtol), int(cg_max_iterations)
+        self.ops = select_backend(backend)
+        self.backend = self.ops.NAME
+        self.n_nodes, self.batch_size = problem.n_nodes, problem.batch_size
+
+        diffusion_dt = self.dt_ms / 2 if splitting == "strang" else self.dt_ms
+        self.substeps = 1
+        if diffusion == "explicit":
+            self.substeps = self._explicit_substeps(diffusion_dt, substeps)
+        self.diffusion_operator = self._make_diffusion(diffusion_dt)
+
+        self._p = self.ops.asarray(problem.parameters.as_array())
+        self.cell_tables = bool(cell_tables) and n_table_columns(problem.model) > 0
+        self._cell_kernel = self._make_cell_kernel()
+        self._pset = self.ops.asarray(problem.parameter_sets(), dtype=np.int32)
+        n_flat = self.n_nodes * self.batch_size
+        self._i_stim = self.ops.zeros(n_flat)
+        self._stimulus_index = [
+            self.ops.asarray(problem.stimulus_indices(s), dtype=np.int64) for s in problem.stimuli
+        ]
+        self._stimulus_key: tuple | None = None
+        initial = problem.initial_state() if state is None else np.asarray(state, np.float64)
+        self._check_state(initial)
+        self._y = self.ops.asarray(initial)
+        self.step_index = 0
+        self.t_end_ms: float | None = None
+        self.trackers: list = []
+        self._fingerprint: str | None = None
+        self._warm_up()
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _make_cell_kernel(self):
+        model = self.problem.model
+        if not self.cell_tables:
+            return self.ops.make_cell_kernel(model)
+        kernel = self.ops.make_cell_kernel(model, use_table=True)
+        table = self.ops.asarray(build_table(model, self.problem.parameters.as_array(), self.dt_ms))
+
+        def cell_kernel(y, p, pset, dt_ms, i_stim):
+            kernel(y, p, pset, dt_ms, i_stim, table)
+
+        return cell_kernel
+
+    def _warm_up(self) -> None:
+        """Compile the cell kernel now (one step of a one-node copy), so that the time of a
+        run is the stepping alone (TP06 takes tens of seconds to compile)."""
+        one = self.ops.asarray(self.ops.to_host(self._y[:, :1]))
+        pset = self.ops.asarray(self.ops.to_host(self._pset[:1]), dtype=np.int32)
+        self._cell_kernel(one, self._p, pset, self.dt_ms, self.ops.zeros(1))
+
+    def stability_limit_ms(self) -> float:
+        """Largest stable forward-Euler diffusion substep, 2/λ_max(M⁻¹K), in ms (no margin).
+
+        λ_max of the lumped M_L⁻¹K: ``stability_bound="lanczos"`` (default) computes it by
+        Lanczos (×1.02 margin; 3.6 s for the 442 k nodes of the 0.1 mm N-version slab),
+        ``"gershgorin"`` bounds it by row sums (rigorous, instant, 1.53× too large on box
+        meshes). For the consistent mass, 5× that (rigorous, since M_C ⪰ M_L/5; the true
+        ratio is 4.33 on box meshes, and Lanczos on the generalized problem needs an inner
+        CG per iteration: ~2 min at 58 k nodes).
+        """
+        from cardiotwin.solvers import fem
+
+        problem = self.problem
+        if self.stability_bound == "lanczos":
+            lam = LANCZOS_MARGIN * fem.largest_eigenvalue(problem.stiffness, problem.lumped_mass)
+        else:
+            lam = fem.gershgorin_bound(problem.stiffness, problem.lumped_mass)
+        if self.mass == "consistent":
+            lam *= fem.CONSISTENT_OVER_LUMPED_EIGENVALUE
+        return math.inf if lam <= 0 else 2.0 / lam
+
+    def _explicit_substeps(self, diffusion_dt: float, substeps) -> int:
+        limit = STABILITY_SAFETY * self.stability_limit_ms()
+        needed = max(1, math.ceil(diffusion_dt / limit * (1 - 1e-12)))
+        if substeps == "auto":
+            return needed
+        if diffusion_dt / substeps > limit:
+            raise ValueError(
+                f"dt = {self.dt_ms:g} ms with {substeps} diffusion substep(s) exceeds the "
+                f"explicit diffusion stability bound of this mesh: substeps of at most "
+                f"{limit:.4g} ms ({STABILITY_SAFETY} × 2/λ_max(M⁻¹K), {self.mass} mass). "
+                f"Use substeps='auto' ({needed} substeps), substeps ≥ {needed}, "
+                f"dt ≤ {limit * substeps:.4g} ms, or diffusion='implicit'"
+            )
+        return int(substeps)
+
+    def _make_diffusion(self, dt_ms: float):
+        args = (self.ops, self.problem, dt_ms)
+        b = self.problem.batch_size
+        if self.diffusion == "explicit" and self.mass == "lumped":
+            return _ExplicitLumped(*args, self.substeps, b)
+        theta = self.theta if self.diffusion == "implicit" else 0.0
+        return _Theta(
+            *args, theta, self.mass, self.substeps, b, self.cg_rtol, self.cg_max_iterations
+        )
+
+    def _check_state(self, y: np.ndarray) -> None:
+        model = self.problem.model
+        expected = (model.n_states, self.n_nodes * self.batch_size)
+        if y.shape != expected:
+            raise ValueError(
+                f"state must have shape {expected} (states × tissue nodes·batch), got {y.shape}"
+            )
+        bad = np.argwhere(~np.isfinite(y))
+        if bad.size:
+            i, k = bad[0]
+            node, member = divmod(int(k), self.batch_size)
+            x = self.problem.points_mm[node]
+            raise ValueError(
+                f"initial state {model.state_names[i]!r} is {y[i, k]} at node {node} "
+                f"({x[0]:.4g}, {x[1]:.4g}, {x[2]:.4g} mm), batch member {member}; "
+                "give finite initial values"
+            )
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def t_ms(self) -> float:
+        return self.step_index * self.dt_ms
+
+    @property
+    def voltage(self):
+        """Backend (N, B) view of the membrane potential (mV); for trackers."""
+        return self._y[0].reshape(self.n_nodes, self.batch_size)
+
+    @property
+    def voltage_mv(self) -> np.ndarray:
+        """Host copy (N, B) of the membrane potential, mV."""
+        return self.ops.to_host(self.voltage)
+
+    @property
+    def state(self) -> np.ndarray:
+        """Host copy (n_states, N·B) of the full state."""
+        return self.ops.to_host(self._y)
+
+    def set_state(self, y: np.ndarray, t_ms: float | None = None) -> None:
+        """Replace the state (host array, same shape); optionally the time (a whole step)."""
+        y = np.asarray(y, dtype=np.float64)
+        self._check_state(y)
+        self.ops.copy(self.ops.asarray(y), self._y)
+        if t_ms is not None:
+            self.step_index = round(t_ms / self.dt_ms)
+
+    # --- stepping -----------------------------------------------------------------------
+
+    def _set_stimulus(self, t_ms: float) -> None:
+        tol = 1e-6 * self.dt_ms
+        key = tuple(s.is_on(t_ms, tol) for s in self.problem.stimuli)
+        if key == self._stimulus_key:
+            return
+        self.ops.fill(self._i_stim, 0.0)
+        for on, stimulus, index in zip(
+            key, self.problem.stimuli, self._stimulus_index, strict=True
+        ):
+            if on:
+                self.ops.set_at(self._i_stim, index, stimulus.strength_ua_per_uf)
+        self._stimulus_key = key
+
+    def _ionic(self) -> None:
+        self._set_stimulus(self.t_ms)
+        self._cell_kernel(self._y, self._p, self._pset, self.dt_ms, self._i_stim)
+
+    def advance(self) -> None:
+        """One split step of ``dt_ms`` (no trackers)."""
+        v = self.voltage
+        if self.splitting == "godunov":
+            self._ionic()
+            self.diffusion_operator.apply(v)
+        else:
+            self.diffusion_operator.apply(v)
+            self._ionic()
+            self.diffusion_operator.apply(v)
+        self.step_index += 1
+
+    def diffuse(self, v, steps: int = 1) -> None:
+        """Apply only the diffusion operator ``steps`` times to backend array ``v`` (N, B),
+        in place, without ionic steps or time advance (diffusion tests, smoothing)."""
+        with self.ops.run_context(self.n_nodes * self.batch_size):
+            for _ in range(steps):
+                self.diffusion_operator.apply(v)
+
+    def run(self, t_end_ms: float, trackers=(), resume_from: str | os.PathLike | None = None):
+        """Step until ``t_end_ms`` (or a tracker stops the run); returns a :class:`RunSummary`.
+
+        ``trackers``: objects of :mod:`cardiotwin.solvers.trackers`. ``resume_from``: a
+        checkpoint written by :class:`~cardiotwin.solvers.trackers.CheckpointTracker` (or
+        :meth:`save_checkpoint`) for this same problem and numerics, with the same list of
+        tracker types; the run then continues exactly as the interrupted one would have.
+        """
+        if not math.isfinite(t_end_ms):
+            raise ValueError(f"t_end must be a finite time in ms, got {t_end_ms}")
+        self.trackers = list(trackers)
+        self.t_end_ms = float(t_end_ms)
+        for tracker in self.trackers:
+            tracker.start(self)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from, self.trackers)
+        n_end = math.ceil(t_end_ms / self.dt_ms - 1e-9)
+        updating = [t for t in self.trackers if t.updates_every_step]
+        handled = sorted(
+            (t for t in self.trackers if t.interval_ms is not None),
+            key=lambda t: getattr(t, "handle_last", False),
+        )
+        every = [max(1, round(t.interval_ms / self.dt_ms)) for t in handled]
+        stopped_by = None
+        start_step = self.step_index
+        started = time.perf_counter()
+        try:
+            with self.ops.run_context(self.n_nodes * self.batch_size):
+                while self.step_index < n_end:
+                    self.advance()
+                    for tracker in updating:
+                        tracker.update(self)
+                    for tracker, n in zip(handled, every, strict=True):
+                        if self.step_index % n == 0 or self.step_index == n_end:
+                            tracker.handle(self)
+        except StopSimulation as stop:
+            stopped_by = str(stop)
+            log.info("stopped at t = %.4g ms: %s", self.t_ms, stopped_by)
+        finally:
+            for tracker in self.trackers:
+                tracker.finish(self)
+        wall = time.perf_counter() - started
+        steps = self.step_index - start_step
+        return RunSummary(
+            t_ms=self.t_ms,
+            steps=steps,
+            wall_s=wall,
+            stopped_by=stopped_by,
+            node_steps_per_s=self.n_nodes * self.batch_size * steps / wall if wall > 0 else 0.0,
+        )
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """Hash of the problem and the numerics: a checkpoint resumes only the same run."""
+        if self._fingerprint is None:
+            import hashlib
+
+            numerics = (self.dt_ms, self.mass, self.diffusion, self.theta, self.splitting,
+                        self.substeps, self.cg_rtol, self.cell_tables)  # fmt: skip
+            text = self.problem.fingerprint() + repr(numerics)
+            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
+        return self._fingerprint
+
+    @staticmethod
+    def _tracker_keys(trackers) -> list[str]:
+        return [f"{i}.{type(t).__name__}" for i, t in enumerate(trackers)]
+
+    def save_checkpoint(self, path: str | os.PathLike, trackers=()) -> Path:
+        """Write state, time, tracker states and the set-up hash to ``path`` (``.npz``),
+        atomically (temporary file + rename)."""
+        path = Path(path)
+        arrays = {
+            "format": np.array(CHECKPOINT_FORMAT),
+            "fingerprint": np.array(self.fingerprint()),
+            "step_index": np.array(self.step_index, dtype=np.int64),
+            "dt_ms": np.array(self.dt_ms),
+            "t_ms": np.array(self.t_ms),
+            "state": self.ops.to_host(self._y),
+        }
+        for name, value in self.diffusion_operator.state_dict().items():
+            arrays[f"diffusion/{name}"] = value
+        for key, tracker in zip(self._tracker_keys(trackers), trackers, strict=True):
+            for name, value in tracker.state_dict().items():
+                arrays[f"tracker/{key}/{name}"] = np.asarray(value)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike, trackers=()) -> None:
+        """Restore a checkpoint of this same set-up (state, time, solver and tracker state)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        with np.load(path, allow_pickle=False) as data:
+            files = set(data.files)
+            if "fingerprint" not in files or int(data["format"]) != CHECKPOINT_FORMAT:
+                raise ValueError(
+                    f"{path} is not a cardiotwin checkpoint (format {CHECKPOINT_FORMAT})"
+                )
+            if str(data["fingerprint"]) != self.fingerprint():
+                raise ValueError(
+                    f"checkpoint {path} was written for a different problem or numerics "
+                    "(mesh, tissue, model, stimuli, dt, mass, diffusion scheme); resume it with "
+                    "the set-up that wrote it"
+                )
+            state = data["state"]
+            self._check_state(state)
+            self.ops.copy(self.ops.asarray(state), self._y)
+            self.step_index = int(data["step_index"])
+            self.diffusion_operator.load_state_dict(
+                {k.split("/", 1)[1]: data[k] for k in files if k.startswith("diffusion/")}
+            )
+            for key, tracker in zip(self._tracker_keys(trackers), trackers, strict=True):
+                prefix = f"tracker/{key}/"
+                saved = {k[len(prefix) :]: data[k] for k in files if k.startswith(prefix)}
+                if saved:
+                    tracker.load_state_dict(saved)
+                elif tracker.state_dict():
+                    log.warning("checkpoint %s has no state for tracker %s; it starts fresh",
+                                path, key)  # fmt: skip
+        self._stimulus_key = None
