@@ -6,10 +6,13 @@ in Numba's CUDA simulator, which is how CI checks their logic without a GPU.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import cache
 
-from numba import cuda
+import numpy as np
+from numba import cuda, float64
 
 from cardiotwin.solvers.ionic.base import (
     IonicModel,
@@ -64,3 +67,358 @@ def _kernel_for_module(module_name: str, use_table: bool, with_table: bool) -> C
         _kernel[blocks, THREADS_PER_BLOCK](y, p, pset, dt_ms, i_stim, table)
 
     return kernel
+
+
+# --- tissue operations ---------------------------------------------------------------------
+# The same operations as the CPU backend (see solvers/backends/cpu.py and
+# solvers/stepping.py), on Numba-CUDA device arrays. Element-wise kernels use grid-stride
+# loops over flat views; column reductions write one partial sum per block and chunk, and the
+# host adds the (few) partials in a fixed order, so results do not depend on the device.
+# CuPy is not needed; every kernel also runs under the CUDA simulator.
+
+SUPPORTS_TISSUE = True
+
+#: blocks for grid-stride kernels (enough to fill an H100's 132 SMs several times)
+MAX_BLOCKS = 4096
+#: fixed number of row chunks of a column reduction (independent of the device)
+REDUCTION_CHUNKS = 256
+
+
+def _blocks(n: int) -> int:
+    return max(1, min(MAX_BLOCKS, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK))
+
+
+def _flat(a):
+    return a.reshape(a.size)
+
+
+class CSRMatrix:
+    """A CSR matrix on the device (``indptr``, ``indices``, ``data``)."""
+
+    def __init__(self, matrix):
+        matrix = matrix.tocsr()
+        matrix.sort_indices()
+        self.indptr = cuda.to_device(np.ascontiguousarray(matrix.indptr, dtype=np.int64))
+        self.indices = cuda.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int64))
+        self.data = cuda.to_device(np.ascontiguousarray(matrix.data, dtype=np.float64))
+        self.shape = matrix.shape
+
+
+def run_context(n_entries: int):
+    return nullcontext()
+
+
+def asarray(a, dtype=np.float64):
+    """A device copy of host array ``a`` (C-contiguous)."""
+    return cuda.to_device(np.array(a, dtype=dtype, order="C", copy=True))
+
+
+def to_host(a) -> np.ndarray:
+    return a.copy_to_host()
+
+
+def empty(shape, dtype=np.float64):
+    return cuda.device_array(shape, dtype=dtype)
+
+
+def zeros(shape, dtype=np.float64):
+    out = cuda.device_array(shape, dtype=dtype)
+    fill(out, 0)
+    return out
+
+
+def sparse(matrix) -> CSRMatrix:
+    return CSRMatrix(matrix)
+
+
+def reduction_workspace(n_rows: int, n_cols: int):
+    chunks = min(REDUCTION_CHUNKS, max(n_rows, 1))
+    return cuda.device_array((2, chunks, n_cols))
+
+
+@cuda.jit
+def _spmm_kernel(indptr, indices, data, x, out):
+    # one thread per (row, column): neighbouring threads read neighbouring columns of x
+    n_cols = x.shape[1]
+    total = out.shape[0] * n_cols
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, total, stride):
+        i = k // n_cols
+        b = k - i * n_cols
+        acc = 0.0
+        for jj in range(indptr[i], indptr[i + 1]):
+            acc += data[jj] * x[indices[jj], b]
+        out[i, b] = acc
+
+
+def spmm(matrix: CSRMatrix, x, out) -> None:
+    """``out = matrix @ x`` for (n, B) ``x``; ``out`` must not alias ``x``."""
+    n = out.shape[0] * out.shape[1]
+    _spmm_kernel[_blocks(n), THREADS_PER_BLOCK](
+        matrix.indptr, matrix.indices, matrix.data, x, out
+    )
+
+
+@cuda.jit
+def _col_dot_partial(x, y, partial):
+    # chunk c = block; threads of the block stride over the chunk's rows; shared-memory tree
+    n, n_cols = x.shape
+    n_chunks = partial.shape[0]
+    c = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    lo = c * n // n_chunks
+    hi = (c + 1) * n // n_chunks
+    acc = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    for b in range(n_cols):
+        s = 0.0
+        for i in range(lo + t, hi, THREADS_PER_BLOCK):
+            s += x[i, b] * y[i, b]
+        acc[t] = s
+        cuda.syncthreads()
+        width = THREADS_PER_BLOCK // 2
+        while width > 0:
+            if t < width:
+                acc[t] += acc[t + width]
+            cuda.syncthreads()
+            width //= 2
+        if t == 0:
+            partial[c, b] = acc[0]
+        cuda.syncthreads()
+
+
+def _sum_chunks(partial) -> np.ndarray:
+    host = partial.copy_to_host()
+    out = np.zeros(host.shape[1])
+    for row in host:  # fixed order: deterministic
+        out += row
+    return out
+
+
+def col_dot(x, y, work) -> np.ndarray:
+    """Column-wise dot products of (n, B) device arrays: host array (B,)."""
+    partial = work[0]
+    _col_dot_partial[partial.shape[0], THREADS_PER_BLOCK](x, y, partial)
+    return _sum_chunks(partial)
+
+
+def spmm_dot(matrix: CSRMatrix, x, out, work) -> np.ndarray:
+    spmm(matrix, x, out)
+    return col_dot(x, out, work)
+
+
+@cuda.jit
+def _axpby_kernel(a, x, b, y):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, y.size, stride):
+        y[k] = a * x[k] + b * y[k]
+
+
+def axpby(a: float, x, b: float, y) -> None:
+    """``y = a·x + b·y`` element-wise."""
+    _axpby_kernel[_blocks(y.size), THREADS_PER_BLOCK](float(a), _flat(x), float(b), _flat(y))
+
+
+@cuda.jit
+def _copy_kernel(src, dst):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, dst.size, stride):
+        dst[k] = src[k]
+
+
+def copy(src, dst) -> None:
+    _copy_kernel[_blocks(dst.size), THREADS_PER_BLOCK](_flat(src), _flat(dst))
+
+
+@cuda.jit
+def _fill_kernel(a, value):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, a.size, stride):
+        a[k] = value
+
+
+def fill(a, value) -> None:
+    flat = _flat(a)
+    _fill_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, flat.dtype.type(value))
+
+
+@cuda.jit
+def _set_at_kernel(a, index, value):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, index.size, stride):
+        a[index[k]] = value
+
+
+def set_at(a, index, value: float) -> None:
+    """``a.flat[index] = value`` for a device integer array ``index``."""
+    if index.size:
+        _set_at_kernel[_blocks(index.size), THREADS_PER_BLOCK](_flat(a), index, float(value))
+
+
+@cuda.jit
+def _cg_update_kernel(alpha, p, q, x, r, diag_inv, z, partial_rr, partial_rz):
+    n, n_cols = x.shape
+    n_chunks = partial_rr.shape[0]
+    c = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    lo = c * n // n_chunks
+    hi = (c + 1) * n // n_chunks
+    acc_rr = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    acc_rz = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    for b in range(n_cols):
+        srr = 0.0
+        srz = 0.0
+        for i in range(lo + t, hi, THREADS_PER_BLOCK):
+            x[i, b] += alpha[b] * p[i, b]
+            ri = r[i, b] - alpha[b] * q[i, b]
+            r[i, b] = ri
+            zi = diag_inv[i] * ri
+            z[i, b] = zi
+            srr += ri * ri
+            srz += ri * zi
+        acc_rr[t] = srr
+        acc_rz[t] = srz
+        cuda.syncthreads()
+        width = THREADS_PER_BLOCK // 2
+        while width > 0:
+            if t < width:
+                acc_rr[t] += acc_rr[t + width]
+                acc_rz[t] += acc_rz[t + width]
+            cuda.syncthreads()
+            width //= 2
+        if t == 0:
+            partial_rr[c, b] = acc_rr[0]
+            partial_rz[c, b] = acc_rz[0]
+        cuda.syncthreads()
+
+
+def cg_update(alpha, p, q, x, r, diag_inv, z, work):
+    """x += αp, r −= αq, z = D⁻¹r per column; returns host (r·r, r·z), each (B,)."""
+    d_alpha = cuda.to_device(np.ascontiguousarray(alpha, dtype=np.float64))
+    _cg_update_kernel[work.shape[1], THREADS_PER_BLOCK](
+        d_alpha, p, q, x, r, diag_inv, z, work[0], work[1]
+    )
+    return _sum_chunks(work[0]), _sum_chunks(work[1])
+
+
+@cuda.jit
+def _jacobi_kernel(r, diag_inv, z):
+    n_cols = r.shape[1]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, r.shape[0] * n_cols, stride):
+        i = k // n_cols
+        b = k - i * n_cols
+        z[i, b] = diag_inv[i] * r[i, b]
+
+
+def precondition(r, diag_inv, z, work) -> np.ndarray:
+    """z = D⁻¹ r (Jacobi); returns host column-wise r·z (B,)."""
+    _jacobi_kernel[_blocks(r.size), THREADS_PER_BLOCK](r, diag_inv, z)
+    return col_dot(r, z, work)
+
+
+@cuda.jit
+def _cg_direction_kernel(z, beta, p):
+    n_cols = p.shape[1]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, p.shape[0] * n_cols, stride):
+        i = k // n_cols
+        b = k - i * n_cols
+        p[i, b] = z[i, b] + beta[b] * p[i, b]
+
+
+def cg_direction(z, beta, p) -> None:
+    d_beta = cuda.to_device(np.ascontiguousarray(beta, dtype=np.float64))
+    _cg_direction_kernel[_blocks(p.size), THREADS_PER_BLOCK](z, d_beta, p)
+
+
+@cuda.jit
+def _activation_kernel(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, v.size, stride):
+        a = v_prev[k]
+        b = v[k]
+        if a < threshold_mv and b >= threshold_mv:
+            t = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+            if math.isnan(first_ms[k]):
+                first_ms[k] = t
+            last_ms[k] = t
+            count[k] += 1
+        v_prev[k] = b
+
+
+def activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
+    """Upward crossings of ``threshold_mv`` (time-interpolated); then ``v_prev = v``."""
+    _activation_kernel[_blocks(v_prev.size), THREADS_PER_BLOCK](
+        v_prev, _flat(v), float(t_prev_ms), float(dt_ms), float(threshold_mv),
+        first_ms, last_ms, count,
+    )  # fmt: skip
+
+
+@cuda.jit
+def _apd_kernel(
+    v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms, count
+):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, v.size, stride):
+        a = v_prev[k]
+        b = v[k]
+        if phase[k] == 0:
+            if b < v_min[k]:
+                v_min[k] = b
+            if a < threshold_mv and b >= threshold_mv:
+                phase[k] = 1
+                t_up[k] = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+                v_peak[k] = b
+        else:
+            if b > v_peak[k]:
+                v_peak[k] = b
+            level = v_min[k] + (1.0 - fraction) * (v_peak[k] - v_min[k])
+            if a >= level and b < level:
+                t_down = t_prev_ms + dt_ms * (a - level) / (a - b)
+                apd_ms[k] = t_down - t_up[k]
+                count[k] += 1
+                phase[k] = 0
+                v_min[k] = b
+        v_prev[k] = b
+
+
+def apd_update(
+    v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms, count
+):
+    """APD at ``fraction`` repolarisation per node; contract as the CPU backend's."""
+    _apd_kernel[_blocks(v_prev.size), THREADS_PER_BLOCK](
+        v_prev, _flat(v), float(t_prev_ms), float(dt_ms), float(threshold_mv), float(fraction),
+        phase, t_up, v_min, v_peak, apd_ms, count,
+    )  # fmt: skip
+
+
+@cuda.jit
+def _first_bad_kernel(v, limit, result):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, v.size, stride):
+        if not abs(v[k]) <= limit:  # also true for NaN
+            cuda.atomic.min(result, 0, k)
+
+
+def first_bad_index(v, limit: float) -> int:
+    """Smallest flat index where ``v`` is NaN/inf or |v| > ``limit``; −1 if none."""
+    flat = _flat(v)
+    result = cuda.to_device(np.array([flat.size], dtype=np.int64))
+    _first_bad_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, float(limit), result)
+    bad = int(result.copy_to_host()[0])
+    return -1 if bad >= flat.size else bad
+
+
+@cuda.jit
+def _count_nan_kernel(a, result):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, a.size, stride):
+        if math.isnan(a[k]):
+            cuda.atomic.add(result, 0, 1)
+
+
+def count_nan(a) -> int:
+    flat = _flat(a)
+    result = cuda.to_device(np.zeros(1, dtype=np.int64))
+    _count_nan_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, result)
+    return int(result.copy_to_host()[0])
