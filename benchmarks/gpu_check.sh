@@ -29,13 +29,13 @@ export PYTHONUNBUFFERED=1
 
 status=0
 echo "== GPU tests"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
+CARDIOTWIN_REAL_GPU=1 timeout 120 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
   tests/solvers 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
 
 echo "== GPU benchmarks"
 for bench in benchmarks/bench_gpu_*.py; do
   [ -e "$bench" ] || continue
-  timeout 120 "$PY" "$bench" --json "$OUT/$(basename "$bench" .py).json" 2>&1 \
+  CARDIOTWIN_REAL_GPU=1 timeout 150 "$PY" "$bench" --json "$OUT/$(basename "$bench" .py).json" 2>&1 \
     | tee -a "$OUT/gpu_benchmarks.txt" || status=1
 done
 exit $status
