@@ -60,6 +60,18 @@ def test_activation_times_along_a_strip():
     np.testing.assert_array_equal(activation.count[:, 0], 1)
 
 
+def test_trackers_keep_recording_across_runs():
+    once = SplitStepper(_strip(), 0.02)
+    whole = ActivationTracker()
+    once.run(12.0, [whole])
+    twice = SplitStepper(_strip(), 0.02)
+    split = ActivationTracker()
+    twice.run(5.0, [split])
+    twice.run(12.0, [split])
+    np.testing.assert_array_equal(split.first_ms, whole.first_ms)
+    assert np.isfinite(whole.first_ms).all()
+
+
 def _crossing_ms(t, v, level, upward):
     """First interpolated crossing of ``level`` in a sampled trace."""
     above = v >= level if upward else v < level
