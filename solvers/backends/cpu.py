@@ -16,6 +16,7 @@ from functools import cache
 import numba
 import numpy as np
 
+from cardiotwin.solvers.backends import node_rules
 from cardiotwin.solvers.ionic.base import (
     IonicModel,
     compile_step_of_module,
@@ -319,18 +320,16 @@ def cg_direction(z, beta, p) -> None:
     _cg_direction(z, beta, p)
 
 
+_activation_at = numba.njit(inline="always", error_model="numpy", cache=True)(
+    node_rules.activation_at
+)
+_apd_at = numba.njit(inline="always", error_model="numpy", cache=True)(node_rules.apd_at)
+
+
 @numba.njit(parallel=True, error_model="numpy", cache=True)
 def _activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
     for k in numba.prange(v.size):
-        a = v_prev[k]
-        b = v[k]
-        if a < threshold_mv and b >= threshold_mv:
-            t = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
-            if math.isnan(first_ms[k]):
-                first_ms[k] = t
-            last_ms[k] = t
-            count[k] += 1
-        v_prev[k] = b
+        _activation_at(k, v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count)
 
 
 def activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
@@ -353,26 +352,10 @@ def _apd_update(
     v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms, count
 ):
     for k in numba.prange(v.size):
-        a = v_prev[k]
-        b = v[k]
-        if phase[k] == 0:
-            if b < v_min[k]:
-                v_min[k] = b
-            if a < threshold_mv and b >= threshold_mv:
-                phase[k] = 1
-                t_up[k] = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
-                v_peak[k] = b
-        else:
-            if b > v_peak[k]:
-                v_peak[k] = b
-            level = v_min[k] + (1.0 - fraction) * (v_peak[k] - v_min[k])
-            if a >= level and b < level:
-                t_down = t_prev_ms + dt_ms * (a - level) / (a - b)
-                apd_ms[k] = t_down - t_up[k]
-                count[k] += 1
-                phase[k] = 0
-                v_min[k] = b
-        v_prev[k] = b
+        _apd_at(
+            k, v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak,
+            apd_ms, count,
+        )  # fmt: skip
 
 
 def apd_update(
