@@ -32,7 +32,6 @@ import numpy as np
 from bench_cell import cpu_model_name, threading_environment
 
 from cardiotwin.solvers.backends import cpu
-from cardiotwin.solvers.ionic.base import build_table, n_table_columns
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
 from cardiotwin.solvers.trackers import ActivationTracker
@@ -45,28 +44,6 @@ from cardiotwin.solvers.verification import (
 
 #: side of each member's stimulus cube, mm (the N-version cube)
 CUBE_MM = 1.5
-
-
-def use_lookup_tables(stepper) -> bool:
-    """Give ``stepper`` its model's lookup-table cell kernel (gate rates interpolated in V
-    from a table built for its Δt, as openCARP and TorchCor do); False if the model has none.
-
-    A stop-gap: ``SplitStepper`` has no option for it yet, so this swaps its (private) cell
-    kernel before the first step; replace it by the stepper's option once there is one.
-    """
-    model = stepper.problem.model
-    if n_table_columns(model) == 0:
-        return False
-    kernel = stepper.ops.make_cell_kernel(model, use_table=True)
-    table = stepper.ops.asarray(
-        build_table(model, stepper.problem.parameters.as_array(), stepper.dt_ms)
-    )
-
-    def cell_kernel(y, p, pset, dt_ms, i_stim):
-        kernel(y, p, pset, dt_ms, i_stim, table)
-
-    stepper._cell_kernel = cell_kernel
-    return True
 
 
 def stimulus_cubes(batch_size: int) -> list[Stimulus]:
@@ -112,8 +89,9 @@ def bench_batch(args, batch_size: int) -> dict:
         diffusion=args.diffusion,
         theta=args.theta,
         cg_rtol=args.cg_rtol,
+        cell_tables=args.cell_tables == "on",
     )
-    tables = args.cell_tables == "on" and use_lookup_tables(stepper)
+    tables = stepper.cell_tables
     setup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     stepper.run(args.warmup_steps * args.dt)

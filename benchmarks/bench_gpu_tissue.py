@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_batch import use_lookup_tables  # noqa: E402
-
-from cardiotwin.meshing.mesh import box_mesh  # noqa: E402
-from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus  # noqa: E402
-from cardiotwin.solvers.stepping import SplitStepper  # noqa: E402
+from cardiotwin.meshing.mesh import box_mesh
+from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
+from cardiotwin.solvers.stepping import SplitStepper
 
 SIGMA_S_PER_M = (0.1334, 0.01761)
 DT_MS = 0.05
@@ -46,7 +42,6 @@ def stepper_for(mesh, batch: int, backend: str) -> SplitStepper:
         mesh, "tp06-epi", {1: SIGMA_S_PER_M}, stimuli=stimuli, batch_size=batch
     )
     stepper = SplitStepper(problem, DT_MS, backend=backend, stability_bound="gershgorin")
-    use_lookup_tables(stepper)
     return stepper
 
 

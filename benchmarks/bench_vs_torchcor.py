@@ -29,9 +29,9 @@ How TorchCor (PyPI ``torchcor``) is made to match:
   ``--torchcor-atol`` (absolute, on the preconditioned residual), 100 iterations at most
   (its README's settings). cardiotwin runs
   ``SplitStepper(mass="consistent", diffusion="implicit", theta=0.5)`` (Godunov splitting,
-  Jacobi-CG warm-started from V, relative tolerance ``--cg-rtol``), with the TP06 voltage
-  lookup tables (``--cell-tables on``, the default; ``off``: exact rates). The stepper has no
-  option for tables yet: :func:`bench_batch.use_lookup_tables` swaps its cell kernel.
+  Jacobi-CG started from V plus the last step's diffusion increment, relative tolerance
+  ``--cg-rtol``), with the TP06 voltage lookup tables (``--cell-tables on``, the default;
+  ``off``: exact rates).
 
 TorchCor is driven through its ``Monodomain.assemble`` / ``step`` exactly as its ``solve``
 does (minus storing snapshots of V), with the same activation-time tracking as ours (upward
@@ -272,7 +272,6 @@ def run_cardiotwin(args) -> dict:
 
     cpu.set_threads(args.threads)
     import_s = time.perf_counter() - t0
-    from bench_batch import use_lookup_tables
     from bench_cell import threading_environment
 
     class StepClock(Tracker):
@@ -299,8 +298,9 @@ def run_cardiotwin(args) -> dict:
         diffusion=args.diffusion,
         theta=0.5,
         cg_rtol=args.cg_rtol,
+        cell_tables=args.cell_tables == "on",
     )
-    tables = args.cell_tables == "on" and use_lookup_tables(stepper)
+    tables = stepper.cell_tables
     # time the ionic and diffusion parts apart, as TorchCor's step(verbose=True) does
     ionic = Stopwatch(stepper._cell_kernel)
     stepper._cell_kernel = ionic
@@ -330,7 +330,8 @@ def run_cardiotwin(args) -> dict:
         "numerics": (
             f"{args.mass} mass, "
             + (
-                f"theta 0.5 (Crank-Nicolson), Jacobi-CG warm-started from V, rtol {args.cg_rtol:g}"
+                "theta 0.5 (Crank-Nicolson), Jacobi-CG from V + last increment, "
+                f"rtol {args.cg_rtol:g}"
                 if args.diffusion == "implicit"
                 else f"explicit diffusion, {stepper.substeps} substeps"
             )

@@ -52,8 +52,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     nv.add_argument("--progress", action="store_true", help="show a progress bar (stderr)")
     nv.add_argument(
         "--cell-tables",
-        action="store_true",
-        help="gate rates from voltage lookup tables (faster; default: exact rates)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gate rates from voltage lookup tables (default; --no-cell-tables: exact rates)",
     )
     nv.add_argument(
         "--max-time",

@@ -194,11 +194,16 @@ class _ExplicitLumped:
 
 
 class _Theta:
-    """(M + θh K) V⁺ = (M − (1−θ)h K) V by CG warm-started from V, ``substeps`` times.
+    """(M + θh K) V⁺ = (M − (1−θ)h K) V by CG, ``substeps`` times.
 
     θ = 0 with the consistent mass is forward Euler: solving M V⁺ = (M − hK) V rather than
     M x = K V keeps the right-hand side at the size of M V, so a relative CG tolerance
     stays meaningful when V is nearly uniform (K V ≈ 0 at rest).
+
+    CG starts from V plus the previous solve's diffusion increment V⁺ − V (a first-order
+    extrapolation in time: the increment changes little from one step to the next while a
+    wave front crosses a node), which saves iterations over starting from V. The increment
+    is state: it goes into checkpoints so a resumed run repeats the same iterations.
     """
 
     def __init__(self, ops, problem, dt_ms, theta, mass, substeps, n_cols, rtol, max_iterations):
@@ -209,17 +214,28 @@ class _Theta:
         self.rhs_matrix = ops.sparse((m - (1.0 - theta) * h * k).tocsr())
         self.cg = ConjugateGradient(ops, (m + theta * h * k).tocsr(), n_cols, rtol, max_iterations)
         self.rhs = ops.empty((problem.n_nodes, n_cols))
+        self.increment = ops.zeros((problem.n_nodes, n_cols))  # last V⁺ − V, mV
+        self.before = ops.empty((problem.n_nodes, n_cols))
 
     def apply(self, v) -> None:
+        ops = self.ops
         for _ in range(self.substeps):
-            self.ops.spmm(self.rhs_matrix, v, self.rhs)
+            ops.spmm(self.rhs_matrix, v, self.rhs)
+            ops.copy(v, self.before)
+            ops.axpby(1.0, self.increment, 1.0, v)  # initial guess V + last increment
             self.cg.solve(self.rhs, v)
+            ops.axpby(1.0, v, -1.0, self.before)  # before ← V⁺ − V
+            self.increment, self.before = self.before, self.increment
 
     def state_dict(self) -> dict:
-        return {}
+        return {"increment": self.ops.to_host(self.increment)}
 
     def load_state_dict(self, data) -> None:
-        pass
+        increment = data.get("increment")
+        if increment is None:
+            self.ops.fill(self.increment, 0.0)
+        else:
+            self.ops.copy(self.ops.asarray(increment), self.increment)
 
 
 class SplitStepper:
@@ -231,8 +247,9 @@ class SplitStepper:
     ``substeps`` (explicit: ``"auto"`` or a fixed count), ``stability_bound``
     (``"lanczos"`` or ``"gershgorin"``, see :meth:`stability_limit_ms`), ``cg_rtol``,
     ``cg_max_iterations``, ``cell_tables`` (gate rates from the model's voltage lookup tables
-    built for ``dt_ms``, as openCARP and TorchCor do: several times faster for TP06 and
-    Courtemanche; off by default, exact rates), ``state`` (initial (n_states, N·B) array;
+    built for ``dt_ms`` on a 0.05 mV grid, as openCARP and TorchCor do: 3–6× faster for TP06
+    and Courtemanche, and the default; ``False`` evaluates the exact rates every step;
+    models without tables ignore it), ``state`` (initial (n_states, N·B) array;
     default the problem's).
 
     The stepper owns the state on the backend; :attr:`t_ms` is ``step_index · dt_ms``.
@@ -252,7 +269,7 @@ class SplitStepper:
         stability_bound: str = "lanczos",
         cg_rtol: float = 1e-10,
         cg_max_iterations: int = 1000,
-        cell_tables: bool = False,
+        cell_tables: bool = True,
         state: np.ndarray | None = None,
     ) -> None:
         if not (isinstance(dt_ms, int | float) and math.isfinite(dt_ms) and dt_ms > 0):
