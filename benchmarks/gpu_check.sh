@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one script a lent GPU machine runs (under 5 minutes, nothing from the network):
-# the CUDA tests on the real device, then the GPU benchmarks. Results go to $OUT when set.
+# the CUDA tests on the real device, the N-version slab at 0.1 mm, then the GPU benchmarks.
+# Results go to $OUT when set.
 #
 #   bash benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
 #
@@ -31,6 +32,13 @@ status=0
 echo "== GPU tests"
 CARDIOTWIN_REAL_GPU=1 timeout 120 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
   tests/solvers 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
+
+echo "== N-version slab at 0.1 mm (442 401 nodes), lumped and consistent mass, on the GPU"
+for mass in lumped consistent; do
+  timeout 90 "$PY" -m cardiotwin.pipeline verify nversion --dx 0.1 --dt 0.01 --mass "$mass" \
+    --backend cuda --json "$OUT/nversion_dx0.1_dt0.01_$mass.json" 2>&1 | tail -n 4 \
+    | tee -a "$OUT/nversion.txt" || status=1
+done
 
 echo "== GPU benchmarks"
 for bench in benchmarks/bench_gpu_*.py; do
