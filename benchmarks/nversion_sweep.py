@@ -65,23 +65,28 @@ def run_one(out_dir: Path, dx: float, dt: float, mass: str, exact: bool, backend
 
 
 def table(out_dir: Path) -> str:
+    """Markdown rows for every ``verify nversion`` JSON in ``out_dir`` (any file name)."""
     rows = []
-    for path in sorted(out_dir.glob("nv_*.json")):
+    for path in sorted(out_dir.glob("*.json")):
         data = json.loads(path.read_text())
+        if "activation_ms" not in data:
+            continue
         act = data["activation_ms"]
         key = (data["dx_mm"], data["dt_ms"])
+        scheme = f"{data['mass']}, {data['diffusion']}"
+        rates = "table" if data.get("cell_tables") else "exact"
         rows.append(
             (
-                -data["dx_mm"], -data["dt_ms"], data["mass"], not data["cell_tables"],
-                f"| {data['dx_mm']:g} | {data['dt_ms']:g} | {data['mass']} | "
-                f"{'table' if data['cell_tables'] else 'exact'} | {data['nodes']} | "
-                f"{data['substeps']} | {act['P1']:.2f} | **{act['P8']:.2f}** | {act['P9']:.2f} | "
-                f"{data['wall_s']:.0f} | {PUBLISHED_P8.get(key, '')} |",
+                -data["dx_mm"], -data["dt_ms"], scheme, rates,
+                f"| {data['dx_mm']:g} | {data['dt_ms']:g} | {scheme} | {rates} | "
+                f"{data['nodes']} | {data['substeps']} | {act['P1']:.2f} | **{act['P8']:.2f}** | "
+                f"{act['P9']:.2f} | {data['wall_s']:.0f} | {PUBLISHED_P8.get(key, '')} |",
             )
         )  # fmt: skip
     head = (
-        "| Δx (mm) | Δt (ms) | mass | gate rates | nodes | substeps | P1 (ms) | P8 (ms) | "
-        "P9 (ms) | wall (s) | published P8 (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| Δx (mm) | Δt (ms) | mass, diffusion | gate rates | nodes | substeps | P1 (ms) | "
+        "P8 (ms) | P9 (ms) | wall (s) | published P8 (ms) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head] + [row[-1] for row in sorted(rows)])
 

@@ -17,7 +17,7 @@ Diffusion schemes (``diffusion=``):
   M V⁺ = (M − hK) V by CG.
 - ``"implicit"``: θ-scheme (M + θΔt K) V⁺ = (M − (1−θ)Δt K) V (θ = 0.5 Crank–Nicolson, the
   default; θ = 1 backward Euler), solved by conjugate gradients with a Jacobi preconditioner
-  warm-started from V.
+  started from V plus the previous step's diffusion increment (see ``_Theta``).
 
 Mass: ``"lumped"`` (row sums; diagonal) or ``"consistent"``; the N-version benchmark shows the
 difference is large on coarse meshes (../shared/NVERSION.md §1).
