@@ -7,6 +7,7 @@ Runs go from cheapest to dearest, so a partial sweep still fills the coarse rows
 
     .venv/bin/python benchmarks/nversion_sweep.py --out-dir out/nversion
     .venv/bin/python benchmarks/nversion_sweep.py --out-dir out/nversion --dx 0.5 0.2 --exact
+    .venv/bin/python benchmarks/nversion_sweep.py --mass consistent --diffusion implicit
     .venv/bin/python benchmarks/nversion_sweep.py --out-dir out/nversion --table-only
 
 Time on the 2-core dev machine with lookup tables: 0.5 mm seconds, 0.2 mm about a minute per
@@ -38,20 +39,22 @@ PUBLISHED_P8 = {
 }
 
 
-def json_path(out_dir: Path, dx: float, dt: float, mass: str, exact: bool) -> Path:
-    suffix = "_exact" if exact else ""
+def json_path(out_dir: Path, dx: float, dt: float, mass: str, exact: bool, diffusion: str) -> Path:
+    suffix = ("_implicit" if diffusion == "implicit" else "") + ("_exact" if exact else "")
     return out_dir / f"nv_dx{dx:g}_dt{dt:g}_{mass}{suffix}.json"
 
 
-def run_one(out_dir: Path, dx: float, dt: float, mass: str, exact: bool, backend: str) -> None:
-    target = json_path(out_dir, dx, dt, mass, exact)
+def run_one(
+    out_dir: Path, dx: float, dt: float, mass: str, exact: bool, backend: str, diffusion: str
+) -> None:
+    target = json_path(out_dir, dx, dt, mass, exact, diffusion)
     if target.exists():
         print(f"[skip] {target} exists", flush=True)
         return
     command = [
         sys.executable, "-m", "cardiotwin.pipeline", "verify", "nversion",
         "--dx", f"{dx:g}", "--dt", f"{dt:g}", "--mass", mass, "--backend", backend,
-        "--json", str(target),
+        "--diffusion", diffusion, "--json", str(target),
     ]  # fmt: skip
     command.append("--no-cell-tables" if exact else "--cell-tables")
     print(f"[run] {' '.join(command[1:])}", flush=True)
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dx", type=float, nargs="+", default=[0.5, 0.2, 0.1], help="mm")
     parser.add_argument("--dt", type=float, nargs="+", default=[0.05, 0.01, 0.005], help="ms")
     parser.add_argument("--mass", nargs="+", default=["lumped", "consistent"])
+    parser.add_argument("--diffusion", choices=("explicit", "implicit"), default="explicit")
     parser.add_argument("--exact", action="store_true", help="exact gate rates, no tables")
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--table-only", action="store_true", help="only print the table")
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             key=lambda c: (-c[0], -c[1], c[2] != "lumped"),
         )
         for dx, dt, mass in order:
-            run_one(args.out_dir, dx, dt, mass, args.exact, args.backend)
+            run_one(args.out_dir, dx, dt, mass, args.exact, args.backend, args.diffusion)
     print(table(args.out_dir))
     return 0
 
