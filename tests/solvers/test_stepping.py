@@ -257,3 +257,25 @@ def test_extrapolated_cg_guess_saves_iterations_on_a_travelling_wave():
         iterations.append(operator.cg.solve(ops.asarray(rhs[:, None]), x))
         np.testing.assert_allclose(ops.to_host(x)[:, 0], solution, atol=1e-5)
     assert iterations[1] < iterations[0]
+
+
+@pytest.mark.parametrize(
+    ("user_setting", "expected"),
+    [({}, "10000"), ({"GOMP_SPINCOUNT": "300"}, "300"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None)],
+)
+def test_cpu_backend_shortens_openmp_spinning_unless_the_user_chose(user_setting, expected):
+    # a short spin count keeps parallel kernels from collapsing on shared cores (cpu.py)
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = (
+        "import os; from cardiotwin.solvers.backends import cpu; "
+        "print(os.environ.get('GOMP_SPINCOUNT'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**env, **user_setting}, capture_output=True,
+        text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert out == str(expected)
