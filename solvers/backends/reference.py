@@ -12,6 +12,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from cardiotwin.solvers.backends import node_rules
 from cardiotwin.solvers.ionic.base import IonicModel, compile_step, empty_table, takes_table
 
 NAME = "reference"
@@ -140,23 +141,11 @@ def apd_update(
     count,
 ):  # fmt: skip
     v = v.reshape(-1)
-    for k in range(v.size):  # the oracle: the CPU kernel's logic, one node at a time
-        a, b = v_prev[k], v[k]
-        if phase[k] == 0:
-            v_min[k] = min(v_min[k], b)
-            if a < threshold_mv <= b:
-                phase[k] = 1
-                t_up[k] = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
-                v_peak[k] = b
-        else:
-            v_peak[k] = max(v_peak[k], b)
-            level = v_min[k] + (1.0 - fraction) * (v_peak[k] - v_min[k])
-            if a >= level > b:
-                apd_ms[k] = t_prev_ms + dt_ms * (a - level) / (a - b) - t_up[k]
-                count[k] += 1
-                phase[k] = 0
-                v_min[k] = b
-    v_prev[...] = v
+    for k in range(v.size):  # the shared per-node rule, run uncompiled one node at a time
+        node_rules.apd_at(
+            k, v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak,
+            apd_ms, count,
+        )  # fmt: skip
 
 
 def first_bad_index(v, limit: float) -> int:
