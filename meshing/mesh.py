@@ -1,20 +1,20 @@
-"""The one mesh type of cardiotwin, structured box meshes, VTU I/O and validity checks.
+"""The one mesh type of cardiotwin, structured box meshes and validity checks.
 
-A :class:`Mesh` is linear tetrahedra in millimetres: ``points_mm`` (n, 3) float64, ``tets``
-(m, 4) int64 node indices, ``region`` (m,) int32 element tags, and optional per-element unit
-``fibres`` (m, 3) and ``sheets`` (m, 3). Tetrahedra are positively oriented (the signed volume
-``(x1 − x0)·((x2 − x0) × (x3 − x0)) / 6`` is positive); :func:`check_mesh` enforces that.
-
-meshio is imported only inside :func:`write_mesh` / :func:`read_mesh`, so the solvers (which
-use :class:`Mesh`) run on machines without it.
+A :class:`Mesh` is linear tetrahedra in millimetres (scanner RAS+ mm when it came from an
+image): ``points_mm`` (n, 3) float64, ``tets`` (m, 4) int64 node indices, ``region`` (m,)
+int32 element tags (:mod:`cardiotwin.meshing.tags`), optional per-element unit ``fibres`` and
+``sheets`` (m, 3), and what a modeller needs around them: named boundary ``surfaces``
+(triangles), named ``node_sets`` (pacing sites), ``point_data`` (coordinates, AHA segments)
+and the ``affine`` of the image it was built from. Tetrahedra are positively oriented (the
+signed volume ``(x1 − x0)·((x2 − x0) × (x3 − x0)) / 6`` is positive); :func:`check_mesh`
+enforces that. File formats live in :mod:`cardiotwin.meshing.io`.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+import hashlib
+import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,8 +22,9 @@ import numpy as np
 #: has 0.118, the Kuhn tetrahedra of :func:`box_mesh` 0.032, a sliver of 1e-6 is unusable
 DEGENERATE_RELATIVE_VOLUME = 1e-6
 
-#: cell-data names accepted as the element tag when reading (first found wins)
-_REGION_NAMES = ("region", "tag", "gmsh:physical", "medit:ref", "CellEntityIds")
+#: names of surfaces, node sets and point fields: they become file names (openCARP) and
+#: array names (VTU), so letters, digits, '_', '-' and '.' only
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class MeshError(ValueError):
@@ -36,15 +37,31 @@ def _index_list(indices: np.ndarray, limit: int = 10) -> str:
     return shown + more
 
 
+def _check_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise MeshError(
+            f"{kind} name {name!r} is not usable: use letters, digits, '_', '-' and '.' "
+            "(it becomes a file or array name)"
+        )
+    return name
+
+
 @dataclass(eq=False)
 class Mesh:
-    """Linear tetrahedral mesh in mm with element tags and optional fibres.
+    """Linear tetrahedral mesh in mm with element tags, fibres, surfaces, node sets and fields.
 
-    - ``points_mm``: (n, 3) float64 node coordinates, mm;
+    - ``points_mm``: (n, 3) float64 node coordinates, mm (scanner RAS+ when from an image);
     - ``tets``: (m, 4) int64 node indices, positively oriented;
-    - ``region``: (m,) int32 element tags (default: all 1);
+    - ``region``: (m,) int32 element tags (default: all 1; see :mod:`~cardiotwin.meshing.tags`);
     - ``fibres``: optional (m, 3) unit fibre direction per element;
-    - ``sheets``: optional (m, 3) unit sheet direction per element.
+    - ``sheets``: optional (m, 3) unit sheet direction per element;
+    - ``surfaces``: name → (k, 3) int64 boundary triangles (node indices), e.g. ``endo``,
+      ``epi``, ``base``, ``rv-endo``, vein openings;
+    - ``node_sets``: name → (k,) int64 node indices, e.g. one per pacing site;
+    - ``point_data``: name → (n,) or (n, c) per-node field (coordinates, AHA segment), kept in
+      its dtype;
+    - ``affine``: optional (4, 4) voxel → scanner-mm affine of the image the mesh was built
+      from (so results can be drawn back on the image).
     """
 
     points_mm: np.ndarray
@@ -52,6 +69,10 @@ class Mesh:
     region: np.ndarray | None = None
     fibres: np.ndarray | None = None
     sheets: np.ndarray | None = None
+    surfaces: dict[str, np.ndarray] = field(default_factory=dict)
+    node_sets: dict[str, np.ndarray] = field(default_factory=dict)
+    point_data: dict[str, np.ndarray] = field(default_factory=dict)
+    affine: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points_mm = np.ascontiguousarray(self.points_mm, dtype=np.float64)
@@ -76,6 +97,36 @@ class Mesh:
                         f"got {value.shape}"
                     )
                 setattr(self, name, value)
+        n = self.points_mm.shape[0]
+        surfaces = {}
+        for name, triangles in dict(self.surfaces).items():
+            triangles = np.ascontiguousarray(triangles, dtype=np.int64).reshape(-1, 3)
+            if triangles.size and (triangles.min() < 0 or triangles.max() >= n):
+                raise MeshError(f"surface {name!r} refers to nodes outside 0..{n - 1}")
+            surfaces[_check_name("surface", name)] = triangles
+        self.surfaces = surfaces
+        node_sets = {}
+        for name, nodes in dict(self.node_sets).items():
+            nodes = np.ascontiguousarray(nodes, dtype=np.int64).reshape(-1)
+            if nodes.size and (nodes.min() < 0 or nodes.max() >= n):
+                raise MeshError(f"node set {name!r} refers to nodes outside 0..{n - 1}")
+            node_sets[_check_name("node set", name)] = nodes
+        self.node_sets = node_sets
+        point_data = {}
+        for name, values in dict(self.point_data).items():
+            values = np.ascontiguousarray(values)
+            if values.ndim not in (1, 2) or values.shape[0] != n:
+                raise MeshError(
+                    f"point field {name!r} must have one value (or row) per node ({n}), "
+                    f"got shape {values.shape}"
+                )
+            point_data[_check_name("point field", name)] = values
+        self.point_data = point_data
+        if self.affine is not None:
+            affine = np.ascontiguousarray(self.affine, dtype=np.float64)
+            if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+                raise MeshError(f"affine must be a finite 4 × 4 matrix, got shape {affine.shape}")
+            self.affine = affine
 
     @property
     def n_points(self) -> int:
@@ -97,6 +148,69 @@ class Mesh:
         pairs = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
         lengths = np.stack([np.linalg.norm(x[:, a] - x[:, b], axis=1) for a, b in pairs], axis=1)
         return lengths.max(axis=1)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every field (geometry, tags, fibres, surfaces, node sets, point data,
+        affine): results computed on a mesh (an induction run) name the mesh they belong to.
+
+        The simulation's own fingerprint (:meth:`MonodomainProblem.fingerprint`) covers only
+        what changes the solution (points, elements, tags, fibres); surfaces, node sets and
+        point fields change results only through the stimuli and parameter sets derived from
+        them, which it hashes itself.
+        """
+        h = hashlib.sha256()
+
+        def add(label: str, value) -> None:
+            h.update(label.encode())
+            if value is None:
+                h.update(b"none")
+                return
+            value = np.ascontiguousarray(value)
+            h.update(str((value.dtype.str, value.shape)).encode())
+            h.update(value.tobytes())
+
+        add("points", self.points_mm)
+        add("tets", self.tets)
+        add("region", self.region)
+        add("fibres", self.fibres)
+        add("sheets", self.sheets)
+        for kind, mapping in (
+            ("surface", self.surfaces),
+            ("node_set", self.node_sets),
+            ("point_data", self.point_data),
+        ):
+            for name in sorted(mapping):
+                add(f"{kind}:{name}", mapping[name])
+        add("affine", self.affine)
+        return h.hexdigest()
+
+    def element_centres_mm(self) -> np.ndarray:
+        """(m, 3) element centroids, mm."""
+        return self.points_mm[self.tets].mean(axis=1)
+
+    def volume_ml(self, tags=None) -> float:
+        """Total volume of the elements (with tag in ``tags``, all when ``None``), ml."""
+        volumes = np.abs(self.signed_volumes_mm3())
+        if tags is not None:
+            volumes = volumes[np.isin(self.region, np.atleast_1d(tags))]
+        return float(volumes.sum()) / 1000.0
+
+
+#: the four faces of a positively oriented tetrahedron, each ordered so its normal points out
+TET_FACES = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
+
+
+def boundary_triangles(tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Faces that belong to one element only: ((k, 3) triangles with outward normals,
+    (k,) index of the element each belongs to). ``tets`` must be positively oriented."""
+    tets = np.asarray(tets, dtype=np.int64)
+    faces = tets[:, TET_FACES].reshape(-1, 3)
+    owner = np.repeat(np.arange(tets.shape[0]), 4)
+    _, inverse, counts = np.unique(
+        np.sort(faces, axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    once = counts[inverse.reshape(-1)] == 1
+    return faces[once], owner[once]
 
 
 def box_mesh(
@@ -188,6 +302,24 @@ def check_mesh(mesh: Mesh, degenerate_relative_volume: float = DEGENERATE_RELATI
             "the element list does not match the node list"
         )
     if not problems:
+        corners = np.sort(mesh.tets, axis=1)
+        _, first, counts = np.unique(corners, axis=0, return_index=True, return_counts=True)
+        if np.any(counts > 1):
+            repeated = np.nonzero(np.ones(mesh.n_elements, dtype=bool))[0]
+            repeated = np.setdiff1d(repeated, first)
+            problems.append(
+                f"duplicate elements (same four nodes as an earlier one) {_index_list(repeated)};"
+                " remove the repeats"
+            )
+        repeated_node = np.nonzero(
+            (corners[:, 0] == corners[:, 1])
+            | (corners[:, 1] == corners[:, 2])
+            | (corners[:, 2] == corners[:, 3])
+        )[0]
+        if repeated_node.size:
+            problems.append(
+                f"elements {_index_list(repeated_node)} use one node twice; remove them"
+            )
         volumes = mesh.signed_volumes_mm3()
         scale = mesh.longest_edges_mm() ** 3
         degenerate = np.abs(volumes) < degenerate_relative_volume * scale
@@ -217,67 +349,3 @@ def check_mesh(mesh: Mesh, degenerate_relative_volume: float = DEGENERATE_RELATI
     if problems:
         raise MeshError("invalid mesh: " + "; ".join(problems))
     return mesh
-
-
-def write_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
-    """Write ``mesh`` as VTU (region, fibres, sheets as cell data) via a temporary file.
-
-    The file appears under ``path`` only once completely written (``os.replace``).
-    """
-    import meshio
-
-    path = Path(path)
-    if path.suffix.lower() != ".vtu":
-        raise ValueError(f"write_mesh writes VTU files; name the file *.vtu, got {path}")
-    cell_data = {"region": [mesh.region]}
-    for name in ("fibres", "sheets"):
-        if getattr(mesh, name) is not None:
-            cell_data[name] = [getattr(mesh, name)]
-    out = meshio.Mesh(mesh.points_mm, [("tetra", mesh.tets)], cell_data=cell_data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.vtu", dir=path.parent)
-    os.close(fd)
-    try:
-        meshio.write(tmp, out, file_format="vtu")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_mesh(path: str | os.PathLike) -> Mesh:
-    """Read the tetrahedra of a mesh file meshio understands (VTU, VTK, Gmsh, Medit, …).
-
-    Element tags come from cell data ``region`` (or ``tag``, ``gmsh:physical``, ``medit:ref``,
-    ``CellEntityIds``; all 1 if none), fibres/sheets from ``fibres``/``sheets``. Other cell
-    types (surface triangles) are ignored.
-    """
-    import meshio
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mesh file {path} does not exist")
-    try:
-        raw = meshio.read(path)
-    except Exception as exc:
-        raise MeshError(f"cannot read mesh file {path}: {exc}") from exc
-    blocks = [i for i, block in enumerate(raw.cells) if block.type == "tetra"]
-    if not blocks:
-        types = sorted({block.type for block in raw.cells})
-        raise MeshError(f"{path} has no tetrahedra (cell types: {', '.join(types) or 'none'})")
-    tets = np.concatenate([raw.cells[i].data for i in blocks])
-
-    def cell_field(name):
-        if name not in raw.cell_data:
-            return None
-        return np.concatenate([np.asarray(raw.cell_data[name][i]) for i in blocks])
-
-    region = next((cell_field(n) for n in _REGION_NAMES if n in raw.cell_data), None)
-    return Mesh(
-        points_mm=raw.points[:, :3],
-        tets=tets,
-        region=region,
-        fibres=cell_field("fibres"),
-        sheets=cell_field("sheets"),
-    )

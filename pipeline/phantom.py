@@ -51,15 +51,18 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiotwin.files import write_all_or_nothing
+from cardiotwin.meshing.tags import BACKGROUND, BORDER_ZONE, DENSE_SCAR, HEALTHY
 from cardiotwin.pipeline.images import MAX_SPACING_MM, ImageVolume, save_nifti
-from cardiotwin.pipeline.segment import label_statistics, utah_stage, write_all_or_nothing
+from cardiotwin.pipeline.segment import label_statistics, utah_stage
 
 log = logging.getLogger(__name__)
 
 KINDS = ("lv-infarct", "lv-healthy", "la-fibrosis")
 
-#: Fine-grid tissue classes; 1-3 are also the label values of the truth maps.
-BACKGROUND, HEALTHY, BORDER_ZONE, DENSE_SCAR, BLOOD = 0, 1, 2, 3, 4
+#: Fine-grid tissue classes: the tissue labels (meshing.tags) plus the phantom's own class for
+#: blood, which never reaches a label map (there 4 is an ablation-lesion tag)
+BLOOD = 4
 
 PHANTOM_FILES = ("lge.nii.gz", "wall.nii.gz", "truth_labels.nii.gz", "blood.nii.gz", "truth.json")
 

@@ -10,7 +10,7 @@
   logs a warning.
 
 Both write the PNG to the given path (the caller chooses temporary names; see
-:func:`cardiotwin.pipeline.segment.write_all_or_nothing`).
+:func:`cardiotwin.files.write_all_or_nothing`).
 """
 
 from __future__ import annotations

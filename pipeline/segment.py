@@ -48,14 +48,14 @@ import argparse
 import json
 import logging
 import math
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from cardiotwin.files import write_all_or_nothing
+from cardiotwin.meshing.tags import BACKGROUND, BORDER_ZONE, DENSE_SCAR, HEALTHY, TISSUE_NAMES
 from cardiotwin.pipeline.images import (
     ImageError,
     ImageVolume,
@@ -70,8 +70,10 @@ from cardiotwin.pipeline.images import (
 log = logging.getLogger(__name__)
 
 METHODS = ("nsd", "fwhm", "iir")
-HEALTHY, BORDER_ZONE, DENSE_SCAR = 1, 2, 3
-LABEL_NAMES = {0: "background", 1: "healthy", 2: "border zone / fibrosis", 3: "dense scar"}
+#: the labels a segmentation writes (lesions are added later, on the mesh)
+LABEL_NAMES = {
+    label: TISSUE_NAMES[label] for label in (BACKGROUND, HEALTHY, BORDER_ZONE, DENSE_SCAR)
+}
 
 #: In-plane closing (mm) that bridges gaps in a thin wall before its cavity is filled.
 CAVITY_CLOSING_MM = 8.0
@@ -543,40 +545,6 @@ def compare_labels(labels: np.ndarray, reference: np.ndarray, affine: np.ndarray
 # ---------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------
-
-
-def write_all_or_nothing(writers: dict[Path, Callable[[Path], object]]) -> list[Path]:
-    """Run ``writer(temporary_path)`` for each target, then rename all into place.
-
-    Every output first goes to a hidden temporary name beside its target (same suffix, so
-    format-by-extension writers work); only when all are complete are they renamed, so an
-    error leaves no new output behind. Folders created for them are removed again if they
-    stayed empty.
-    """
-    created_dirs: list[Path] = []
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path in writers:
-            for parent in reversed(path.parents):
-                if not parent.exists():
-                    parent.mkdir()
-                    created_dirs.append(parent)
-        for path, writer in writers.items():
-            suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-            stem = path.name[: len(path.name) - len(suffix)]
-            tmp = path.parent / f".{stem}.{secrets.token_hex(6)}.tmp{suffix}"
-            staged.append((tmp, path))
-            writer(tmp)
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        for folder in reversed(created_dirs):
-            if folder.exists() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
-    return [path for _, path in staged]
 
 
 def write_json(data: dict, path: Path) -> None:

@@ -11,10 +11,9 @@ import argparse
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from cardiotwin.files import write_json_atomic
 from cardiotwin.pipeline.cli import CommandError
 
 log = logging.getLogger(__name__)
@@ -62,21 +61,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=300.0,
         help="stop at this simulated time if not all nodes have activated, ms (default 300)",
     )
-
-
-def write_json_atomic(data: dict, path: Path) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so no partial file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run_cell(args: argparse.Namespace) -> dict:

@@ -39,7 +39,6 @@ import importlib
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
+from cardiotwin.files import write_atomic
 from cardiotwin.solvers.ionic.base import build_table, n_table_columns
 from cardiotwin.solvers.monodomain import MonodomainProblem
 
@@ -557,15 +557,12 @@ class SplitStepper:
         for key, tracker in zip(self._tracker_keys(trackers), trackers, strict=True):
             for name, value in tracker.state_dict().items():
                 arrays[f"tracker/{key}/{name}"] = np.asarray(value)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        write_atomic(path, write)
         return path
 
     def load_checkpoint(self, path: str | os.PathLike, trackers=()) -> None:

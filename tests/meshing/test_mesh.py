@@ -1,9 +1,9 @@
-"""The Mesh type: box meshes, VTU round trip, atomic writes and validity checks."""
+"""The Mesh type: box meshes, boundary faces and validity checks (files: test_io.py)."""
 
 import numpy as np
 import pytest
 
-from cardiotwin.meshing.mesh import Mesh, MeshError, box_mesh, check_mesh, read_mesh, write_mesh
+from cardiotwin.meshing.mesh import Mesh, MeshError, boundary_triangles, box_mesh, check_mesh
 
 
 def _faces(tets):
@@ -41,36 +41,23 @@ def test_box_mesh_rejects_bad_spacing():
         box_mesh((20.0, 7.0, 3.0), 0.3)
 
 
-def test_vtu_round_trip(tmp_path):
-    mesh = box_mesh((1.0, 1.0, 0.5), 0.5)
-    mesh.region[::3] = 2
-    path = write_mesh(mesh, tmp_path / "slab.vtu")
-    back = read_mesh(path)
-    np.testing.assert_array_equal(back.points_mm, mesh.points_mm)
-    np.testing.assert_array_equal(back.tets, mesh.tets)
-    np.testing.assert_array_equal(back.region, mesh.region)
-    np.testing.assert_array_equal(back.fibres, mesh.fibres)
-    assert back.region.dtype == np.int32 and back.tets.dtype == np.int64
-    assert [p.name for p in tmp_path.iterdir()] == ["slab.vtu"]  # no temporary left
+def test_boundary_triangles_point_outwards():
+    mesh = box_mesh((2.0, 1.0, 1.5), 0.5)
+    triangles, owner = boundary_triangles(mesh.tets)
+    x = mesh.points_mm[triangles]
+    normals = np.cross(x[:, 1] - x[:, 0], x[:, 2] - x[:, 0])
+    outward = x.mean(axis=1) - mesh.element_centres_mm()[owner]
+    assert np.all(np.einsum("ij,ij->i", normals, outward) > 0)
+    # closed surface: the area vectors cancel, the total area is the box's 13 mm²
+    np.testing.assert_allclose(normals.sum(axis=0) / 2, 0.0, atol=1e-12)
+    assert np.linalg.norm(normals, axis=1).sum() / 2 == pytest.approx(13.0)
 
 
-def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import meshio
-
-    def broken(path, *args, **kwargs):
-        with open(path, "w") as fh:
-            fh.write("<VTKFile")  # half a file, then the disk fills up
-        raise OSError("disk full")
-
-    monkeypatch.setattr(meshio, "write", broken)
-    with pytest.raises(OSError, match="disk full"):
-        write_mesh(box_mesh((1.0, 1.0, 1.0), 0.5), tmp_path / "mesh.vtu")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_read_missing_file_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.vtu"):
-        read_mesh(tmp_path / "nope.vtu")
+def test_duplicate_element_is_named():
+    mesh = box_mesh((1.0, 1.0, 1.0), 0.5)
+    tets = np.vstack([mesh.tets, mesh.tets[[4]]])
+    with pytest.raises(MeshError, match=r"duplicate elements .* 48;"):
+        check_mesh(Mesh(mesh.points_mm, tets))
 
 
 def test_inverted_element_is_named():

@@ -1,0 +1,67 @@
+"""The one way cardiotwin writes files: nothing half-written is ever left under a final name.
+
+Every output is first written to a hidden temporary name beside its target (same suffix, so
+writers that pick the format from the extension still work), and renamed into place only when
+all outputs of the call are complete (``os.replace`` is atomic on one file system). An error
+removes the temporary files and any folder created for them that stayed empty. Used by every
+layer (meshing, solvers, pipeline), so it lives at the package root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+
+def _temporary_name(path: Path) -> Path:
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return path.parent / f".{stem}.{secrets.token_hex(6)}.tmp{suffix}"
+
+
+def write_all_or_nothing(writers: Mapping[Path, Callable[[Path], object]]) -> list[Path]:
+    """Run ``writer(temporary_path)`` for each target path, then rename all into place.
+
+    Returns the final paths. If any writer raises, no new file appears under a final name.
+    """
+    created_dirs: list[Path] = []
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path in writers:
+            for parent in reversed(Path(path).parents):
+                if not parent.exists():
+                    parent.mkdir()
+                    created_dirs.append(parent)
+        for path, writer in writers.items():
+            path = Path(path)
+            tmp = _temporary_name(path)
+            staged.append((tmp, path))
+            writer(tmp)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(created_dirs):
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return [path for _, path in staged]
+
+
+def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
+    """Write one file with ``writer(temporary_path)`` and rename it into place."""
+    return write_all_or_nothing({Path(path): writer})[0]
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(data: object, path: str | os.PathLike) -> Path:
+    """Write ``data`` as indented JSON (NaN allowed) to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
