@@ -1,0 +1,127 @@
+"""The one configuration model of cardiotwin: every setting, its unit and its default, once.
+
+A configuration file (YAML or JSON, e.g. ``configs/demo.yaml``) is validated strictly: an
+unknown key or a wrong type is refused before anything runs, with the key's dotted path and
+what is expected. Each pipeline stage has its own section; every section has defaults, so
+``{"config_version": 1}`` is a complete configuration. Bump :data:`CONFIG_VERSION` when a
+change would make an old file mean something else.
+
+Sections (one per stage, each owned by the stage's code):
+
+- ``simulation``: numerics shared by every simulation (backend, time step, mass lumping).
+- ``mesh``: labels -> tetrahedra (target edge length, ...).
+- ``tissue``: region tag -> ionic model, parameter scaling, conductivities.
+- ``induction``: pacing protocols and re-entry detection.
+- ``ablation``: lesion size and budget.
+
+Stages add their section model below, in the block marked for them, and one field in
+:class:`Config`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: version of the configuration format this code reads
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file, the key and the fix."""
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- simulation (shared numerics) ----------------------------------------------------------
+
+
+class SimulationConfig(StrictModel):
+    """Numerics of every tissue simulation (solvers.stepping.SplitStepper)."""
+
+    backend: Literal["auto", "cpu", "cuda", "reference"] = Field(
+        "auto", description="auto: a CUDA GPU when one is usable, else the CPU (recorded)"
+    )
+    dt_ms: float = Field(0.05, gt=0, le=1.0, description="time step, ms")
+    mass: Literal["lumped", "consistent"] = "lumped"
+    diffusion: Literal["explicit", "implicit"] = "explicit"
+
+
+# --- mesh section (meshing issue) ----------------------------------------------------------
+
+# --- tissue section (induction issue) ------------------------------------------------------
+
+# --- induction section (induction issue) ---------------------------------------------------
+
+# --- ablation section (ablation issue) -----------------------------------------------------
+
+
+class Config(StrictModel):
+    """A whole cardiotwin configuration."""
+
+    config_version: Literal[1] = Field(
+        CONFIG_VERSION, description="format version of this file; this code reads version 1"
+    )
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+
+
+def _location(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def config_from_dict(data: object, source: str = "configuration") -> Config:
+    """Validate ``data`` (parsed YAML/JSON) into a :class:`Config`; errors name every bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = _location(error)
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{where}' (check its spelling and section)")
+            elif error["type"] == "literal_error" and where == "config_version":
+                problems.append(
+                    f"config_version {error.get('input')!r} is not supported; this cardiotwin "
+                    f"reads version {CONFIG_VERSION}"
+                )
+            else:
+                problems.append(f"'{where}': {error['msg']} (got {error.get('input')!r})")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | os.PathLike | None) -> Config:
+    """Read and validate a YAML or JSON configuration file (``None``: all defaults)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # a syntax error of either format
+        raise ConfigError(f"{path}: not valid YAML/JSON ({exc})") from exc
+    return config_from_dict({} if data is None else data, source=str(path))
+
+
+def config_hash(config: Config) -> str:
+    """SHA-256 of the configuration's canonical JSON (defaults included): provenance."""
+    import hashlib
+
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,38 @@
+"""The configuration model: strict, versioned, errors that name the key."""
+
+import pytest
+
+from cardiotwin.pipeline.config import Config, ConfigError, config_hash, load_config
+
+
+def test_defaults_are_a_complete_configuration(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("config_version: 1\n")
+    assert load_config(path) == Config()
+    assert load_config(None) == Config()
+
+
+def test_unknown_key_and_wrong_type_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("config_version: 1\nsimulation:\n  dt_ms: fast\n  backnd: cpu\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "c.yaml" in message
+    assert "unknown key 'simulation.backnd'" in message
+    assert "'simulation.dt_ms'" in message and "'fast'" in message
+
+
+def test_version_and_missing_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"config_version": 2}')
+    with pytest.raises(ConfigError, match="config_version 2 is not supported"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_hash_changes_with_any_setting(tmp_path):
+    a = Config()
+    b = Config.model_validate({"simulation": {"dt_ms": 0.02}})
+    assert config_hash(a) == config_hash(Config()) != config_hash(b)
