@@ -10,6 +10,7 @@ Sections (one per stage, each owned by the stage's code):
 
 - ``simulation``: numerics shared by every simulation (backend, time step, mass lumping).
 - ``mesh``: labels -> tetrahedra (target edge length, ...).
+- ``anatomy``: surfaces, anatomical coordinates, fibres and pacing sites on the mesh.
 - ``tissue``: region tag -> ionic model, parameter scaling, conductivities.
 - ``induction``: pacing protocols and re-entry detection.
 - ``ablation``: lesion size and budget.
@@ -55,7 +56,9 @@ class SimulationConfig(StrictModel):
     diffusion: Literal["explicit", "implicit"] = "explicit"
 
 
-# --- mesh section (meshing issue) ----------------------------------------------------------
+# --- mesh section (meshing issue: labels -> tetrahedra) -----------------------------------
+
+# --- anatomy section (meshing issue: surfaces, coordinates, fibres, pacing sites) ----------
 
 # --- tissue section (induction issue) ------------------------------------------------------
 
