@@ -8,6 +8,8 @@ change would make an old file mean something else.
 
 Sections (one per stage, each owned by the stage's code):
 
+- ``workflow``: the cohort sheet and the results folder (Snakemake).
+- ``segmentation``: the intensity method per kind of chamber.
 - ``simulation``: numerics shared by every simulation (backend, time step, mass lumping).
 - ``mesh``: labels -> tetrahedra (target edge length, ...).
 - ``anatomy``: surfaces, anatomical coordinates, fibres and pacing sites on the mesh.
@@ -56,6 +58,32 @@ class SimulationConfig(StrictModel):
     diffusion: Literal["explicit", "implicit"] = "explicit"
 
 
+# --- workflow (which cases, where results go) ---------------------------------------------
+
+
+class WorkflowConfig(StrictModel):
+    """Where the Snakemake workflow finds its cases and writes its results."""
+
+    cohort: str = Field(
+        "configs/cohort.tsv",
+        description="cohort sheet (tab-separated: case_id, kind, lge, wall, blood), relative "
+        "to the working directory",
+    )
+    results: str = Field("results", description="folder for every output, one folder per case")
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+class SegmentationConfig(StrictModel):
+    """Which published intensity method classifies the wall (pipeline.segment)."""
+
+    ventricle_method: Literal["nsd", "fwhm"] = Field(
+        "fwhm", description="ventricles: n-SD above remote myocardium or full width at half max"
+    )
+    atrium_method: Literal["iir"] = Field("iir", description="atria: image intensity ratio")
+
+
 # --- mesh section (meshing issue: labels -> tetrahedra) -----------------------------------
 
 # --- anatomy section (meshing issue: surfaces, coordinates, fibres, pacing sites) ----------
@@ -73,6 +101,8 @@ class Config(StrictModel):
     config_version: Literal[1] = Field(
         CONFIG_VERSION, description="format version of this file; this code reads version 1"
     )
+    workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
 
 
