@@ -47,19 +47,54 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
-from cardiotwin.files import write_atomic
 from cardiotwin.solvers.ionic.base import build_table, n_table_columns
 from cardiotwin.solvers.monodomain import MonodomainProblem
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "cuda", "reference")
+#: largest time step (ms) that resolves each model's action-potential upstroke with the
+#: forward-Euler/Rush–Larsen cell step, by model file. TP06 and Courtemanche: the fast Na⁺
+#: current rises in ~1 ms; the N-version benchmark and openCARP use 0.005–0.05 ms, and
+#: 0.1 ms already delays activation by several % (forward Euler on V). The phenomenological
+#: models have upstrokes of τ_in = 0.3 ms (Mitchell–Schaeffer) or ~1 ms (Aliev–Panfilov).
+#: A larger dt is refused rather than run to a wrong answer (``verify nversion --dt 2``
+#: delayed activation 4× before this check).
+MAX_DT_MS = {
+    "cardiotwin.solvers.ionic.tentusscher_panfilov_2006": 0.1,
+    "cardiotwin.solvers.ionic.courtemanche_1998": 0.1,
+    "cardiotwin.solvers.ionic.mitchell_schaeffer": 0.25,
+    "cardiotwin.solvers.ionic.aliev_panfilov": 0.25,
+}
+#: for models not listed above
+DEFAULT_MAX_DT_MS = 0.5
 #: explicit substeps use at most this fraction of the forward-Euler limit 2/λ_max, so the
 #: fastest modes are damped (|1 − hλ| ≤ 0.9) rather than left undamped
 STABILITY_SAFETY = 0.95
 #: Lanczos estimates approach λ_max from below; this margin covers their tolerance
 LANCZOS_MARGIN = 1.02
-CHECKPOINT_FORMAT = 1
+
+
+def time_step_ms(dt_ms) -> float:
+    """``dt_ms`` as a Python float, or a ValueError that says what is wrong with it.
+
+    Any real number is accepted (Python or numpy, e.g. ``np.float32(0.01)``); a float32 is
+    read as the decimal it prints as (0.01, not 0.009999999776), so that time steps add up to
+    whole milliseconds as the user meant.
+    """
+    import numbers
+
+    if isinstance(dt_ms, bool) or not isinstance(dt_ms, numbers.Real):
+        raise ValueError(
+            f"time step must be a positive number of ms, got {dt_ms!r} ({type(dt_ms).__name__})"
+        )
+    if isinstance(dt_ms, np.floating) and np.finfo(type(dt_ms)).bits < 64:
+        value = float(str(dt_ms))
+    else:
+        value = float(dt_ms)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"time step must be a positive number of ms, got dt = {dt_ms}")
+    return value
 
 
 class StopSimulation(Exception):
@@ -74,6 +109,11 @@ def cuda_usable() -> bool:
         return bool(cuda.is_available())
     except Exception:  # no numba-cuda, no driver, broken install: all mean "no"
         return False
+
+
+class BackendUnavailable(ValueError):
+    """The backend asked for cannot run on this machine (e.g. CUDA without a GPU); a
+    ValueError, so commands report it as a bad option (one line, exit status 2)."""
 
 
 def select_backend(name: str) -> ModuleType:
@@ -91,6 +131,12 @@ def select_backend(name: str) -> ModuleType:
         else:
             log.info("backend auto: no usable CUDA device; using the CPU")
         name = "cpu"
+    if name == "cuda" and not cuda_usable():
+        raise BackendUnavailable(
+            "backend 'cuda' was asked for, but no usable CUDA device was found (no GPU, no "
+            "driver, or numba-cuda not installed: pip install 'cardiotwin[gpu]'); use "
+            "backend 'cpu', or 'auto' to take a GPU only when there is one"
+        )
     module = importlib.import_module(f"cardiotwin.solvers.backends.{name}")
     if not getattr(module, "SUPPORTS_TISSUE", False):
         raise NotImplementedError(
@@ -272,8 +318,15 @@ class SplitStepper:
         cell_tables: bool = True,
         state: np.ndarray | None = None,
     ) -> None:
-        if not (isinstance(dt_ms, int | float) and math.isfinite(dt_ms) and dt_ms > 0):
-            raise ValueError(f"time step must be a positive number of ms, got dt = {dt_ms}")
+        dt_ms = time_step_ms(dt_ms)
+        max_dt = MAX_DT_MS.get(problem.model.module, DEFAULT_MAX_DT_MS)
+        if dt_ms > max_dt:
+            raise ValueError(
+                f"time step dt = {dt_ms:g} ms is too large for the {problem.model.name} model: "
+                f"its action-potential upstroke is not resolved above {max_dt:g} ms and the "
+                f"solution would be wrong, not just inexact. Use dt ≤ {max_dt:g} ms "
+                "(0.01–0.05 ms is usual for detailed models)"
+            )
         for name, value, allowed in (
             ("mass", mass, ("lumped", "consistent")),
             ("diffusion", diffusion, ("explicit", "implicit")),
@@ -354,13 +407,19 @@ class SplitStepper:
         from cardiotwin.solvers import fem
 
         problem = self.problem
+        # one bound per problem (branches of a protocol share the problem's matrices)
+        cache = problem.__dict__.setdefault("_stability_limits", {})
+        key = (self.stability_bound, self.mass)
+        if key in cache:
+            return cache[key]
         if self.stability_bound == "lanczos":
             lam = LANCZOS_MARGIN * fem.largest_eigenvalue(problem.stiffness, problem.lumped_mass)
         else:
             lam = fem.gershgorin_bound(problem.stiffness, problem.lumped_mass)
         if self.mass == "consistent":
             lam *= fem.CONSISTENT_OVER_LUMPED_EIGENVALUE
-        return math.inf if lam <= 0 else 2.0 / lam
+        cache[key] = math.inf if lam <= 0 else 2.0 / lam
+        return cache[key]
 
     def _explicit_substeps(self, diffusion_dt: float, substeps) -> int:
         limit = STABILITY_SAFETY * self.stability_limit_ms()
@@ -523,7 +582,7 @@ class SplitStepper:
             node_steps_per_s=self.n_nodes * self.batch_size * steps / wall if wall > 0 else 0.0,
         )
 
-    # --- checkpoints --------------------------------------------------------------------
+    # --- checkpoints (solvers/checkpoint.py) ---------------------------------------------
 
     def fingerprint(self) -> str:
         """Hash of the problem and the numerics: a checkpoint resumes only the same run."""
@@ -536,65 +595,14 @@ class SplitStepper:
             self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
         return self._fingerprint
 
-    @staticmethod
-    def _tracker_keys(trackers) -> list[str]:
-        return [f"{i}.{type(t).__name__}" for i, t in enumerate(trackers)]
-
     def save_checkpoint(self, path: str | os.PathLike, trackers=()) -> Path:
-        """Write state, time, tracker states and the set-up hash to ``path`` (``.npz``),
-        atomically (temporary file + rename)."""
-        path = Path(path)
-        arrays = {
-            "format": np.array(CHECKPOINT_FORMAT),
-            "fingerprint": np.array(self.fingerprint()),
-            "step_index": np.array(self.step_index, dtype=np.int64),
-            "dt_ms": np.array(self.dt_ms),
-            "t_ms": np.array(self.t_ms),
-            "state": self.ops.to_host(self._y),
-        }
-        for name, value in self.diffusion_operator.state_dict().items():
-            arrays[f"diffusion/{name}"] = value
-        for key, tracker in zip(self._tracker_keys(trackers), trackers, strict=True):
-            for name, value in tracker.state_dict().items():
-                arrays[f"tracker/{key}/{name}"] = np.asarray(value)
+        """Write a checkpoint file (see :func:`cardiotwin.solvers.checkpoint.save_checkpoint`)."""
+        from cardiotwin.solvers.checkpoint import save_checkpoint
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        write_atomic(path, write)
-        return path
+        return save_checkpoint(self, path, trackers)
 
     def load_checkpoint(self, path: str | os.PathLike, trackers=()) -> None:
-        """Restore a checkpoint of this same set-up (state, time, solver and tracker state)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
-            if "fingerprint" not in files or int(data["format"]) != CHECKPOINT_FORMAT:
-                raise ValueError(
-                    f"{path} is not a cardiotwin checkpoint (format {CHECKPOINT_FORMAT})"
-                )
-            if str(data["fingerprint"]) != self.fingerprint():
-                raise ValueError(
-                    f"checkpoint {path} was written for a different problem or numerics "
-                    "(mesh, tissue, model, stimuli, dt, mass, diffusion scheme); resume it with "
-                    "the set-up that wrote it"
-                )
-            state = data["state"]
-            self._check_state(state)
-            self.ops.copy(self.ops.asarray(state), self._y)
-            self.step_index = int(data["step_index"])
-            self.diffusion_operator.load_state_dict(
-                {k.split("/", 1)[1]: data[k] for k in files if k.startswith("diffusion/")}
-            )
-            for key, tracker in zip(self._tracker_keys(trackers), trackers, strict=True):
-                prefix = f"tracker/{key}/"
-                saved = {k[len(prefix) :]: data[k] for k in files if k.startswith(prefix)}
-                if saved:
-                    tracker.load_state_dict(saved)
-                elif tracker.state_dict():
-                    log.warning("checkpoint %s has no state for tracker %s; it starts fresh",
-                                path, key)  # fmt: skip
-        self._stimulus_key = None
+        """Restore a checkpoint (see :func:`cardiotwin.solvers.checkpoint.load_checkpoint`)."""
+        from cardiotwin.solvers.checkpoint import load_checkpoint
+
+        load_checkpoint(self, path, trackers)

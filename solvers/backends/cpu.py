@@ -489,3 +489,43 @@ def _count_nan(a):
 def count_nan(a) -> int:
     """Number of NaN entries of ``a``."""
     return int(_count_nan(a.reshape(-1)))
+
+
+@cache
+def node_kernel(rule: Callable) -> Callable:
+    """``launch(n, *args)``: run the per-node ``rule(k, *args)`` of
+    :mod:`~cardiotwin.solvers.backends.node_rules` for k = 0..n−1 in parallel."""
+    namespace = {"numba": numba, "rule": numba.njit(rule, inline="always", error_model="numpy")}
+    source = node_rules.fixed_arity_kernel(rule, "    for k in numba.prange(n):", namespace)
+    kernel = numba.njit(source, parallel=True, error_model="numpy")
+
+    def launch(n: int, *args) -> None:
+        kernel(int(n), *args)
+
+    return launch
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _member_max_partial(a, n_members, partial):
+    n = a.size // n_members
+    n_chunks = partial.shape[0]
+    for c in numba.prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        for b in range(n_members):
+            partial[c, b] = -np.inf
+        for i in range(lo, hi):
+            for b in range(n_members):
+                x = a[i * n_members + b]
+                if x > partial[c, b]:  # NaN is never greater: ignored
+                    partial[c, b] = x
+
+
+def member_max(a, n_members: int) -> np.ndarray:
+    """Per batch member, the largest entry of a flat node-major (N·B,) array, ignoring NaN
+    (−inf where a member has none): host array (B,)."""
+    flat = a.reshape(-1)
+    n = flat.size // n_members
+    partial = np.empty((min(REDUCTION_CHUNKS, max(n, 1)), n_members))
+    _member_max_partial(flat, int(n_members), partial)
+    return partial.max(axis=0)

@@ -401,3 +401,60 @@ def count_nan(a) -> int:
     result = cuda.to_device(np.zeros(1, dtype=np.int64))
     _count_nan_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, result)
     return int(result.copy_to_host()[0])
+
+
+@cache
+def node_kernel(rule: Callable) -> Callable:
+    """``launch(n, *args)``: run the per-node ``rule(k, *args)`` of
+    :mod:`~cardiotwin.solvers.backends.node_rules` over k = 0..n−1 (grid-stride loop)."""
+    namespace = {"cuda": cuda, "rule": cuda.jit(device=True)(rule)}
+    loop = (
+        "    start = cuda.grid(1)\n    stride = cuda.gridsize(1)\n"
+        "    for k in range(start, n, stride):"
+    )
+    kernel = cuda.jit(node_rules.fixed_arity_kernel(rule, loop, namespace))
+
+    def launch(n: int, *args) -> None:
+        if n > 0:
+            kernel[_blocks(n), THREADS_PER_BLOCK](int(n), *args)
+
+    return launch
+
+
+@cuda.jit
+def _member_max_partial(a, n_members, partial):
+    # chunk c = block; threads stride over the chunk's nodes; shared-memory tree per member
+    n = a.size // n_members
+    n_chunks = partial.shape[0]
+    c = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    lo = c * n // n_chunks
+    hi = (c + 1) * n // n_chunks
+    acc = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    for b in range(n_members):
+        m = -math.inf
+        for i in range(lo + t, hi, THREADS_PER_BLOCK):
+            x = a[i * n_members + b]
+            if x > m:
+                m = x
+        acc[t] = m
+        cuda.syncthreads()
+        width = THREADS_PER_BLOCK // 2
+        while width > 0:
+            if t < width and acc[t + width] > acc[t]:
+                acc[t] = acc[t + width]
+            cuda.syncthreads()
+            width //= 2
+        if t == 0:
+            partial[c, b] = acc[0]
+        cuda.syncthreads()
+
+
+def member_max(a, n_members: int) -> np.ndarray:
+    """Per batch member, the largest entry of a flat node-major array, ignoring NaN (host)."""
+    flat = _flat(a)
+    n = flat.size // n_members
+    chunks = min(REDUCTION_CHUNKS, max(n, 1))
+    partial = cuda.device_array((chunks, n_members))
+    _member_max_partial[chunks, THREADS_PER_BLOCK](flat, int(n_members), partial)
+    return partial.copy_to_host().max(axis=0)

@@ -51,3 +51,46 @@ def apd_at(
             phase[k] = 0
             v_min[k] = b
     v_prev[k] = b
+
+
+def beat_activation_at(
+    k, v_prev, v, t_prev_ms, dt_ms, threshold_mv, rearm_mv, armed, recording, n_members,
+    n_keep, times_ms, count, last_ms,
+):  # fmt: skip
+    """Per-beat activation times with hysteresis: an upward crossing of ``threshold_mv``
+    (interpolated in time, as :func:`activation_at`) counts only when node ``k`` is
+    ``armed``, i.e. V has fallen below ``rearm_mv`` since its last counted beat (a stimulus
+    or an electrotonic bump during a plateau near the threshold is not a new beat). The
+    time goes into the node's ring of the last ``n_keep`` (``times_ms[k·n_keep + count mod
+    n_keep]``), is counted and kept as ``last_ms[k]``, unless the node's batch member
+    (``k mod n_members``) has stopped ``recording``. Then ``v_prev[k] = v[k]``."""
+    a = v_prev[k]
+    b = v[k]
+    v_prev[k] = b
+    if b < rearm_mv:
+        armed[k] = 1
+    if recording[k % n_members] == 0:
+        return
+    if armed[k] == 1 and a < threshold_mv and b >= threshold_mv:
+        t = t_prev_ms + dt_ms * (threshold_mv - a) / (b - a)
+        times_ms[k * n_keep + count[k] % n_keep] = t
+        count[k] += 1
+        last_ms[k] = t
+        armed[k] = 0
+
+
+def gather_at(k, source, index, out):
+    """``out[k] = source[index[k]]`` (pick a few entries on the device before a copy)."""
+    out[k] = source[index[k]]
+
+
+def fixed_arity_kernel(rule, loop: str, namespace: dict):
+    """Source-generate ``_kernel(n, a0, …, a_m)`` that calls ``rule(k, a0, …, a_m)`` for each
+    ``k`` of ``loop`` (the backend's loop header over ``k`` up to ``n``, e.g.
+    ``"    for k in numba.prange(n):"``), in ``namespace`` (which holds the compiled ``rule``).
+    Numba compiles neither ``*args`` calls of inlined functions nor CUDA kernels with
+    ``*args`` in every version, so each backend's one generic launcher is written out for
+    the rule's number of arguments."""
+    names = ", ".join(f"a{i}" for i in range(rule.__code__.co_argcount - 1))
+    exec(f"def _kernel(n, {names}):\n{loop}\n        rule(k, {names})\n", namespace)
+    return namespace["_kernel"]

@@ -155,3 +155,18 @@ def first_bad_index(v, limit: float) -> int:
 
 def count_nan(a) -> int:
     return int(np.count_nonzero(np.isnan(a)))
+
+
+def node_kernel(rule):
+    """``launch(n, *args)``: the per-node rule run uncompiled, one node at a time."""
+
+    def launch(n: int, *args) -> None:
+        for k in range(int(n)):
+            rule(k, *args)
+
+    return launch
+
+
+def member_max(a, n_members: int) -> np.ndarray:
+    values = np.asarray(a, dtype=np.float64).reshape(-1, n_members)
+    return np.where(np.isnan(values), -np.inf, values).max(axis=0, initial=-np.inf)

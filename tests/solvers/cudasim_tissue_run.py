@@ -1,8 +1,10 @@
 """Run a tiny batched monodomain problem on the CUDA backend (a subprocess script).
 
 Usage: NUMBA_ENABLE_CUDASIM=1 python cudasim_tissue_run.py OUT.npz BACKEND
-Writes, for each diffusion scheme in SCHEMES, the final state and the activation times.
-The parent test (test_cuda_backend.py) runs the same on the CPU and compares.
+Writes, for each diffusion scheme in SCHEMES, the final state and the activation times, and
+what the trial monitor (solvers/beats.py) recorded in a run of two members: per-beat
+activation times, counts, outcomes, finish times and captures. The parent test
+(test_cuda_backend.py) runs the same on the CPU and compares.
 """
 
 import sys
@@ -10,6 +12,7 @@ import sys
 import numpy as np
 
 from cardiotwin.meshing.mesh import box_mesh
+from cardiotwin.solvers.beats import MemberWatch, TrialMonitor
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
 from cardiotwin.solvers.trackers import ActivationTracker
@@ -39,7 +42,31 @@ def run(backend: str) -> dict:
         stepper.run(T_END_MS, [activation])
         results[f"{scheme}_{mass}_state"] = stepper.state
         results[f"{scheme}_{mass}_activation"] = activation.first_ms
+    results.update(_monitored(backend))
     return results
+
+
+def _monitored(backend: str) -> dict:
+    """A monitored trial: member 0 observed until 0.75 ms (then frozen), member 1 running;
+    thresholds low enough that the 1 ms run records beats and captures."""
+    probe = np.arange(problem().n_nodes)
+    watches = [
+        MemberWatch((0.0,), probe, quiet_after_ms=0.5, stop_at_ms=0.75),
+        MemberWatch((0.25,), probe, quiet_after_ms=0.5),
+    ]
+    monitor = TrialMonitor(
+        watches, keep=2, threshold_mv=-60.0, rearm_mv=-75.0, capture_window_ms=0.25,
+        interval_ms=0.25,
+    )  # fmt: skip
+    SplitStepper(problem(), DT_MS, backend=backend).run(2 * T_END_MS, [monitor])
+    captured = [[np.nan if c is None else float(c) for c in row] for row in monitor.captured]
+    return {
+        "monitor_beats": monitor.all_beats(),
+        "monitor_count": monitor.count,
+        "monitor_outcome": monitor.outcome.astype(np.float64),
+        "monitor_finished_ms": monitor.finished_ms,
+        "monitor_captured": np.array(captured),
+    }
 
 
 if __name__ == "__main__":
