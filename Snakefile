@@ -33,6 +33,10 @@ rule all:
         OUT("cohort/summary.html"),
 
 
+onstart:
+    cw.check_execution(SETUP, workflow.executor_plugin.name)
+
+
 onsuccess:
     print(cw.summary_message(SETUP))
 

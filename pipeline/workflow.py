@@ -136,6 +136,26 @@ class Setup:
         return section.ventricle_method if kind == "ventricle" else section.atrium_method
 
 
+def check_execution(setup: Setup, executor: str, gpu_usable=None) -> None:
+    """Refuse, before any job runs, a run that asks for the GPU on a machine without one.
+
+    With a cluster executor (``slurm``) the jobs run elsewhere, so only a local run is checked.
+    ``gpu_usable`` (for tests) replaces the CUDA probe.
+    """
+    if setup.config.simulation.backend != "cuda" or executor not in ("local", "dryrun", "touch"):
+        return
+    if gpu_usable is None:
+        from cardiotwin.solvers.stepping import cuda_usable
+
+        gpu_usable = cuda_usable()
+    if not gpu_usable:
+        raise ConfigError(
+            "simulation.backend is 'cuda' but this machine has no usable CUDA GPU, and the "
+            "workflow runs locally: set simulation.backend to 'auto' (CPU fallback, recorded "
+            "in provenance) or run on a GPU node (--profile configs/profiles/slurm)"
+        )
+
+
 def summary_message(setup: Setup) -> str:
     """What the user reads when the workflow ends: where each report is."""
     lines = ["cardiotwin: reports written:"]

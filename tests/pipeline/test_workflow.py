@@ -12,7 +12,7 @@ import pytest
 
 from cardiotwin.pipeline.commands.config import SCHEMA_PATH, schema_text
 from cardiotwin.pipeline.config import ConfigError
-from cardiotwin.pipeline.workflow import CohortError, read_cohort, setup
+from cardiotwin.pipeline.workflow import CohortError, check_execution, read_cohort, setup
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data_samples"
@@ -74,6 +74,28 @@ def test_setup_refuses_a_bad_config_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'simulation.time_step'"):
         setup({"config_version": 1, "simulation": {"time_step": 0.1}}, tmp_path)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_gpu_backend_without_a_gpu_is_refused_before_any_job(tmp_path):
+    sheet = make_cohort(tmp_path, cases=("lv-infarct",))
+    config = _config(tmp_path, sheet)
+    config.write_text(config.read_text() + "simulation:\n  backend: cuda\n")
+    result = snakemake("--cores", "1", "--configfile", str(config), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "has no usable CUDA GPU" in result.stdout + result.stderr
+    assert not (tmp_path / "results" / "lv-infarct").exists()  # no job ran
+    # on a cluster the jobs run on GPU nodes: not refused here
+    done = setup(
+        {
+            "config_version": 1,
+            "workflow": {"cohort": str(sheet)},
+            "simulation": {"backend": "cuda"},
+        },
+        tmp_path,
+    )
+    check_execution(done, "slurm", gpu_usable=False)
+    with pytest.raises(ConfigError, match="no usable CUDA GPU"):
+        check_execution(done, "local", gpu_usable=False)
 
 
 def test_lint_and_dry_run(tmp_path):
