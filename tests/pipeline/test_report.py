@@ -96,3 +96,22 @@ def test_report_renders_in_a_browser(tmp_path):
         finally:
             browser.close()
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_bullseye_layout_follows_the_aha_standard(tmp_path):
+    # Cerqueira et al. 2002: anterior at the top, septum on the left, seen from the apex
+    from cardiotwin.pipeline.report.figures import bullseye_png, segment_wedge
+
+    def centre(segment):
+        inner, outer, start, end = segment_wedge(segment)
+        return (start + end) / 2 % 360, (inner + outer) / 2
+
+    assert centre(1) == (90.0, 3.5)  # basal anterior: top, outer ring
+    assert centre(3)[0] == 210.0  # basal inferoseptal: lower left
+    assert centre(10) == (270.0, 2.5)  # mid inferior: bottom, middle ring
+    assert centre(14)[0] == 180.0 and centre(16)[0] == 0.0  # apical septal left, lateral right
+    assert segment_wedge(17)[:2] == (0.0, 1.0)
+    png = bullseye_png({1: "induced", 7: "no capture", 2: "not induced"}, title="x")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    with pytest.raises(ValueError, match="unknown outcome"):
+        bullseye_png({3: "maybe"})
