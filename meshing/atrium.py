@@ -31,7 +31,12 @@ import numpy as np
 from cardiotwin.meshing.from_labels import MeshingError, finish_mesh
 from cardiotwin.meshing.mesh import Mesh, boundary_triangles
 from cardiotwin.meshing.quality import shared_facet_components
-from cardiotwin.meshing.stuffing import lattice_spacing_for_edge, split_prisms, stuff
+from cardiotwin.meshing.stuffing import (
+    lattice_spacing_for_edge,
+    orient_positively,
+    split_prisms,
+    stuff,
+)
 from cardiotwin.meshing.surfaces import (
     mm_to_voxel,
     sample_along_normals,
@@ -262,13 +267,7 @@ def mesh_atrium(
         region = np.clip(region, HEALTHY, DENSE_SCAR).astype(np.int32)
     region = region[column]
 
-    x = layered[tets]
-    volume = np.einsum(
-        "ij,ij->i", x[:, 1] - x[:, 0], np.cross(x[:, 2] - x[:, 0], x[:, 3] - x[:, 0])
-    )
-    # a prism's orientation follows its bottom triangle (outward = along the extrusion)
-    flip = volume < 0
-    tets[flip] = tets[flip][:, [0, 1, 3, 2]]
+    tets = orient_positively(layered, tets)
     mesh = Mesh(points_mm=layered, tets=tets, region=region)
     mesh.surfaces = _named_surfaces(mesh, nv, n_layers)
     mesh.affine = affine if image_affine is None else np.asarray(image_affine, dtype=np.float64)

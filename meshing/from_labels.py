@@ -245,7 +245,9 @@ def mesh_ventricle(
             "smoothing); use a smaller --edge-mm or less smoothing"
         )
     log.info("meshing: %d elements; tagging tissue", len(tets))
-    centres = points[tets].mean(axis=1)
+    centres = np.concatenate(
+        [points[tets[k : k + 1_000_000]].mean(axis=1) for k in range(0, len(tets), 1_000_000)]
+    )
     region = tag_elements(centres, labels, affine, tag_smoothing_mm)
     mesh = Mesh(
         points_mm=points,

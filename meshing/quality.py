@@ -27,13 +27,32 @@ P1_DIHEDRAL_GOAL_DEG = 15.0
 _EDGE_PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])
 #: the two faces (as the vertex left out) that meet at each edge of _EDGE_PAIRS
 _FACES_AT_EDGE = np.array([(2, 3), (1, 3), (1, 2), (0, 3), (0, 2), (0, 1)])
-CHUNK = 2_000_000
+#: elements per chunk of the geometric statistics (bounds their temporary memory)
+CHUNK = 1_000_000
 
 
 def unique_edges(tets: np.ndarray) -> np.ndarray:
-    """(e, 2) node pairs of every edge of the mesh, each once."""
-    edges = np.sort(np.asarray(tets)[:, _EDGE_PAIRS].reshape(-1, 2), axis=1)
-    return np.unique(edges, axis=0)
+    """(e, 2) node pairs (lower index first) of every edge of the mesh, each once."""
+    tets = np.asarray(tets, dtype=np.int64)
+    n = int(tets.max()) + 1 if tets.size else 1
+    keys = np.empty(6 * len(tets), dtype=np.int64)
+    for k, (a, b) in enumerate(_EDGE_PAIRS):
+        lo, hi = np.minimum(tets[:, a], tets[:, b]), np.maximum(tets[:, a], tets[:, b])
+        keys[k * len(tets) : (k + 1) * len(tets)] = lo * n + hi
+    keys = np.unique(keys)  # 1-D keys sort far faster than rows (np.unique axis=0)
+    return np.stack([keys // n, keys % n], axis=1)
+
+
+def volumes_and_longest_edges(points_mm: np.ndarray, tets: np.ndarray):
+    """((m,) signed volumes mm³, (m,) longest edge mm), computed in chunks (low memory)."""
+    volumes, longest = np.empty(len(tets)), np.empty(len(tets))
+    for start in range(0, len(tets), CHUNK):
+        x = points_mm[tets[start : start + CHUNK]]
+        a, b, c = x[:, 1] - x[:, 0], x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]
+        volumes[start : start + CHUNK] = np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0
+        lengths = [np.linalg.norm(x[:, i] - x[:, j], axis=1) for i, j in _EDGE_PAIRS]
+        longest[start : start + CHUNK] = np.max(lengths, axis=0)
+    return volumes, longest
 
 
 def edge_lengths_mm(points_mm: np.ndarray, tets: np.ndarray) -> np.ndarray:
@@ -168,7 +187,7 @@ def drop_islands(mesh: Mesh, *, source: str = "mesh") -> tuple[Mesh, float]:
     count, label = node_components(mesh.n_points, mesh.tets)
     if count <= 1:
         return mesh, 0.0
-    volumes = np.abs(mesh.signed_volumes_mm3())
+    volumes = np.abs(volumes_and_longest_edges(mesh.points_mm, mesh.tets)[0])
     total = volumes.sum()
     dropped = float(volumes[label > 0].sum() / total) if total > 0 else 0.0
     log.warning(
@@ -203,9 +222,8 @@ def _stats(values: np.ndarray) -> dict:
 def quality_summary(mesh: Mesh) -> dict:
     """JSON-ready quality report: counts, volumes per tag (ml), edge (mm), dihedral (deg),
     aspect statistics, inverted / degenerate counts, components and the goal verdict."""
-    volumes = mesh.signed_volumes_mm3()
-    scale = mesh.longest_edges_mm() ** 3
-    degenerate = np.abs(volumes) < DEGENERATE_RELATIVE_VOLUME * scale
+    volumes, longest = volumes_and_longest_edges(mesh.points_mm, mesh.tets)
+    degenerate = np.abs(volumes) < DEGENERATE_RELATIVE_VOLUME * longest**3
     inverted = (volumes < 0) & ~degenerate
     dihedral = dihedral_angles_deg(mesh.points_mm, mesh.tets)
     count, _ = node_components(mesh.n_points, mesh.tets)

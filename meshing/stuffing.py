@@ -231,7 +231,8 @@ def stuff(phi: LevelSet, lower_mm, upper_mm, spacing_mm: float) -> tuple[np.ndar
     edges = tets[:, pairs].reshape(-1, 2)
     del tets
     edges = edges[values[edges[:, 0]] * values[edges[:, 1]] < 0]
-    edges = np.unique(np.sort(edges, axis=1), axis=0)
+    keys = np.unique(_edge_keys(edges[:, 0], edges[:, 1], n))
+    edges = np.stack([keys // n, keys % n], axis=1)
     # orient each cut edge from its inside end (a) to its outside end (b)
     swap = values[edges[:, 0]] > 0
     edges[swap] = edges[swap][:, ::-1]
@@ -322,10 +323,18 @@ def stuff(phi: LevelSet, lower_mm, upper_mm, spacing_mm: float) -> tuple[np.ndar
     all_cut_mm = a_mm + t[:, None] * (b_mm - a_mm)
     points[warp_target[present]] = all_cut_mm[warped_to[present]]
     tets_out = np.searchsorted(used, out)
-    x = points[tets_out]
-    volume = np.einsum(
-        "ij,ij->i", x[:, 1] - x[:, 0], np.cross(x[:, 2] - x[:, 0], x[:, 3] - x[:, 0])
-    )
-    negative = volume < 0
-    tets_out[negative] = tets_out[negative][:, [0, 1, 3, 2]]
-    return points, tets_out
+    del out
+    return points, orient_positively(points, tets_out)
+
+
+def orient_positively(points_mm: np.ndarray, tets: np.ndarray, chunk: int = 1_000_000):
+    """Swap two vertices of every negatively oriented element (in place; returns ``tets``)."""
+    for start in range(0, len(tets), chunk):
+        block = tets[start : start + chunk]
+        x = points_mm[block]
+        volume = np.einsum(
+            "ij,ij->i", x[:, 1] - x[:, 0], np.cross(x[:, 2] - x[:, 0], x[:, 3] - x[:, 0])
+        )
+        negative = volume < 0
+        block[negative] = block[negative][:, [0, 1, 3, 2]]
+    return tets
