@@ -21,6 +21,9 @@ from cardiotwin.pipeline.cli import CommandError
 
 log = logging.getLogger("cardiotwin.mesh")
 
+#: an atrial mesh must hold at least this fraction of the wall mask's volume
+MIN_ATRIAL_WALL_COVERAGE = 0.6
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -245,7 +248,7 @@ def _mesh_atrium(args, labels, spacing: float, edge_mm: float, config):
                 f"{args.lge}: the mean blood-pool intensity is {blood_mean:g}, so the IIR is "
                 "undefined; give the magnitude LGE image"
             )
-    return mesh_atrium(
+    mesh = mesh_atrium(
         blood_iso.array > 0,
         wall_iso.array > 0,
         blood_iso.affine,
@@ -262,3 +265,14 @@ def _mesh_atrium(args, labels, spacing: float, edge_mm: float, config):
         max_island_fraction=config.max_island_fraction,
         image_affine=full_labels.affine,
     )
+    # a blood pool that reaches only part of the wall (e.g. one derived from a wall that is
+    # open at the veins and valve) gives a mesh of part of the atrium: refuse it
+    wall_ml = np.count_nonzero(wall_array) * abs(np.linalg.det(full_labels.affine[:3, :3])) / 1e3
+    if mesh.volume_ml() < MIN_ATRIAL_WALL_COVERAGE * wall_ml:
+        source = "--blood" if args.blood is not None else "the cavity enclosed by the wall"
+        raise MeshingError(
+            f"the blood pool ({source}) lies against only "
+            f"{100 * mesh.volume_ml() / wall_ml:.0f} % of the wall's volume; give the atrium's "
+            "whole blood-pool mask with --blood"
+        )
+    return mesh

@@ -39,6 +39,18 @@ def test_atrium_opencarp_set_with_named_openings(tmp_path):
     assert (tmp_path / "la.endo.surf").exists() and (tmp_path / "la.quality.json").exists()
 
 
+def test_atrium_without_a_usable_blood_pool_is_refused(tmp_path, capsys):
+    # the sample atrium is open at four veins and the mitral valve: the cavity its wall
+    # encloses slice by slice is only part of the blood pool, so the mesh would be partial
+    case = SAMPLES / "la-fibrosis"
+    out = tmp_path / "la.vtu"
+    rc = main(["mesh", "--labels", str(case / "segmentation" / "labels_iir.nii.gz"),
+               "--kind", "atrium", "--edge-mm", "2", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "--blood" in err and "of the wall's volume" in err
+    assert not out.exists()
+
+
 def _write_labels(path: Path, array: np.ndarray, spacing=(1.5, 1.5, 8.0)) -> Path:
     save_nifti(ImageVolume(array.astype(np.uint8), np.diag([*spacing, 1.0])), path)
     return path
