@@ -15,7 +15,12 @@ import logging
 
 import numpy as np
 
-from cardiotwin.meshing.mesh import DEGENERATE_RELATIVE_VOLUME, Mesh
+from cardiotwin.meshing.mesh import (
+    DEGENERATE_RELATIVE_VOLUME,
+    Mesh,
+    group_rows,
+    volumes_and_longest_edges,
+)
 from cardiotwin.meshing.tags import TISSUE_NAMES
 
 log = logging.getLogger(__name__)
@@ -41,18 +46,6 @@ def unique_edges(tets: np.ndarray) -> np.ndarray:
         keys[k * len(tets) : (k + 1) * len(tets)] = lo * n + hi
     keys = np.unique(keys)  # 1-D keys sort far faster than rows (np.unique axis=0)
     return np.stack([keys // n, keys % n], axis=1)
-
-
-def volumes_and_longest_edges(points_mm: np.ndarray, tets: np.ndarray):
-    """((m,) signed volumes mm³, (m,) longest edge mm), computed in chunks (low memory)."""
-    volumes, longest = np.empty(len(tets)), np.empty(len(tets))
-    for start in range(0, len(tets), CHUNK):
-        x = points_mm[tets[start : start + CHUNK]]
-        a, b, c = x[:, 1] - x[:, 0], x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]
-        volumes[start : start + CHUNK] = np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0
-        lengths = [np.linalg.norm(x[:, i] - x[:, j], axis=1) for i, j in _EDGE_PAIRS]
-        longest[start : start + CHUNK] = np.max(lengths, axis=0)
-    return volumes, longest
 
 
 def edge_lengths_mm(points_mm: np.ndarray, tets: np.ndarray) -> np.ndarray:
@@ -143,8 +136,7 @@ def shared_facet_components(cells: np.ndarray, facets: np.ndarray) -> tuple[int,
     per_cell = len(facets)
     keys = np.sort(cells[:, facets].reshape(len(cells) * per_cell, -1), axis=1)
     owner = np.repeat(np.arange(len(cells)), per_cell)
-    _, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    inverse, _ = group_rows(keys)
     order = np.argsort(inverse, kind="stable")
     shared = np.nonzero(inverse[order][1:] == inverse[order][:-1])[0]
     a, b = owner[order][shared], owner[order][shared + 1]
