@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cardiotwin.pipeline.segment",
         "classify an LGE wall into healthy / border zone / dense scar",
     ),
+    "prepare": (
+        "cardiotwin.pipeline.commands.prepare",
+        "add missing surfaces, coordinates, fibres, AHA segments and pacing sites to a mesh",
+    ),
 }
 
 

@@ -1,0 +1,91 @@
+"""prepare(): adds what a mesh lacks, keeps what it has, and is idempotent."""
+
+import numpy as np
+import pytest
+
+from cardiotwin.meshing.ellipsoid import (
+    LVGeometry,
+    RVGeometry,
+    atrial_shell,
+    biv_ellipsoid,
+    lv_ellipsoid,
+)
+from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.meshing.prepare import prepare
+from cardiotwin.pipeline.config import AnatomyConfig
+
+CONFIG = AnatomyConfig(septum_point_mm=(10.0, 0.0, 0.0))
+
+
+@pytest.fixture(scope="module")
+def lv():
+    return lv_ellipsoid(2.0, LVGeometry.small())
+
+
+def bare(mesh: Mesh) -> Mesh:
+    return Mesh(mesh.points_mm, mesh.tets)
+
+
+def test_a_bare_ventricle_gets_everything(lv):
+    mesh, report = prepare(bare(lv), "ventricle", CONFIG)
+    assert {"endo", "epi", "base"} <= set(mesh.surfaces)
+    assert mesh.fibres is not None and mesh.sheets is not None
+    for name, dtype in (
+        ("transmural", np.float64),
+        ("apicobasal", np.float64),
+        ("rotational", np.float64),
+        ("aha_segment", np.int32),
+    ):
+        assert mesh.point_data[name].dtype == dtype
+        assert f"point_data:{name}" in report.added
+    assert sorted(mesh.node_sets) == sorted(f"AHA-{k}" for k in range(1, 18))
+    assert report.septum_source == "caller" and len(report.sites) == 17
+    assert report.kept == []
+
+
+def test_what_is_there_is_kept_and_a_second_run_adds_nothing(lv):
+    # a hand-made base surface (here: in its own face order) and a measured transmural field
+    # survive as they were
+    own_base = lv.surfaces["base"][::-1]
+    own_transmural = np.full(lv.n_points, 0.25)
+    given = Mesh(lv.points_mm, lv.tets, surfaces={"base": own_base},
+                 point_data={"transmural": own_transmural})  # fmt: skip
+    mesh, report = prepare(given, "ventricle", CONFIG)
+    np.testing.assert_array_equal(mesh.surfaces["base"], own_base)
+    np.testing.assert_array_equal(mesh.point_data["transmural"], own_transmural)
+    assert "surface:base" in report.kept and "point_data:transmural" in report.kept
+    assert "surface:endo" in report.added
+    again, second = prepare(mesh, "ventricle", CONFIG)
+    assert second.added == []
+    assert again.fingerprint() == mesh.fingerprint()
+
+
+def test_kept_fibres_get_orthogonal_sheets(lv):
+    rng = np.random.default_rng(1)
+    fibres = rng.normal(size=(lv.n_elements, 3))
+    fibres /= np.linalg.norm(fibres, axis=1, keepdims=True)
+    mesh, report = prepare(Mesh(lv.points_mm, lv.tets, fibres=fibres), "ventricle", CONFIG)
+    np.testing.assert_array_equal(mesh.fibres, fibres)
+    assert "sheets" in report.added and "fibres" in report.kept
+    assert np.max(np.abs(np.einsum("ij,ij->i", mesh.fibres, mesh.sheets))) < 1e-12
+
+
+def test_biventricular_and_atrial_meshes():
+    biv, report = prepare(
+        bare(biv_ellipsoid(2.0, LVGeometry.small(), RVGeometry.small())), "ventricle", CONFIG
+    )
+    assert {"rv-endo", "rv-septum"} <= set(biv.surfaces)
+    assert {"RV-1", "RV-2"} <= set(biv.node_sets) and len(biv.node_sets) == 19
+    assert report.septum_source == "rv"
+    assert np.any(biv.point_data["aha_segment"] == 0)  # the RV has no AHA segment
+    atrium, report = prepare(
+        bare(atrial_shell(2.0)), "atrium", CONFIG.model_copy(update={"atrial_sites": 12})
+    )
+    assert sorted(atrium.node_sets) == [f"LA-{k:02d}" for k in range(1, 13)]
+    assert {"transmural", "valve_vein"} <= set(atrium.point_data)
+    assert "surface:valve" in report.added
+
+
+def test_unknown_kind_is_refused(lv):
+    with pytest.raises(ValueError, match="kind"):
+        prepare(lv, "atria", CONFIG)
