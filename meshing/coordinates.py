@@ -34,8 +34,9 @@ boundary faces point out of the tissue (into a cavity on an endocardium).
 
 The septum comes from the RV (centroid of ``rv-septum``) on a biventricular mesh; an LV-only
 mesh takes a septum point from the caller (config ``anatomy.septum_point_mm``, CLI
-``--septum-mm``) or else falls back, with a warning, to the short-axis projection of scanner
-+x (patient right in RAS: the phantoms' convention and that of :mod:`.ellipsoid`).
+``--septum-mm``) or else falls back, with a warning, to the phantoms' convention: anterior is
+scanner +y (RAS anterior) across the long axis, the septum anterior × long axis (towards
+patient right); the analytic meshes of :mod:`.ellipsoid` (long axis +z) get septum +x.
 
 **Atrial coordinates** (:func:`atrial_coordinates`): ``transmural`` (0 endo, 1 epi) and
 ``valve_vein`` (Laplace, 0 on the valve rim, 1 on every vein rim).
@@ -239,14 +240,30 @@ def _ventricle_surfaces(mesh: Mesh, b: _Boundary) -> tuple[dict[str, np.ndarray]
         notes.append(note)
     total = b.areas.sum()
     pieces = []
+    base_nodes = np.zeros(mesh.n_points, dtype=bool)
+    base_nodes[b.faces[base].ravel()] = True
+    crumbs_on_base, voids = [], []
     for label in range(labels.max() + 1):
         faces = labels == label
         area = float(b.areas[faces].sum())
-        if area < 0.005 * total:  # a crumb beside the base plane
-            base |= faces
-            notes.append(f"a boundary piece of {area:.1f} mm² was added to the base")
+        if area < 0.005 * total:  # a crumb beside the base plane, or a void inside the wall
+            if base_nodes[b.faces[faces].ravel()].any():
+                base |= faces
+                crumbs_on_base.append(area)
+            else:
+                voids.append(area)
             continue
         pieces.append(faces)
+    if crumbs_on_base:
+        notes.append(
+            f"{len(crumbs_on_base)} small boundary piece(s) beside the base "
+            f"({sum(crumbs_on_base):.1f} mm²) added to it"
+        )
+    if voids:
+        notes.append(
+            f"{len(voids)} small closed boundary piece(s) inside the wall (voids, "
+            f"{sum(voids):.1f} mm²) left unnamed (zero flux)"
+        )
     centre = mesh.points_mm.mean(axis=0)
     facing = [_outward_measure(b.centres[f], b.normals[f], b.areas[f], centre) for f in pieces]
     outward = [i for i, m in enumerate(facing) if m > 0]
@@ -500,13 +517,18 @@ def _frame(mesh: Mesh, septum_point_mm, lv_nodes: np.ndarray, notes: list[str]) 
                 "so it gives no direction; choose a point in the septum"
             )
     else:
-        septum = np.array([1.0, 0.0, 0.0]) - long_axis[0] * long_axis
-        if np.linalg.norm(septum) < 0.2:  # long axis along x: fall back to +y
-            septum = np.array([0.0, 1.0, 0.0]) - long_axis[1] * long_axis
+        # scanner +y (anterior in RAS) across the long axis is taken as anterior; the septum
+        # is then anterior × long axis (towards patient right), as in the phantoms' frame
+        anterior = np.array([0.0, 1.0, 0.0]) - long_axis[1] * long_axis
+        if np.linalg.norm(anterior) < 0.2:  # long axis along y: take +x as the septum
+            septum = np.array([1.0, 0.0, 0.0]) - long_axis[0] * long_axis
+        else:
+            septum = np.cross(anterior, long_axis)
         message = (
-            "no RV and no septum point: the septum is assumed towards scanner +x (patient "
-            "right in RAS); pass --septum-mm X Y Z (config anatomy.septum_point_mm) for a "
-            "reliable rotational coordinate and AHA segments"
+            "no RV and no septum point: the anterior wall is assumed towards scanner +y "
+            "(RAS anterior) and the septum towards patient right; pass --septum-mm X Y Z "
+            "(config anatomy.septum_point_mm) for a reliable rotational coordinate and AHA "
+            "segments"
         )
         log.warning(message)
         notes.append(message)

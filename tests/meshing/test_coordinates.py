@@ -200,3 +200,26 @@ def test_atrial_coordinates():
     assert np.all(fields.valve_vein[np.unique(mesh.surfaces["valve"])] == 0.0)
     assert np.all(fields.valve_vein[np.unique(mesh.surfaces["vein-2"])] == 1.0)
     assert np.all(fields.transmural[np.unique(mesh.surfaces["epi"])] == 1.0)
+
+
+def test_the_default_septum_is_the_phantoms_in_scanner_coordinates(caplog):
+    # an LV posed like the lv-infarct phantom (apex left, anterior, inferior in RAS): its
+    # frame has u anterior, v lateral, w towards the base; the default must put the septum
+    # at −v and anterior at u, so the rotational coordinate is the local azimuth from −v
+    from cardiotwin.pipeline.phantom import _ventricle_frame
+
+    u, v, w = _ventricle_frame(np.array([-0.55, 0.6, -0.58]) / 0.9994).T
+    local = lv_ellipsoid(2.0, SMALL)
+    rotation = np.stack([-v, u, w], axis=1)  # local x → septum, y → anterior, z → base
+    posed = Mesh(
+        local.points_mm @ rotation.T + [5.0, -15.0, 10.0], local.tets, surfaces=local.surfaces
+    )
+    with caplog.at_level(logging.WARNING):
+        fields = ventricular_coordinates(posed)
+    assert fields.frame.septum_source == "default"
+    np.testing.assert_allclose(fields.frame.septum, -v, atol=1e-9)
+    np.testing.assert_allclose(fields.frame.anterior, u, atol=1e-9)
+    p = local.points_mm
+    off_axis = np.hypot(p[:, 0], p[:, 1]) > 1.0
+    difference = np.angle(np.exp(1j * (fields.rotational - np.arctan2(p[:, 1], p[:, 0]))))
+    assert np.max(np.abs(difference[off_axis])) < 1e-6
