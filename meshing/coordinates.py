@@ -190,13 +190,13 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
         if area < 0.01 * total:
             break
         labels = b.split(support)
-        found.append((area, int(labels.max()) + 1))
-        if labels.max() >= 1:
+        found.append((area, _large_pieces(b, labels)))
+        if found[-1][1] >= 2:
             return support, labels, ""
         # a rounded rim joins endo and epi: cut a band round the plane, give it back after
         band = np.abs((b.centres - point) @ normal) <= 2.0 * tolerance_mm
         labels = b.split(band | support)
-        if labels.max() >= 1:
+        if _large_pieces(b, labels) >= 2:
             labels = _give_back(b, labels, band & ~support)
             return support, labels, "rounded base rim: faces near the base plane reassigned"
     listing = ", ".join(f"{a:.0f} mm² → {n} piece(s)" for a, n in found[:5]) or "none"
@@ -206,6 +206,17 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
         f"boundary area {total:.0f} mm²). The base may be closed or the mesh may have holes; "
         "cut the base open with a plane, or give the mesh 'endo', 'epi' and 'base' surfaces"
     )
+
+
+#: boundary pieces smaller than this share of the boundary area are crumbs or voids
+CRUMB_SHARE = 0.005
+
+
+def _large_pieces(b: _Boundary, labels: np.ndarray) -> int:
+    """Number of labelled pieces (label ≥ 0) holding at least CRUMB_SHARE of the area (an
+    internal void is a closed piece of its own, so it must not count as a split)."""
+    areas = np.bincount(labels[labels >= 0], weights=b.areas[labels >= 0])
+    return int(np.sum(areas >= CRUMB_SHARE * b.areas.sum()))
 
 
 def _give_back(b: _Boundary, labels: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -246,7 +257,7 @@ def _ventricle_surfaces(mesh: Mesh, b: _Boundary) -> tuple[dict[str, np.ndarray]
     for label in range(labels.max() + 1):
         faces = labels == label
         area = float(b.areas[faces].sum())
-        if area < 0.005 * total:  # a crumb beside the base plane, or a void inside the wall
+        if area < CRUMB_SHARE * total:  # a crumb beside the base plane, or a void in the wall
             if base_nodes[b.faces[faces].ravel()].any():
                 base |= faces
                 crumbs_on_base.append(area)
