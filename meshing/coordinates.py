@@ -235,15 +235,6 @@ def _give_back(b: _Boundary, labels: np.ndarray, faces: np.ndarray) -> np.ndarra
     return labels
 
 
-def _cavity_sphericity(b: _Boundary, faces: np.ndarray, base_point, base_normal) -> float:
-    """Sphericity of a cavity surface closed by the base plane (1 for a sphere)."""
-    # with the origin on the base plane the cap adds nothing to the divergence integral
-    volume = -_outward_measure(b.centres[faces], b.normals[faces], b.areas[faces], base_point) / 3
-    cap = abs(float(base_normal @ (b.normals[faces].T @ b.areas[faces])))
-    area = float(b.areas[faces].sum()) + cap
-    return math.pi ** (1 / 3) * (6 * max(volume, 0.0)) ** (2 / 3) / area
-
-
 def _ventricle_surfaces(mesh: Mesh, b: _Boundary) -> tuple[dict[str, np.ndarray], list[str]]:
     notes = []
     base, labels, note = _find_base(b, tolerance_mm=max(0.5 * b.edge_mm, 1e-6))
@@ -297,22 +288,63 @@ def _ventricle_surfaces(mesh: Mesh, b: _Boundary) -> tuple[dict[str, np.ndarray]
     if len(cavities) == 1:
         surfaces["endo"] = b.faces[cavities[0]]
         return surfaces, notes
-    round_ = [_cavity_sphericity(b, f, base_point, base_normal) for f in cavities]
-    lv, rv = (cavities[0], cavities[1]) if round_[0] >= round_[1] else (cavities[1], cavities[0])
-    notes.append(
+    split, note = _split_cavities(
+        mesh.points_mm, b.faces[cavities[0]], b.faces[cavities[1]], base_point, base_normal
+    )
+    notes.append(note)
+    surfaces.update(split)
+    return surfaces, notes
+
+
+def _split_cavities(points, first, second, base_point, base_normal):
+    """Two cavity surfaces → ``endo`` (the rounder: the LV), ``rv-septum`` and ``rv-endo``."""
+
+    def sphericity(triangles):
+        normals, areas = triangle_normals_and_areas(points, triangles)
+        centres = points[triangles].mean(axis=1)
+        # origin on the base plane: the cap closing the cavity adds nothing to the volume
+        volume = -_outward_measure(centres, normals, areas, base_point) / 3
+        cap = abs(float(base_normal @ (normals.T @ areas)))
+        return math.pi ** (1 / 3) * (6 * max(volume, 0.0)) ** (2 / 3) / (areas.sum() + cap)
+
+    round_ = [sphericity(first), sphericity(second)]
+    lv, rv = (first, second) if round_[0] >= round_[1] else (second, first)
+    note = (
         f"two cavities: sphericity {max(round_):.2f} taken as the LV, {min(round_):.2f} as the RV"
     )
     # the septum's RV face looks away from the LV axis, the free wall's endocardium towards it
-    lv_nodes = np.unique(b.faces[lv])
-    axis_point = mesh.points_mm[lv_nodes].mean(axis=0)
-    radial = b.centres[rv] - axis_point
+    axis_point = points[np.unique(lv)].mean(axis=0)
+    normals, _ = triangle_normals_and_areas(points, rv)
+    radial = points[rv].mean(axis=1) - axis_point
     radial -= np.outer(radial @ base_normal, base_normal)
-    septal = np.einsum("ij,ij->i", b.normals[rv], radial) > 0
-    rv_faces = np.nonzero(rv)[0]
-    surfaces["endo"] = b.faces[lv]
-    surfaces["rv-septum"] = b.faces[rv_faces[septal]]
-    surfaces["rv-endo"] = b.faces[rv_faces[~septal]]
-    return surfaces, notes
+    septal = np.einsum("ij,ij->i", normals, radial) > 0
+    return {"endo": lv, "rv-septum": rv[septal], "rv-endo": rv[~septal]}, note
+
+
+def split_endocardium(mesh: Mesh) -> tuple[dict[str, np.ndarray], str] | None:
+    """When a ventricular mesh's ``endo`` holds two separate cavities (a mesher that named
+    the LV and RV endocardium alike) and it has no RV surfaces, the LV ``endo``,
+    ``rv-septum`` and ``rv-endo`` split as :func:`identify_surfaces` would; else ``None``."""
+    if is_biventricular(mesh) or "endo" not in mesh.surfaces or "base" not in mesh.surfaces:
+        return None
+    endo = mesh.surfaces["endo"]
+    first, second, _ = face_adjacency(endo)
+    labels = _components(len(endo), first, second)
+    _, areas = triangle_normals_and_areas(mesh.points_mm, endo)
+    piece_area = np.bincount(labels, weights=areas)
+    large = np.nonzero(piece_area >= 0.05 * areas.sum())[0]
+    if large.size != 2:
+        return None
+    base = mesh.surfaces["base"]
+    normals, base_areas = triangle_normals_and_areas(mesh.points_mm, base)
+    base_normal = _unit(normals.T @ base_areas)
+    base_point = mesh.points_mm[base].mean(axis=1).T @ base_areas / base_areas.sum()
+    # crumbs of the endocardium go with the larger cavity
+    bigger = large[np.argmax(piece_area[large])]
+    labels = np.where(np.isin(labels, large), labels, bigger)
+    return _split_cavities(
+        mesh.points_mm, endo[labels == large[0]], endo[labels == large[1]], base_point, base_normal
+    )
 
 
 def _feature_patches(b: _Boundary, feature_angle_deg: float) -> np.ndarray:

@@ -8,10 +8,11 @@ field already on the mesh is kept as it is (and the report says so), so a hand-m
 or a measured fibre field survives. What is added (module that computes it):
 
 - ventricles: surfaces ``endo``, ``epi``, ``base`` (+ ``rv-endo``, ``rv-septum``)
-  (:mod:`.coordinates`); point fields ``transmural``, ``apicobasal``, ``rotational``
-  (:mod:`.coordinates`), ``aha_segment`` (:mod:`.sites`); per-element ``fibres`` and
-  ``sheets`` (:mod:`.fibres`); node sets ``AHA-1`` .. ``AHA-17`` (+ ``RV-1``, ``RV-2``)
-  (:mod:`.sites`).
+  (:mod:`.coordinates`; an ``endo`` that holds both cavities, as a mesher may name them, is
+  split into the LV ``endo`` and the RV surfaces, the one change to what was there); point
+  fields ``transmural``, ``apicobasal``, ``rotational`` (:mod:`.coordinates`),
+  ``aha_segment`` (:mod:`.sites`); per-element ``fibres`` and ``sheets`` (:mod:`.fibres`);
+  node sets ``AHA-1`` .. ``AHA-17`` (+ ``RV-1``, ``RV-2``) (:mod:`.sites`).
 - atria: surfaces ``endo``, ``epi``, ``valve``, ``vein-1`` …; point fields ``transmural``,
   ``valve_vein``; fibres and sheets; node sets ``LA-01`` .. ``LA-NN``.
 
@@ -34,6 +35,7 @@ from cardiotwin.meshing.coordinates import (
     atrial_openings,
     identify_surfaces,
     is_biventricular,
+    split_endocardium,
     ventricular_coordinates,
 )
 from cardiotwin.meshing.fibres import FibreAngles, atrial_fibres, ventricular_fibres
@@ -99,13 +101,20 @@ def _has_surface(mesh: Mesh, name: str) -> bool:
 
 
 def _add_surfaces(mesh: Mesh, kind: str, config: AnatomySettings, report: PrepareReport) -> Mesh:
+    given = set(mesh.surfaces)
     if kind == "ventricle":
         complete = all(_has_surface(mesh, n) for n in VENTRICLE_SURFACES)
     else:
         openings = [n for n in mesh.surfaces if n not in ("endo", "epi") and len(mesh.surfaces[n])]
         complete = _has_surface(mesh, "endo") and _has_surface(mesh, "epi") and len(openings) >= 2
     if complete:
-        report.kept.extend(f"surface:{n}" for n in sorted(mesh.surfaces))
+        split = split_endocardium(mesh) if kind == "ventricle" else None
+        if split is not None:  # one 'endo' for both cavities: the RV gets its own surfaces
+            surfaces, note = split
+            mesh.surfaces = {**mesh.surfaces, **surfaces}
+            report.notes.append(f"'endo' held the LV and RV cavities, now split; {note}")
+            report.added.extend(["surface:rv-septum", "surface:rv-endo"])
+        report.kept.extend(f"surface:{n}" for n in sorted(mesh.surfaces) if n in given)
         return mesh
     found, notes = identify_surfaces(mesh, kind, feature_angle_deg=config.feature_angle_deg)
     report.notes.extend(notes)

@@ -157,3 +157,17 @@ def test_an_unstructured_mesh_from_elsewhere_is_prepared():
     np.testing.assert_allclose(p[np.unique(mesh.surfaces["base"]), 2], g.base_height_mm, atol=0.5)
     assert len(mesh.node_sets) == 17 and len(np.unique(mesh.point_data["aha_segment"])) == 17
     assert any("voids" in note for note in report.notes)
+
+
+def test_one_endo_for_both_cavities_is_split_into_lv_and_rv():
+    biv = biv_ellipsoid(2.0, LVGeometry.small(), RVGeometry.small())
+    s = biv.surfaces
+    merged = {"endo": np.concatenate([s["endo"], s["rv-septum"], s["rv-endo"]]),
+              "epi": s["epi"], "base": s["base"]}  # fmt: skip
+    mesh, report = prepare(Mesh(biv.points_mm, biv.tets, surfaces=merged), "ventricle", CONFIG)
+    assert any("now split" in note for note in report.notes)
+    for name in ("endo", "rv-septum", "rv-endo"):
+        truth = set(map(tuple, np.sort(s[name], axis=1).tolist()))
+        got = set(map(tuple, np.sort(mesh.surfaces[name], axis=1).tolist()))
+        assert len(truth & got) / len(truth) > 0.98
+    assert {"RV-1", "RV-2"} <= set(mesh.node_sets)
