@@ -104,7 +104,8 @@ class DirichletLaplace:
         u[self.fixed] = fixed_values[self.fixed]
         rhs = -(self._k_fd @ u[self.fixed])
         residuals: list[float] = []
-        x = self._solver.solve(rhs, tol=tolerance, accel="cg", maxiter=500, residuals=residuals)
+        with threadpool_limits(limits=1, user_api="blas"):
+            x = self._solver.solve(rhs, tol=tolerance, accel="cg", maxiter=500, residuals=residuals)
         scale = max(float(np.linalg.norm(rhs)), 1e-300)
         if residuals and residuals[-1] > 1e3 * tolerance * scale:
             raise MeshError(
