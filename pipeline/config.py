@@ -134,6 +134,33 @@ class MeshConfig(StrictModel):
 
 # --- anatomy section (meshing issue: surfaces, coordinates, fibres, pacing sites) ----------
 
+
+class AnatomyConfig(StrictModel):
+    """Surfaces, anatomical coordinates, rule-based fibres and pacing sites on a mesh
+    (meshing.prepare). Fibre angles follow Bayer et al. 2012: helix angle α (positive: a
+    right-handed helix rising towards the base), sheet angle β about the fibre."""
+
+    alpha_endo_deg: float = Field(60.0, ge=-90, le=90, description="fibre helix angle, endo")
+    alpha_epi_deg: float = Field(-60.0, ge=-90, le=90, description="fibre helix angle, epi")
+    beta_endo_deg: float = Field(0.0, ge=-90, le=90, description="sheet angle, endocardium")
+    beta_epi_deg: float = Field(0.0, ge=-90, le=90, description="sheet angle, epicardium")
+    site_placement: Literal["endo", "midwall"] = Field(
+        "endo", description="pacing site centres on the endocardium or at mid-wall"
+    )
+    site_radius_mm: float = Field(
+        2.0, gt=0, le=20, description="a pacing site's node set: nodes within this radius, mm"
+    )
+    atrial_sites: int = Field(20, ge=1, le=200, description="number of atrial pacing sites")
+    septum_point_mm: tuple[float, float, float] | None = Field(
+        None,
+        description="a point in the septum (scanner mm) orienting the rotational coordinate "
+        "and AHA segments of an LV-only mesh; ignored when the mesh has an RV",
+    )
+    feature_angle_deg: float = Field(
+        50.0, gt=5, lt=90, description="atrial surfaces: edges sharper than this split patches"
+    )
+
+
 # --- tissue section (induction issue) ------------------------------------------------------
 
 # --- induction section (induction issue) ---------------------------------------------------
@@ -151,6 +178,7 @@ class Config(StrictModel):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     mesh: MeshConfig = Field(default_factory=MeshConfig)
+    anatomy: AnatomyConfig = Field(default_factory=AnatomyConfig)
 
 
 def _location(error: dict) -> str:

@@ -1,0 +1,86 @@
+"""Boundary faces of a tetrahedral mesh and the graphs on them, fast enough for million-element
+meshes: shared faces and edges are found with one ``np.lexsort`` of sorted index rows rather
+than ``np.unique(axis=0)`` (10-20× slower on 10⁵-10⁶ rows).
+
+Used by the analytic meshes, surface identification, coordinates and pacing sites.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from cardiotwin.meshing.mesh import TET_FACES
+
+
+def _group_sorted_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order of ``rows`` (k, c) sorted lexicographically, and the group id of each row in that
+    order (equal rows share an id, ids count up from 0)."""
+    order = np.lexsort(rows.T[::-1])
+    sorted_rows = rows[order]
+    new_group = np.ones(len(rows), dtype=bool)
+    new_group[1:] = np.any(sorted_rows[1:] != sorted_rows[:-1], axis=1)
+    return order, np.cumsum(new_group) - 1
+
+
+def boundary_faces(tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Faces that belong to one element only: ((k, 3) triangles with outward normals for
+    positively oriented ``tets``, (k,) owning element). Same result as
+    :func:`cardiotwin.meshing.mesh.boundary_triangles`, in a different order."""
+    tets = np.asarray(tets, dtype=np.int64)
+    faces = tets[:, TET_FACES].reshape(-1, 3)
+    order, group = _group_sorted_rows(np.sort(faces, axis=1))
+    counts = np.bincount(group)
+    once = order[counts[group] == 1]
+    once.sort()
+    return faces[once], once // 4
+
+
+def face_adjacency(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of triangles that share an edge used by exactly two triangles.
+
+    Returns ``(first (p,), second (p,), edges (p, 2))``: triangle indices and the shared edge.
+    Edges used by one triangle (a border) or by more than two (non-manifold) give no pair.
+    """
+    triangles = np.asarray(triangles, dtype=np.int64)
+    edges = np.sort(triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+    owner = np.repeat(np.arange(len(triangles)), 3)
+    order, group = _group_sorted_rows(edges)
+    counts = np.bincount(group)
+    pair_start = np.nonzero((counts[group] == 2) & np.r_[True, group[1:] != group[:-1]])[0]
+    first, second = owner[order[pair_start]], owner[order[pair_start + 1]]
+    return first, second, edges[order[pair_start]]
+
+
+def border_edges(triangles: np.ndarray) -> np.ndarray:
+    """(e, 2) sorted edges used by exactly one triangle: the border of an open surface."""
+    triangles = np.asarray(triangles, dtype=np.int64)
+    edges = np.sort(triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+    order, group = _group_sorted_rows(edges)
+    counts = np.bincount(group)
+    return edges[order[counts[group] == 1]]
+
+
+def triangle_normals_and_areas(points: np.ndarray, triangles: np.ndarray):
+    """((k, 3) unit normals by the right-hand rule, (k,) areas in the units of points²)."""
+    x = np.asarray(points)[np.asarray(triangles)]
+    cross = np.cross(x[:, 1] - x[:, 0], x[:, 2] - x[:, 0])
+    double_area = np.linalg.norm(cross, axis=1)
+    return cross / np.maximum(double_area, 1e-300)[:, None], 0.5 * double_area
+
+
+def edge_graph(points: np.ndarray, cells: np.ndarray, n_points: int | None = None):
+    """Symmetric sparse graph (CSR) of the edges of triangles or tetrahedra, weighted by
+    edge length: the input of ``scipy.sparse.csgraph`` shortest paths."""
+    cells = np.asarray(cells, dtype=np.int64)
+    k = cells.shape[1]
+    pairs = np.array([(i, j) for i in range(k) for j in range(i + 1, k)])
+    edges = np.sort(cells[:, pairs].reshape(-1, 2), axis=1)
+    order, group = _group_sorted_rows(edges)
+    first = np.r_[True, group[1:] != group[:-1]]
+    edges = edges[order[first]]
+    points = np.asarray(points)
+    length = np.linalg.norm(points[edges[:, 0]] - points[edges[:, 1]], axis=1)
+    n = points.shape[0] if n_points is None else n_points
+    graph = sparse.coo_matrix((length, (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return (graph + graph.T).tocsr()
