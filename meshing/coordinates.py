@@ -153,12 +153,41 @@ def _planar_support(b: _Boundary, normal, point, tolerance_mm, cos_angle) -> np.
     return (b.normals @ normal >= cos_angle) & (distance <= tolerance_mm)
 
 
+def _axis_end_planes(b: _Boundary, tolerance_mm: float, cos_angle: float) -> list[tuple]:
+    """Candidate base planes at both ends of the boundary's long axis (its principal axis):
+    the faces near an end facing along the axis, fitted as one plane whose tolerance covers
+    their spread. A base meshed from thick image slices is warped by a millimetre or so (the
+    interpolation between slices), more than a local plane fit tolerates."""
+    centre = (b.centres.T @ b.areas) / b.areas.sum()
+    offsets = b.centres - centre
+    _, _, axes = np.linalg.svd(offsets * np.sqrt(b.areas)[:, None], full_matrices=False)
+    candidates = []
+    for axis in (axes[0], -axes[0]):
+        height = offsets @ axis
+        near_end = (height >= height.max() - 3.0 * b.edge_mm) & (b.normals @ axis >= cos_angle)
+        if b.areas[near_end].sum() < 0.01 * b.areas.sum():
+            continue
+        normal = _unit(b.normals[near_end].T @ b.areas[near_end])
+        point = (b.centres[near_end].T @ b.areas[near_end]) / b.areas[near_end].sum()
+        spread = np.abs((b.centres[near_end] - point) @ normal)
+        tolerance = max(tolerance_mm, float(np.percentile(spread, 98)))
+        area = float(b.areas[_planar_support(b, normal, point, tolerance, cos_angle)].sum())
+        candidates.append((area, normal, point, tolerance))
+    return sorted(candidates, key=lambda c: -c[0])
+
+
+#: times a candidate base plane is refitted to its support
+PLANE_REFINEMENTS = 4
+
+
 def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarray, str]:
     """Faces of the planar base and the component labels of the rest (-1 on the base).
 
     Candidate planes come from up to 400 faces spread evenly through the face list (so the
     result is reproducible), each refined once on its support; candidates are tried by
-    decreasing support area until one's removal separates the boundary into ≥ 2 pieces.
+    decreasing refined support area until one's removal separates the boundary as a base
+    does (:func:`_opens_a_cavity`: an outward epicardium and inward cavities, so flat
+    terraces of thick-slice images or a wall clipped by the field of view are not taken).
     """
     cos_angle = math.cos(math.radians(30.0))
     total = b.areas.sum()
@@ -174,31 +203,40 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
         support = aligned & (offsets <= tolerance_mm)
         scores.append(b.areas @ support)
     scores = np.concatenate(scores)
+    # one face's normal is noisy on a rounded or ridged surface: rank the candidates by the
+    # support of their refined plane (the area-weighted plane of the support, iterated)
+    planes = []
+    for candidate in picks[np.argsort(-scores, kind="stable")]:
+        normal, point = b.normals[candidate], b.centres[candidate]
+        for _ in range(PLANE_REFINEMENTS):
+            support = _planar_support(b, normal, point, tolerance_mm, cos_angle)
+            normal = _unit(b.normals[support].T @ b.areas[support])
+            point = (b.centres[support].T @ b.areas[support]) / b.areas[support].sum()
+        support = _planar_support(b, normal, point, tolerance_mm, cos_angle)
+        planes.append((float(b.areas[support].sum()), normal, point))
+    planes.sort(key=lambda plane: -plane[0])
     tried: list[np.ndarray] = []
     found = []
-    for candidate in picks[np.argsort(-scores, kind="stable")][:40]:
-        support = _planar_support(
-            b, b.normals[candidate], b.centres[candidate], tolerance_mm, cos_angle
-        )
-        normal = _unit(b.normals[support].T @ b.areas[support])
-        point = (b.centres[support].T @ b.areas[support]) / b.areas[support].sum()
-        support = _planar_support(b, normal, point, tolerance_mm, cos_angle)
+    for area, normal, point, tolerance in _axis_end_planes(b, tolerance_mm, cos_angle) + [
+        (*plane, tolerance_mm) for plane in planes[:40]
+    ]:
+        support = _planar_support(b, normal, point, tolerance, cos_angle)
         if any(np.array_equal(support, seen) for seen in tried):
             continue
         tried.append(support)
-        area = float(b.areas[support].sum())
         if area < 0.01 * total:
             break
         labels = b.split(support)
         found.append((area, _large_pieces(b, labels)))
-        if found[-1][1] >= 2:
+        if found[-1][1] >= 2 and _opens_a_cavity(b, labels):
             return support, labels, ""
         # a rounded rim joins endo and epi: cut a band round the plane, give it back after
-        band = np.abs((b.centres - point) @ normal) <= 2.0 * tolerance_mm
+        band = np.abs((b.centres - point) @ normal) <= 2.0 * tolerance
         labels = b.split(band | support)
         if _large_pieces(b, labels) >= 2:
             labels = _give_back(b, labels, band & ~support)
-            return support, labels, "rounded base rim: faces near the base plane reassigned"
+            if _opens_a_cavity(b, labels):
+                return support, labels, "rounded base rim: faces near the base plane reassigned"
     listing = ", ".join(f"{a:.0f} mm² → {n} piece(s)" for a, n in found[:5]) or "none"
     raise SurfaceError(
         "could not find the planar open base of the ventricles: no plane of boundary faces "
@@ -210,6 +248,30 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
 
 #: boundary pieces smaller than this share of the boundary area are crumbs or voids
 CRUMB_SHARE = 0.005
+
+
+#: a cavity opened by the base holds at least this share of the boundary area
+CAVITY_SHARE = 0.05
+
+
+def _opens_a_cavity(b: _Boundary, labels: np.ndarray) -> bool:
+    """Whether a cut splits the boundary as a base does: one outward-facing piece (the
+    epicardium) and one or two inward-facing ones (the cavities), each a real share of the
+    area. A flat patch elsewhere (a wall clipped by the image's field of view, a flattened
+    side) can also split off a piece, but not an inward-facing cavity."""
+    total = b.areas.sum()
+    centre = (b.centres.T @ b.areas) / total
+    outward = inward = 0
+    for label in range(labels.max() + 1):
+        faces = labels == label
+        area = b.areas[faces].sum()
+        if area < CRUMB_SHARE * total:
+            continue
+        if _outward_measure(b.centres[faces], b.normals[faces], b.areas[faces], centre) > 0:
+            outward += 1
+        elif area >= CAVITY_SHARE * total:
+            inward += 1
+    return outward == 1 and inward in (1, 2)
 
 
 def _large_pieces(b: _Boundary, labels: np.ndarray) -> int:
