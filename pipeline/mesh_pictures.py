@@ -358,11 +358,12 @@ def save_site_picture(mesh: Mesh, path: str | Path, *, title: str = "atrial site
 
 
 def save_pictures(mesh: Mesh, folder: str | Path, kind: str) -> list[Path]:
-    """The pictures for a prepared mesh of ``kind`` in ``folder``; returns their paths."""
+    """The pictures for a prepared mesh of ``kind`` in ``folder``: ``fibres.png`` and
+    ``sites.png`` (AHA segments and sites, or the atrial sites); returns their paths."""
     folder = Path(folder)
     paths = [save_fibre_picture(mesh, folder / "fibres.png")]
     if kind == "ventricle":
-        paths.append(save_aha_picture(mesh, folder / "aha_sites.png"))
+        paths.append(save_aha_picture(mesh, folder / "sites.png"))
     else:
-        paths.append(save_site_picture(mesh, folder / "atrial_sites.png"))
+        paths.append(save_site_picture(mesh, folder / "sites.png"))
     return paths

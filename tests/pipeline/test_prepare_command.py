@@ -33,7 +33,7 @@ def test_prepare_an_opencarp_mesh_with_report_and_pictures(tmp_path, capsys):
     assert summary["septum_source"] == "caller" and len(summary["sites"]) == 17
     assert "node_set:AHA-1" in summary["added"]
     assert json.loads(capsys.readouterr().out)["kind"] == "ventricle"
-    for name in ("fibres.png", "aha_sites.png"):
+    for name in ("fibres.png", "sites.png"):
         data = (pictures / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000
     # the septum point turns the rotational coordinate: 0 towards +x
