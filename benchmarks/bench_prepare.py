@@ -96,8 +96,12 @@ def main(argv=None) -> int:
         queue = context.Queue()
         process = context.Process(target=_row, args=(kind, float(edge), queue))
         process.start()
-        row = queue.get()
         process.join()
+        if process.exitcode != 0:  # the traceback is on stderr; keep going
+            print(f"{kind:7s} {float(edge):4.1f}  failed (exit code {process.exitcode})")
+            rows.append({"kind": kind, "edge_mm": float(edge), "failed": process.exitcode})
+            continue
+        row = queue.get()
         rows.append(row)
         print(
             f"{row['kind']:7s} {row['edge_mm']:4.1f}  {row['nodes']:8d}  {row['elements']:8d}  "

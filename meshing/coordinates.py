@@ -121,6 +121,7 @@ class _Boundary:
     first: np.ndarray
     second: np.ndarray
     edge_mm: float
+    centre: np.ndarray
 
     @classmethod
     def of(cls, mesh: Mesh) -> _Boundary:
@@ -128,7 +129,7 @@ class _Boundary:
         if len(faces) == 0:
             raise SurfaceError("the mesh has no boundary faces (is it empty?)")
         normals, areas = triangle_normals_and_areas(mesh.points_mm, faces)
-        first, second, _ = face_adjacency(faces)
+        first, second, _ = face_adjacency(faces, mesh.points_mm)
         return cls(
             faces,
             mesh.points_mm[faces].mean(axis=1),
@@ -137,6 +138,7 @@ class _Boundary:
             first,
             second,
             _mean_edge(mesh.points_mm, faces),
+            mesh.points_mm.mean(axis=0),
         )
 
     def split(self, removed: np.ndarray) -> np.ndarray:
@@ -186,7 +188,7 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
     Candidate planes come from up to 400 faces spread evenly through the face list (so the
     result is reproducible), each refined once on its support; candidates are tried by
     decreasing refined support area until one's removal separates the boundary as a base
-    does (:func:`_opens_a_cavity`: an outward epicardium and inward cavities, so flat
+    does (:func:`_ventricle_like`: an outward epicardium and inward cavities, so flat
     terraces of thick-slice images or a wall clipped by the field of view are not taken).
     """
     cos_angle = math.cos(math.radians(30.0))
@@ -228,19 +230,19 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
             break
         labels = b.split(support)
         found.append((area, _large_pieces(b, labels)))
-        if found[-1][1] >= 2 and _opens_a_cavity(b, labels):
+        if _ventricle_like(b, labels):
             return support, labels, ""
         # a rounded rim joins endo and epi: cut a band round the plane, give it back after
         band = np.abs((b.centres - point) @ normal) <= 2.0 * tolerance
         labels = b.split(band | support)
-        if _large_pieces(b, labels) >= 2:
+        if _ventricle_like(b, labels):
             labels = _give_back(b, labels, band & ~support)
-            if _opens_a_cavity(b, labels):
-                return support, labels, "rounded base rim: faces near the base plane reassigned"
+            return support, labels, "rounded base rim: faces near the base plane reassigned"
     listing = ", ".join(f"{a:.0f} mm² → {n} piece(s)" for a, n in found[:5]) or "none"
     raise SurfaceError(
         "could not find the planar open base of the ventricles: no plane of boundary faces "
-        f"separates the endocardium from the epicardium (largest planar sets: {listing}; "
+        "separates an outward-facing epicardium from one or two cavities (largest planar "
+        f"sets: {listing}; "
         f"boundary area {total:.0f} mm²). The base may be closed or the mesh may have holes; "
         "cut the base open with a plane, or give the mesh 'endo', 'epi' and 'base' surfaces"
     )
@@ -250,35 +252,36 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
 CRUMB_SHARE = 0.005
 
 
-#: a cavity opened by the base holds at least this share of the boundary area
-CAVITY_SHARE = 0.05
-
-
-def _opens_a_cavity(b: _Boundary, labels: np.ndarray) -> bool:
-    """Whether a cut splits the boundary as a base does: one outward-facing piece (the
-    epicardium) and one or two inward-facing ones (the cavities), each a real share of the
-    area. A flat patch elsewhere (a wall clipped by the image's field of view, a flattened
-    side) can also split off a piece, but not an inward-facing cavity."""
-    total = b.areas.sum()
-    centre = (b.centres.T @ b.areas) / total
-    outward = inward = 0
-    for label in range(labels.max() + 1):
-        faces = labels == label
-        area = b.areas[faces].sum()
-        if area < CRUMB_SHARE * total:
-            continue
-        if _outward_measure(b.centres[faces], b.normals[faces], b.areas[faces], centre) > 0:
-            outward += 1
-        elif area >= CAVITY_SHARE * total:
-            inward += 1
-    return outward == 1 and inward in (1, 2)
-
-
 def _large_pieces(b: _Boundary, labels: np.ndarray) -> int:
     """Number of labelled pieces (label ≥ 0) holding at least CRUMB_SHARE of the area (an
     internal void is a closed piece of its own, so it must not count as a split)."""
     areas = np.bincount(labels[labels >= 0], weights=b.areas[labels >= 0])
     return int(np.sum(areas >= CRUMB_SHARE * b.areas.sum()))
+
+
+#: a cavity opened by the base holds at least this share of the boundary area
+CAVITY_SHARE = 0.05
+
+
+def _ventricle_like(b: _Boundary, labels: np.ndarray) -> bool:
+    """Does the split look like ventricles: one outward-facing large piece (the epicardium)
+    and one or two inward-facing ones (cavities), each a real share of the area? A flat patch
+    elsewhere (a terrace of thick slices, a wall clipped by the field of view) can split off
+    a small piece, but not an inward-facing cavity."""
+    outward = inward = 0
+    total = b.areas.sum()
+    for label in range(labels.max() + 1):
+        faces = labels == label
+        area = b.areas[faces].sum()
+        if area < CRUMB_SHARE * total:
+            continue
+        if _outward_measure(b.centres[faces], b.normals[faces], b.areas[faces], b.centre) > 0:
+            outward += 1
+        elif area >= CAVITY_SHARE * total:
+            inward += 1
+        else:
+            return False
+    return outward == 1 and inward in (1, 2)
 
 
 def _give_back(b: _Boundary, labels: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -390,7 +393,7 @@ def split_endocardium(mesh: Mesh) -> tuple[dict[str, np.ndarray], str] | None:
     if is_biventricular(mesh) or "endo" not in mesh.surfaces or "base" not in mesh.surfaces:
         return None
     endo = mesh.surfaces["endo"]
-    first, second, _ = face_adjacency(endo)
+    first, second, _ = face_adjacency(endo, mesh.points_mm)
     labels = _components(len(endo), first, second)
     _, areas = triangle_normals_and_areas(mesh.points_mm, endo)
     piece_area = np.bincount(labels, weights=areas)

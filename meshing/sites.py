@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import csgraph
+from scipy.spatial import cKDTree
 
 from cardiotwin.meshing.boundary import edge_graph
 from cardiotwin.meshing.coordinates import VentricularFrame, atrial_openings, surface_nodes
@@ -258,11 +259,7 @@ def atrial_sites(mesh: Mesh, count: int, *, placement: str, radius_mm: float) ->
     endo = np.unique(endo_faces)
     rims = np.nonzero(surface_nodes(mesh, valve, *veins))[0]
     # keep a site's disc clear of the openings
-    clear = np.ones(endo.size, dtype=bool)
-    for start in range(0, rims.size, 2048):
-        block = rims[start : start + 2048]
-        distance = np.linalg.norm(points[endo][:, None, :] - points[block][None, :, :], axis=2)
-        clear &= distance.min(axis=1) > radius_mm + 1.0
+    clear = cKDTree(points[rims]).query(points[endo])[0] > radius_mm + 1.0
     if not clear.any():
         raise MeshError(
             f"no endocardial node lies more than {radius_mm + 1:.1f} mm from an opening; "
