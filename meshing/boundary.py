@@ -10,30 +10,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from cardiotwin.meshing.mesh import TET_FACES
+from cardiotwin.meshing.mesh import boundary_triangles, sorted_row_groups
 
-
-def _group_sorted_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order of ``rows`` (k, c) sorted lexicographically, and the group id of each row in that
-    order (equal rows share an id, ids count up from 0)."""
-    order = np.lexsort(rows.T[::-1])
-    sorted_rows = rows[order]
-    new_group = np.ones(len(rows), dtype=bool)
-    new_group[1:] = np.any(sorted_rows[1:] != sorted_rows[:-1], axis=1)
-    return order, np.cumsum(new_group) - 1
-
-
-def boundary_faces(tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Faces that belong to one element only: ((k, 3) triangles with outward normals for
-    positively oriented ``tets``, (k,) owning element). Same result as
-    :func:`cardiotwin.meshing.mesh.boundary_triangles`, in a different order."""
-    tets = np.asarray(tets, dtype=np.int64)
-    faces = tets[:, TET_FACES].reshape(-1, 3)
-    order, group = _group_sorted_rows(np.sort(faces, axis=1))
-    counts = np.bincount(group)
-    once = order[counts[group] == 1]
-    once.sort()
-    return faces[once], once // 4
+#: the boundary faces of a mesh (one definition, in :mod:`cardiotwin.meshing.mesh`)
+boundary_faces = boundary_triangles
 
 
 def face_adjacency(
@@ -52,7 +32,7 @@ def face_adjacency(
     triangles = np.asarray(triangles, dtype=np.int64)
     edges = np.sort(triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
     owner = np.repeat(np.arange(len(triangles)), 3)
-    order, group = _group_sorted_rows(edges)
+    order, group = sorted_row_groups(edges)
     counts = np.bincount(group)
     group_start = np.r_[True, group[1:] != group[:-1]]
     pair_start = np.nonzero((counts[group] == 2) & group_start)[0]
@@ -104,7 +84,7 @@ def border_edges(triangles: np.ndarray) -> np.ndarray:
     """(e, 2) sorted edges used by exactly one triangle: the border of an open surface."""
     triangles = np.asarray(triangles, dtype=np.int64)
     edges = np.sort(triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
-    order, group = _group_sorted_rows(edges)
+    order, group = sorted_row_groups(edges)
     counts = np.bincount(group)
     return edges[order[counts[group] == 1]]
 
@@ -124,7 +104,7 @@ def edge_graph(points: np.ndarray, cells: np.ndarray, n_points: int | None = Non
     k = cells.shape[1]
     pairs = np.array([(i, j) for i in range(k) for j in range(i + 1, k)])
     edges = np.sort(cells[:, pairs].reshape(-1, 2), axis=1)
-    order, group = _group_sorted_rows(edges)
+    order, group = sorted_row_groups(edges)
     first = np.r_[True, group[1:] != group[:-1]]
     edges = edges[order[first]]
     points = np.asarray(points)
