@@ -62,6 +62,130 @@ class SimulationConfig(StrictModel):
 
 # --- tissue section (induction issue) ------------------------------------------------------
 
+
+class RegionConfig(StrictModel):
+    """One tissue class of a chamber: its element tag, cell remodelling and conductivity.
+
+    A conducting region takes exactly one of ``cv_m_per_s`` (σ calibrated on a strip
+    discretised like the mesh, :mod:`cardiotwin.solvers.calibration`), ``sigma_s_per_m``
+    (used as given) or ``sigma_scale`` (× the σ of region ``relative_to``).
+    """
+
+    tag: int = Field(ge=0, description="element tag (cardiotwin.meshing.tags)")
+    conducting: bool = Field(True, description="false: elements dropped (no-flux), e.g. scar")
+    parameter_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="ionic parameter name -> factor on the cell variant's default (e.g. g_Na)",
+    )
+    cv_m_per_s: tuple[float, float] | None = Field(
+        None, description="target conduction velocity (along, across fibres), m/s"
+    )
+    sigma_s_per_m: tuple[float, float] | None = Field(
+        None, description="monodomain conductivity (along, across fibres), S/m"
+    )
+    sigma_scale: tuple[float, float] | None = Field(
+        None, description="factors (along, across fibres) on the σ of region relative_to"
+    )
+    relative_to: str | None = Field(None, description="region whose σ sigma_scale multiplies")
+
+
+class TransmuralConfig(StrictModel):
+    """Endo/M/epi cell variants by the mesh's ``transmural`` coordinate (0 endo .. 1 epi);
+    only for a model family with variants (``tp06``)."""
+
+    enabled: bool = True
+    endo_below: float = Field(0.3, ge=0, le=1, description="transmural < this: endocardial")
+    epi_from: float = Field(0.6, ge=0, le=1, description="transmural ≥ this: epicardial")
+
+
+def _ventricle_regions() -> dict[str, RegionConfig]:
+    return {
+        # CV_l at the low end of the 60-70 cm/s of DESIGN §4; CV_l/CV_t = 2.75, the ratio that
+        # the monodomain σ of Niederer et al. 2011 (0.1334 / 0.01761 S/m) gives (√7.6)
+        "healthy": RegionConfig(tag=1, cv_m_per_s=(0.6, 0.22)),
+        # Arevalo et al. 2016 (Nat Commun 7:11437) border zone: I_Na 38 %, I_CaL 31 %,
+        # I_Kr 30 %, I_Ks 20 % of normal, transverse conductivity reduced by 90 %
+        "border_zone": RegionConfig(
+            tag=2,
+            parameter_scale={"g_Na": 0.38, "g_CaL": 0.31, "g_Kr": 0.30, "g_Ks": 0.20},
+            sigma_scale=(1.0, 0.1),
+            relative_to="healthy",
+        ),
+        "dense_scar": RegionConfig(tag=3, conducting=False),
+        "lesion": RegionConfig(tag=4, conducting=False),
+    }
+
+
+#: Courtemanche AF remodelling (DESIGN §4; Bifulco 2021 restating Zahid 2016 / Boyle 2019)
+_AF = {"g_Kur_scale": 0.5, "g_to": 0.5, "g_CaL": 0.3}
+
+
+def _atrium_regions() -> dict[str, RegionConfig]:
+    return {
+        "healthy": RegionConfig(tag=1, parameter_scale=dict(_AF), cv_m_per_s=(0.71, 0.37)),
+        # fibrotic: further I_CaL -50 %, I_Na -40 %, I_K1 -50 %; σ 0.177/0.0221 S/m against
+        # 0.409/0.082 S/m healthy (Bifulco 2021)
+        "fibrosis": RegionConfig(
+            tag=2,
+            parameter_scale={**_AF, "g_CaL": 0.15, "g_Na": 0.6, "g_K1": 0.5},
+            sigma_scale=(0.177 / 0.409, 0.0221 / 0.082),
+            relative_to="healthy",
+        ),
+        "dense_scar": RegionConfig(tag=3, conducting=False),
+        "lesion": RegionConfig(tag=4, conducting=False),
+    }
+
+
+class ChamberTissueConfig(StrictModel):
+    """Cell model and tissue classes of one kind of chamber."""
+
+    model: str = Field(
+        description="ionic model: a registered name (e.g. mitchell-schaeffer), or 'tp06' for "
+        "ten Tusscher-Panfilov 2006 with endo/M/epi variants by the transmural coordinate"
+    )
+    regions: dict[str, RegionConfig]
+    transmural: TransmuralConfig = Field(default_factory=TransmuralConfig)
+
+
+class PrepacingConfig(StrictModel):
+    """Single-cell pre-pacing of every parameter set to steady state at the S1 cycle length
+    (its result is cached per model, parameters, cycle length and dt)."""
+
+    enabled: bool = True
+    block_beats: int = Field(10, ge=1, description="beats between steady-state checks")
+    max_beats: int = Field(500, ge=1, description="stop pacing after this many beats")
+    rel_tol: float = Field(
+        1e-3, gt=0, description="steady: no state changes by more than this (relative) per block"
+    )
+
+
+class TissueConfig(StrictModel):
+    """Region tag -> ionic model variant, parameter scaling and conductivities (pipeline.tissue)."""
+
+    ventricle: ChamberTissueConfig = Field(
+        default_factory=lambda: ChamberTissueConfig(model="tp06", regions=_ventricle_regions())
+    )
+    atrium: ChamberTissueConfig = Field(
+        default_factory=lambda: ChamberTissueConfig(model="courtemanche", regions=_atrium_regions())
+    )
+    node_rule: Literal["majority", "priority"] = Field(
+        "majority",
+        description="a node touching several tissues takes the one with most element volume "
+        "around it (ties: node_priority), or the first of node_priority it touches",
+    )
+    node_priority: tuple[str, ...] = Field(
+        ("border_zone", "fibrosis", "healthy"), description="region order for node_rule"
+    )
+    calibrate_cv: bool = Field(True, description="calibrate σ to cv_m_per_s on the mesh's dx")
+    cv_rel_tol: float = Field(0.02, gt=0, le=0.2, description="calibration tolerance on CV")
+    prepacing: PrepacingConfig = Field(default_factory=PrepacingConfig)
+    cache_dir: str | None = Field(
+        None,
+        description="where calibrations and pre-paced states are cached "
+        "(default: $CARDIOTWIN_CACHE_DIR or ~/.cache/cardiotwin)",
+    )
+
+
 # --- induction section (induction issue) ---------------------------------------------------
 
 # --- ablation section (ablation issue) -----------------------------------------------------
@@ -74,6 +198,7 @@ class Config(StrictModel):
         CONFIG_VERSION, description="format version of this file; this code reads version 1"
     )
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    tissue: TissueConfig = Field(default_factory=TissueConfig)
 
 
 def _location(error: dict) -> str:
