@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cardiotwin.pipeline.segment",
         "classify an LGE wall into healthy / border zone / dense scar",
     ),
+    "induce": ("cardiotwin.pipeline.commands.induce", "programmed stimulation: inducibility, VTs"),
 }
 
 
