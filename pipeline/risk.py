@@ -249,8 +249,9 @@ def report_schema() -> dict:
 
 def vt_mesh(mesh, result, vt):
     """A copy of ``mesh`` with the VT's activation maps as point data: ``activation_ms``
-    (one cycle, from its start), ``phase_rad``, ``beats_ms`` (the last activation times kept
-    per node, oldest first); NaN where a node has none or no tissue."""
+    (one cycle, from its start), ``phase_rad``, ``beat_01_ms`` .. ``beat_K_ms`` (the last K
+    activation times kept per node, oldest first, in the trial's time); NaN where a node has
+    none or no tissue."""
     from cardiotwin.meshing.mesh import Mesh
 
     a = vt.analysis
@@ -263,7 +264,10 @@ def vt_mesh(mesh, result, vt):
     point_data = dict(mesh.point_data)
     point_data["activation_ms"] = field(a.activation_ms)
     point_data["phase_rad"] = field(2 * np.pi * a.activation_ms / a.cycle_length_ms)
-    point_data["beats_ms"] = field(a.beats_ms)
+    # one scalar array per kept beat: VTK cannot read back the norm range of a vector array
+    # holding NaN (no beat)
+    for k in range(a.beats_ms.shape[1]):
+        point_data[f"beat_{k + 1:02d}_ms"] = field(a.beats_ms[:, k])
     return Mesh(
         points_mm=mesh.points_mm,
         tets=mesh.tets,

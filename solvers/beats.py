@@ -130,7 +130,9 @@ class TrialMonitor(Tracker):
         self._ops, self._shape = ops, (n, b)
         host = {
             "v_prev": v0.reshape(n, b).copy(),
-            "armed": (v0 < self.rearm_mv).astype(np.int8).reshape(n, b),
+            # a node below the threshold may be on an upstroke (a run started mid-wave from
+            # a snapshot): armed, so that activation counts as in the unbroken run
+            "armed": (v0 < self.threshold_mv).astype(np.int8).reshape(n, b),
             "times_ms": np.full((n, b, self.keep), np.nan),
             "count": np.zeros((n, b), dtype=np.int32),
             "last_ms": np.full((n, b), np.nan),

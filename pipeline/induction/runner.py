@@ -315,6 +315,14 @@ class TrialRunner:
             records=[m.record for m in members],
         )
         t_end = max(w.stop_at_ms for w in monitor.watches)
+        # a trial whose final state is wanted ends the batch exactly at its stop
+        finals = [
+            w.stop_at_ms
+            for w, m in zip(monitor.watches, members, strict=True)
+            if m.trial.keep_final
+        ]
+        if finals:
+            t_end = min(t_end, min(finals))
         self.stats.generations += 1
         self.stats.batch_sizes.append(b)
         label = f"batch {self.stats.generations} ({b} trial{'s' if b > 1 else ''})"
