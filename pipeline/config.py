@@ -178,6 +178,14 @@ class TissueConfig(StrictModel):
     )
     calibrate_cv: bool = Field(True, description="calibrate σ to cv_m_per_s on the mesh's dx")
     cv_rel_tol: float = Field(0.02, gt=0, le=0.2, description="calibration tolerance on CV")
+    scaled_sigma: Literal["match_cv", "scale"] = Field(
+        "match_cv",
+        description="a region's sigma_scale applies at reference_spacing_mm and its CV there is "
+        "matched on the mesh (match_cv), or applies on the mesh as given (scale)",
+    )
+    reference_spacing_mm: float = Field(
+        0.1, gt=0, le=1.0, description="resolved spacing where sigma_scale is applied, mm"
+    )
     prepacing: PrepacingConfig = Field(default_factory=PrepacingConfig)
     cache_dir: str | None = Field(
         None,
