@@ -134,7 +134,7 @@ def measure_cv(config: Config, dx: float, cache: Path) -> dict:
 
 
 def measure_erp(config: Config, dx: float, cache: Path, cycle_lengths, s1_count: int) -> dict:
-    """ERP (ms) per cell type after ``s1_count`` S1 at each cycle length (strip, 15 mm)."""
+    """ERP (ms) per cell type after ``s1_count`` S1 at each cycle length (strip, 16 mm)."""
     sets, sigmas = _tissue_sets(config), _sigmas(config, dx, cache)
     dt = config.simulation.dt_ms
     out = {}
@@ -142,7 +142,7 @@ def measure_erp(config: Config, dx: float, cache: Path, cycle_lengths, s1_count:
         sigma = sigmas["border_zone" if name.startswith("border") else "healthy"][0]
         for bcl in cycle_lengths:
             state = _prepaced(config, parameters, bcl, cache)
-            length = 15.0
+            length = 16.0
             site = ((0, 0, 0), (1.0, dx, dx))
             s1 = Stimulus(0.0, 2.0, 60.0, box_mm=site, period_ms=bcl, count=s1_count)
             prefix = _strip_problem(parameters, sigma, dx, length, [s1])

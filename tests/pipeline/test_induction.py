@@ -106,8 +106,13 @@ def test_a_uniform_ring_is_not_inducible(tmp_path):
 def test_protocol_decisions_do_not_depend_on_speculation():
     # a site whose S2 captures down to 110 ms and induces with S3 at 120 ms: read in the
     # order a cardiologist tries them, whether trials ran one by one or side by side
-    timing = PESTiming(s1_onsets=(0,), snapshot_step=90, couplings=(130, 120, 110, 100, 90),
-                       extrastimuli=3, duration=2)  # fmt: skip
+    timing = PESTiming(
+        s1_onsets=(0,),
+        snapshot_step=90,
+        couplings=(130, 120, 110, 100, 90),
+        extrastimuli=3,
+        duration=2,
+    )
 
     def outcome(couplings):
         captured = couplings[-1] >= (110 if len(couplings) == 1 else 100)
@@ -157,8 +162,10 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
     # a site inside the core (scar), and one whose stimulus is too weak to capture
     core = np.nonzero(np.hypot(*mesh.points_mm[:, :2].T) < 5.0)[0]
     mesh.node_sets["AHA-4"] = core
-    settings = config(tmp_path, pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100,
-                                     "min_coupling_ms": 100})  # fmt: skip
+    settings = config(
+        tmp_path,
+        pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100},
+    )
     study = run_induction(mesh, settings, sites=["AHA-3", "AHA-4"])
     status = {o.site.name: o.status for o in study.sites}
     assert status["AHA-4"].startswith("not paced: inside non-conducting tissue")
@@ -166,9 +173,11 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
     report = build_report(study, "0" * 64)
     assert not report.inducible and not report.complete
     assert "AHA-4: not paced" in report.note
-    weak = config(tmp_path, stimulus={"strength_ua_per_uf": 1.0},
-                  pes={"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100,
-                       "min_coupling_ms": 100})  # fmt: skip
+    weak = config(
+        tmp_path,
+        stimulus={"strength_ua_per_uf": 1.0},
+        pes={"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100},
+    )
     study = run_induction(mesh, weak, sites=["AHA-3"])
     assert study.sites[0].status.startswith("S1 did not capture (stimuli [1, 2] of 2)")
     with pytest.raises(InductionError, match="no pacing site can be paced.*AHA-4"):
@@ -180,8 +189,10 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
 def test_a_trial_that_blows_up_is_reported_and_the_others_kept(tmp_path):
     # one site's stimulus is absurdly strong: its S1 train diverges, the other site is paced
     mesh = ring()
-    settings = config(tmp_path, pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100,
-                                     "min_coupling_ms": 100})  # fmt: skip
+    settings = config(
+        tmp_path,
+        pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100},
+    )
     from cardiotwin.pipeline.induction.runner import TrialRunner
 
     original = TrialRunner._stimuli
@@ -221,10 +232,12 @@ def _runner(tmp_path, max_members, compact_fraction=0.5):
     from cardiotwin.pipeline.tissue import build_tissue
 
     mesh = ring()
-    settings = config(tmp_path, batch={"max_members": max_members,
-                                       "compact_fraction": compact_fraction})  # fmt: skip
-    tissue = build_tissue(mesh, settings.tissue.ventricle, settings.tissue, settings.simulation,
-                          bcl_ms=200.0)  # fmt: skip
+    settings = config(
+        tmp_path, batch={"max_members": max_members, "compact_fraction": compact_fraction}
+    )
+    tissue = build_tissue(
+        mesh, settings.tissue.ventricle, settings.tissue, settings.simulation, bcl_ms=200.0
+    )
     sites = pacing_sites(mesh, "ventricle", ["AHA-1", "AHA-2", "AHA-3"])
     return TrialRunner(mesh, tissue, settings.simulation, settings.induction, sites)
 
@@ -235,10 +248,18 @@ def _trials(runner):
     # S1 at 0 and 200 ms; member-specific S2 (site, coupling in steps of 0.1 ms)
     plans = [(0, 1300), (1, 1500), (2, 1200), (0, 1700)]
     return [
-        Trial(key=k, site=site, start=runner.initial, start_step=0, onsets=(0, 2000, 2000 + s2),
-              watch=(0, 2000, 2000 + s2), quiet_after=2000 + s2 + 20, stop=2000 + s2 + 3000)
+        Trial(
+            key=k,
+            site=site,
+            start=runner.initial,
+            start_step=0,
+            onsets=(0, 2000, 2000 + s2),
+            watch=(0, 2000, 2000 + s2),
+            quiet_after=2000 + s2 + 20,
+            stop=2000 + s2 + 3000,
+        )
         for k, (site, s2) in enumerate(plans)
-    ]  # fmt: skip
+    ]
 
 
 def test_a_batch_of_trials_equals_the_trials_run_one_by_one(tmp_path):
@@ -262,14 +283,40 @@ def test_a_trial_branched_from_the_s1_snapshot_equals_an_unbroken_run(tmp_path):
     from cardiotwin.pipeline.induction.runner import Trial
 
     runner = _runner(tmp_path, max_members=4)
-    s1 = Trial(key="s1", site=0, start=runner.initial, start_step=0, onsets=(0, 2000),
-               watch=(), quiet_after=None, stop=2900, keep_final=True)  # fmt: skip
+    s1 = Trial(
+        key="s1",
+        site=0,
+        start=runner.initial,
+        start_step=0,
+        onsets=(0, 2000),
+        watch=(),
+        quiet_after=None,
+        stop=2900,
+        keep_final=True,
+    )
     (prefix,) = runner.run([s1])
-    branched = Trial(key="b", site=0, start=prefix.final, start_step=2900, onsets=(3300,),
-                     watch=(), quiet_after=None, stop=6000, keep_final=True)  # fmt: skip
-    unbroken = Trial(key="u", site=0, start=runner.initial, start_step=0,
-                     onsets=(0, 2000, 3300), watch=(), quiet_after=None, stop=6000,
-                     keep_final=True)  # fmt: skip
+    branched = Trial(
+        key="b",
+        site=0,
+        start=prefix.final,
+        start_step=2900,
+        onsets=(3300,),
+        watch=(),
+        quiet_after=None,
+        stop=6000,
+        keep_final=True,
+    )
+    unbroken = Trial(
+        key="u",
+        site=0,
+        start=runner.initial,
+        start_step=0,
+        onsets=(0, 2000, 3300),
+        watch=(),
+        quiet_after=None,
+        stop=6000,
+        keep_final=True,
+    )
     results = {r.trial.key: r for r in runner.run([branched, unbroken])}
     # the state bit for bit; activation times to the rounding of the batch's time offset
     np.testing.assert_array_equal(results["b"].final.state, results["u"].final.state)
@@ -277,8 +324,9 @@ def test_a_trial_branched_from_the_s1_snapshot_equals_an_unbroken_run(tmp_path):
     def after(beats):
         return np.sort(np.where(beats > 290.0, beats, np.inf), axis=1)[:, :3]
 
-    np.testing.assert_allclose(after(results["b"].beats_ms), after(results["u"].beats_ms),
-                               rtol=0, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        after(results["b"].beats_ms), after(results["u"].beats_ms), rtol=0, atol=1e-12
+    )
     assert np.isfinite(after(results["b"].beats_ms)).sum() > results["b"].beats_ms.shape[0]
 
 
@@ -293,8 +341,9 @@ def test_the_batch_size_follows_the_memory_budget(tmp_path):
     small = config(tmp_path, batch={"memory_gb": 3.5 * per_node * n / 1e9})
     from cardiotwin.pipeline.induction.runner import TrialRunner
 
-    fitted = TrialRunner(runner.mesh, runner.tissue, small.simulation, small.induction,
-                         runner.sites)  # fmt: skip
+    fitted = TrialRunner(
+        runner.mesh, runner.tissue, small.simulation, small.induction, runner.sites
+    )
     assert fitted.max_members == 3
 
 
@@ -323,8 +372,20 @@ def test_cardiotwin_induce_writes_the_report_and_vt_maps(tmp_path, capsys):
     config_path = tmp_path / "c.yaml"
     config_path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     out = tmp_path / "out"
-    rc = main(["induce", "--mesh", str(mesh_path), "--config", str(config_path), "--out",
-               str(out), "--sites", "AHA-1,AHA-3", "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "induce",
+            "--mesh",
+            str(mesh_path),
+            "--config",
+            str(config_path),
+            "--out",
+            str(out),
+            "--sites",
+            "AHA-1,AHA-3",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     data = json.loads((out / "induction.json").read_text())
     assert data["inducible"] and [s["name"] for s in data["sites"]] == ["AHA-1", "AHA-3"]
@@ -367,3 +428,48 @@ def test_cardiotwin_induce_bad_input_is_one_line(tmp_path, capsys, args, message
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path):
+    # the ring as an "atrium": fibrotic arc (tag 2) with longer refractoriness; the burst from
+    # beside the arc's end leaves a sustained circuit, the burst from the far side does not
+    mesh = ring()
+    mesh.node_sets = {"LA-01": mesh.node_sets["AHA-1"], "LA-02": mesh.node_sets["AHA-3"]}
+    base = config(tmp_path)
+    ventricle = base.tissue.ventricle.model_dump()
+    regions = ventricle["regions"]
+    regions["fibrosis"] = regions.pop("border_zone")
+    settings = base.model_copy(
+        update={
+            "tissue": base.tissue.model_copy(
+                update={"atrium": base.tissue.atrium.model_validate(ventricle)}
+            ),
+            "induction": base.induction.model_copy(
+                update={
+                    "rapid_pacing": base.induction.rapid_pacing.model_validate(
+                        {
+                            "first_cycle_length_ms": 140,
+                            "last_cycle_length_ms": 100,
+                            "cycle_length_step_ms": 10,
+                            "prepace_cycle_length_ms": 200,
+                        }
+                    ),
+                    "detection": base.induction.detection.model_copy(
+                        update={"atrial_sustained_after_ms": 600.0}
+                    ),
+                }
+            ),
+        }
+    )
+    study = run_induction(mesh, settings)
+    assert study.chamber == "atrium" and study.protocol == "rapid_pacing"
+    by_name = {o.site.name: o for o in study.sites}
+    assert by_name["LA-01"].induced and not by_name["LA-02"].induced
+    assert len(study.vts) == 1
+    # 10 stimuli: 2 at each of 140 ... 100 ms, as configured (a burst down to 110 ms does
+    # not induce here: the block in the arc needs a cycle shorter than its refractoriness)
+    intervals = by_name["LA-02"].coupling_intervals_ms
+    assert intervals == [140.0, 140.0, 130.0, 130.0, 120.0, 120.0, 110.0, 110.0, 100.0]
+    report = build_report(study, "0" * 64)
+    assert report.protocol == "rapid_pacing" and report.sites_inducing == 1
