@@ -204,6 +204,13 @@ class StimulusConfig(StrictModel):
         60.0, gt=0, le=1000, description="stimulus current, µA/µF (per unit capacitance)"
     )
     duration_ms: float = Field(2.0, gt=0, le=20, description="pulse duration, ms")
+    max_strength_factor: float = Field(
+        4.0,
+        ge=1,
+        le=16,
+        description="a site whose S1 does not capture is paced again at 2x, 4x ... the "
+        "strength, up to this factor (as a cardiologist raises the output)",
+    )
 
 
 class PESConfig(StrictModel):
@@ -254,7 +261,10 @@ class DetectionConfig(StrictModel):
         (2.0, 4.0), description="capture probe: nodes this far beyond the site's radius, mm"
     )
     capture_window_ms: float = Field(
-        60.0, gt=0, description="a stimulus captured if the probe activates within this, ms"
+        100.0, gt=0, description="a stimulus captured if the probe activates within this, ms"
+    )
+    capture_fraction: float = Field(
+        0.25, gt=0, le=1, description="share of the probe's nodes that must activate"
     )
     check_interval_ms: float = Field(5.0, gt=0, description="capture / rest checks, ms")
     same_vt_exit_mm: float = Field(10.0, gt=0, description="same VT: exits this close, mm")

@@ -173,13 +173,15 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
     report = build_report(study, "0" * 64)
     assert not report.inducible and not report.complete
     assert "AHA-4: not paced" in report.note
-    weak = config(
-        tmp_path,
-        stimulus={"strength_ua_per_uf": 1.0},
-        pes={"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100},
-    )
+    # too weak even at 4 x (1 -> 2 -> 4 µA/µF): labelled with the strength tried last;
+    # 5 µA/µF fails but twice that captures (measured on this ring: 10 captures, 5 does not)
+    short = {"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100}
+    weak = config(tmp_path, stimulus={"strength_ua_per_uf": 1.0}, pes=short)
     study = run_induction(mesh, weak, sites=["AHA-3"])
-    assert study.sites[0].status.startswith("S1 did not capture (stimuli [1, 2] of 2)")
+    assert study.sites[0].status == "S1 did not capture (stimuli [1, 2] of 2, at 4 µA/µF)"
+    raised = config(tmp_path, stimulus={"strength_ua_per_uf": 5.0}, pes=short)
+    study = run_induction(mesh, raised, sites=["AHA-3"])
+    assert study.sites[0].status == "ok" and study.sites[0].stimulus_strength_ua_per_uf == 10.0
     with pytest.raises(InductionError, match="no pacing site can be paced.*AHA-4"):
         run_induction(mesh, settings, sites=["AHA-4"])
     with pytest.raises(InductionError, match="AHA-9 not in the mesh.*AHA-1, AHA-2, AHA-3"):
