@@ -44,13 +44,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cardiotwin.files import write_json_atomic
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.pipeline.config import ChamberTissueConfig, SimulationConfig, TissueConfig
 from cardiotwin.solvers.ionic import IonicModel, ParameterTable, UnknownNameError, get_model
+
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import ChamberTissueConfig, SimulationConfig, TissueConfig
 
 log = logging.getLogger(__name__)
 

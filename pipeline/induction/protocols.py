@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cardiotwin.pipeline.config import InductionConfig
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import InductionConfig
+
 
 STIMULUS_NAMES = ("S2", "S3", "S4", "S5", "S6")
 

@@ -30,11 +30,11 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.pipeline.config import InductionConfig, SimulationConfig
 from cardiotwin.pipeline.induction.sites import PacingSite
 from cardiotwin.pipeline.tissue import Tissue
 from cardiotwin.solvers.beats import OUTCOMES, RUNNING, MemberWatch, TrialMonitor
@@ -42,6 +42,9 @@ from cardiotwin.solvers.checkpoint import Snapshot, branch, reuse_discretisation
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
 from cardiotwin.solvers.trackers import NanGuard, SimulationDiverged, Tracker
+
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import InductionConfig, SimulationConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.pipeline.config import Config
 from cardiotwin.pipeline.induction import protocols
 from cardiotwin.pipeline.induction.detection import (
     VT,
@@ -38,6 +38,9 @@ from cardiotwin.pipeline.induction.sites import (
     site_names,
 )
 from cardiotwin.pipeline.tissue import Tissue, build_tissue
+
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import Config
 
 log = logging.getLogger(__name__)
 

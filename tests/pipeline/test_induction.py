@@ -475,3 +475,80 @@ def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path)
     assert intervals == [140.0, 140.0, 130.0, 130.0, 120.0, 120.0, 110.0, 110.0, 100.0]
     report = build_report(study, "0" * 64)
     assert report.protocol == "rapid_pacing" and report.sites_inducing == 1
+
+
+# --- detection on synthetic activation maps -------------------------------------------------
+
+
+def _rotor_geometry():
+    from cardiotwin.meshing.mesh import box_mesh
+    from cardiotwin.pipeline.induction.detection import Geometry
+
+    mesh = box_mesh((20.0, 20.0, 1.0), 1.0, origin_mm=(-10.0, -10.0, 0.0))
+
+    class Problem:
+        tets, points_mm, n_nodes = mesh.tets, mesh.points_mm, mesh.n_points
+        tissue_nodes = np.arange(mesh.n_points)
+
+    class Tissue:
+        node_region = np.zeros(mesh.n_points, dtype=int)
+        region_names = ["healthy"]
+        mean_edge_mm = 1.0
+
+    return Geometry.of(Problem, Tissue)
+
+
+@pytest.mark.parametrize("turn", [1, -1])
+def test_a_rotor_has_one_phase_singularity_with_its_sense_of_rotation(turn):
+    from cardiotwin.pipeline.induction.detection import phase_singularities
+
+    # a wave turning about (2.3, -3.4) mm (between nodes): activation time grows with the polar angle (turn = +1:
+    # counter-clockwise seen from +z), 200 ms per turn, 6 turns kept per node
+    geometry = _rotor_geometry()
+    x = geometry.points_mm
+    theta = np.mod(turn * np.arctan2(x[:, 1] + 3.4, x[:, 0] - 2.3), 2 * np.pi)
+    cl = 200.0
+    beats = (theta / (2 * np.pi) * cl)[:, None] + cl * np.arange(6)[None, :]
+    found = phase_singularities(beats, 800.0, 1000.0, geometry)
+    # top (+z) and bottom (−z) faces both show it: seen from outside, opposite senses
+    assert len(found) == 2, found
+    for ps in found:
+        assert np.hypot(ps["position_mm"][0] - 2.3, ps["position_mm"][1] + 3.4) < 1.0
+        seen_from_top = ps["position_mm"][2] > 0.5
+        assert ps["chirality"] == (turn if seen_from_top else -turn)
+    # a plane wave has none
+    plane = (x[:, 0] / 0.5)[:, None] + cl * np.arange(6)[None, :]
+    assert phase_singularities(plane, 800.0, 1000.0, geometry) == []
+
+
+def test_unique_vts_same_circuit_at_another_time_counts_once():
+    from cardiotwin.pipeline.config import DetectionConfig
+    from cardiotwin.pipeline.induction.detection import TrialAnalysis, cluster_vts
+
+    rng = np.random.default_rng(0)
+    n, cl = 500, 300.0
+    order = rng.uniform(0, cl, n)
+
+    def vt(shift, sense=1, exit_mm=(0.0, 0.0, 0.0), cycle=cl):
+        activation = np.mod(sense * order + shift, cycle)
+        return TrialAnalysis(
+            True, "", cycle, True, 3, activation_ms=activation, exit_mm=list(exit_mm)
+        )
+
+    config = DetectionConfig()
+    vts = cluster_vts(
+        [
+            ("AHA-1", [290.0], vt(0.0)),
+            ("AHA-2", [280.0], vt(70.0)),  # the same circuit, caught at another phase
+            ("AHA-3", [300.0], vt(0.0, sense=-1)),  # the same path the other way round
+            ("AHA-4", [270.0], vt(0.0, exit_mm=(25.0, 0.0, 0.0))),  # exit 25 mm away
+            ("AHA-5", [260.0], vt(0.0, cycle=400.0)),  # 33 % slower
+        ],
+        config,
+    )
+    assert [sorted(s for s, _ in v.trials) for v in vts] == [
+        ["AHA-1", "AHA-2"],
+        ["AHA-3"],
+        ["AHA-4"],
+        ["AHA-5"],
+    ]
