@@ -502,8 +502,8 @@ def _rotor_geometry():
 def test_a_rotor_has_one_phase_singularity_with_its_sense_of_rotation(turn):
     from cardiotwin.pipeline.induction.detection import phase_singularities
 
-    # a wave turning about (2.3, -3.4) mm (between nodes): activation time grows with the polar angle (turn = +1:
-    # counter-clockwise seen from +z), 200 ms per turn, 6 turns kept per node
+    # a wave turning about (2.3, -3.4) mm (between nodes): activation time grows with the
+    # polar angle (turn = +1: counter-clockwise seen from +z), 200 ms a turn, 6 turns kept
     geometry = _rotor_geometry()
     x = geometry.points_mm
     theta = np.mod(turn * np.arctan2(x[:, 1] + 3.4, x[:, 0] - 2.3), 2 * np.pi)
