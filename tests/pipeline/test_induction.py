@@ -552,3 +552,33 @@ def test_unique_vts_same_circuit_at_another_time_counts_once():
         ["AHA-4"],
         ["AHA-5"],
     ]
+
+
+def test_a_first_interval_that_does_not_capture_makes_the_search_go_up():
+    # S2 captures from 320 ms on (the refractory period is longer than the first interval,
+    # 300 ms): the protocol lengthens the S2 in 10 ms steps to the shortest that captures,
+    # then adds S3 after it; S3 captures down to 250 ms and never induces
+    timing = PESTiming(
+        s1_onsets=(0,),
+        snapshot_step=200,
+        couplings=(300, 290, 280, 270, 260, 250, 240),
+        extrastimuli=2,
+        duration=2,
+        longer=(310, 320, 330, 340),
+    )
+
+    def outcome(couplings):
+        captured = couplings[-1] >= (320 if len(couplings) == 1 else 250)
+        return captured, False
+
+    for width in (1, 3):
+        site = PESSite(timing)
+        queue = site.propose(width)
+        while queue:
+            trial = queue.pop(0)
+            site.record(trial, *outcome(trial))
+            queue.extend(site.propose(width))
+        assert [s.shortest_capturing for s in site.stages] == [320, 250]
+        assert site.done and site.induced_by is None
+        assert site.final_couplings() == (320, 250)
+        assert 340 not in site.stages[0].tested or width > 1  # no need to go past 320
