@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cardiotwin.pipeline.commands.prepare",
         "add missing surfaces, coordinates, fibres, AHA segments and pacing sites to a mesh",
     ),
+    "induce": ("cardiotwin.pipeline.commands.induce", "programmed stimulation: inducibility, VTs"),
 }
 
 

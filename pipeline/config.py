@@ -163,7 +163,249 @@ class AnatomyConfig(StrictModel):
 
 # --- tissue section (induction issue) ------------------------------------------------------
 
+
+class RegionConfig(StrictModel):
+    """One tissue class of a chamber: its element tag, cell remodelling and conductivity.
+
+    A conducting region takes exactly one of ``cv_m_per_s`` (σ calibrated on a strip
+    discretised like the mesh, :mod:`cardiotwin.solvers.calibration`), ``sigma_s_per_m``
+    (used as given) or ``sigma_scale`` (× the σ of region ``relative_to``).
+    """
+
+    tag: int = Field(ge=0, description="element tag (cardiotwin.meshing.tags)")
+    conducting: bool = Field(True, description="false: elements dropped (no-flux), e.g. scar")
+    parameter_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="ionic parameter name -> factor on the cell variant's default (e.g. g_Na)",
+    )
+    cv_m_per_s: tuple[float, float] | None = Field(
+        None, description="target conduction velocity (along, across fibres), m/s"
+    )
+    sigma_s_per_m: tuple[float, float] | None = Field(
+        None, description="monodomain conductivity (along, across fibres), S/m"
+    )
+    sigma_scale: tuple[float, float] | None = Field(
+        None, description="factors (along, across fibres) on the σ of region relative_to"
+    )
+    relative_to: str | None = Field(None, description="region whose σ sigma_scale multiplies")
+
+
+class TransmuralConfig(StrictModel):
+    """Endo/M/epi cell variants by the mesh's ``transmural`` coordinate (0 endo .. 1 epi);
+    only for a model family with variants (``tp06``)."""
+
+    enabled: bool = True
+    endo_below: float = Field(0.3, ge=0, le=1, description="transmural < this: endocardial")
+    epi_from: float = Field(0.6, ge=0, le=1, description="transmural ≥ this: epicardial")
+
+
+def _ventricle_regions() -> dict[str, RegionConfig]:
+    return {
+        # CV_l at the low end of the 60-70 cm/s of DESIGN §4; CV_l/CV_t = 2.75, the ratio that
+        # the monodomain σ of Niederer et al. 2011 (0.1334 / 0.01761 S/m) gives (√7.6)
+        "healthy": RegionConfig(tag=1, cv_m_per_s=(0.6, 0.22)),
+        # Arevalo et al. 2016 (Nat Commun 7:11437) border zone: I_Na 38 %, I_CaL 31 %,
+        # I_Kr 30 %, I_Ks 20 % of normal, transverse conductivity reduced by 90 %
+        "border_zone": RegionConfig(
+            tag=2,
+            parameter_scale={"g_Na": 0.38, "g_CaL": 0.31, "g_Kr": 0.30, "g_Ks": 0.20},
+            sigma_scale=(1.0, 0.1),
+            relative_to="healthy",
+        ),
+        "dense_scar": RegionConfig(tag=3, conducting=False),
+        "lesion": RegionConfig(tag=4, conducting=False),
+    }
+
+
+#: Courtemanche AF remodelling (DESIGN §4; Bifulco 2021 restating Zahid 2016 / Boyle 2019)
+_AF = {"g_Kur_scale": 0.5, "g_to": 0.5, "g_CaL": 0.3}
+
+
+def _atrium_regions() -> dict[str, RegionConfig]:
+    return {
+        "healthy": RegionConfig(tag=1, parameter_scale=dict(_AF), cv_m_per_s=(0.71, 0.37)),
+        # fibrotic: further I_CaL -50 %, I_Na -40 %, I_K1 -50 %; σ 0.177/0.0221 S/m against
+        # 0.409/0.082 S/m healthy (Bifulco 2021)
+        "fibrosis": RegionConfig(
+            tag=2,
+            parameter_scale={**_AF, "g_CaL": 0.15, "g_Na": 0.6, "g_K1": 0.5},
+            sigma_scale=(0.177 / 0.409, 0.0221 / 0.082),
+            relative_to="healthy",
+        ),
+        "dense_scar": RegionConfig(tag=3, conducting=False),
+        "lesion": RegionConfig(tag=4, conducting=False),
+    }
+
+
+class ChamberTissueConfig(StrictModel):
+    """Cell model and tissue classes of one kind of chamber."""
+
+    model: str = Field(
+        description="ionic model: a registered name (e.g. mitchell-schaeffer), or 'tp06' for "
+        "ten Tusscher-Panfilov 2006 with endo/M/epi variants by the transmural coordinate"
+    )
+    regions: dict[str, RegionConfig]
+    transmural: TransmuralConfig = Field(default_factory=TransmuralConfig)
+
+
+class PrepacingConfig(StrictModel):
+    """Single-cell pre-pacing of every parameter set to steady state at the S1 cycle length
+    (its result is cached per model, parameters, cycle length and dt)."""
+
+    enabled: bool = True
+    block_beats: int = Field(10, ge=1, description="beats between steady-state checks")
+    max_beats: int = Field(500, ge=1, description="stop pacing after this many beats")
+    rel_tol: float = Field(
+        1e-3, gt=0, description="steady: no state changes by more than this (relative) per block"
+    )
+
+
+class TissueConfig(StrictModel):
+    """Region tag -> ionic model variant, parameter scaling and conductivities (pipeline.tissue)."""
+
+    ventricle: ChamberTissueConfig = Field(
+        default_factory=lambda: ChamberTissueConfig(model="tp06", regions=_ventricle_regions())
+    )
+    atrium: ChamberTissueConfig = Field(
+        default_factory=lambda: ChamberTissueConfig(model="courtemanche", regions=_atrium_regions())
+    )
+    node_rule: Literal["majority", "priority"] = Field(
+        "majority",
+        description="a node touching several tissues takes the one with most element volume "
+        "around it (ties: node_priority), or the first of node_priority it touches",
+    )
+    node_priority: tuple[str, ...] = Field(
+        ("border_zone", "fibrosis", "healthy"), description="region order for node_rule"
+    )
+    calibrate_cv: bool = Field(True, description="calibrate σ to cv_m_per_s on the mesh's dx")
+    cv_rel_tol: float = Field(0.02, gt=0, le=0.2, description="calibration tolerance on CV")
+    scaled_sigma: Literal["match_cv", "scale"] = Field(
+        "match_cv",
+        description="a region's sigma_scale applies at reference_spacing_mm and its CV there is "
+        "matched on the mesh (match_cv), or applies on the mesh as given (scale)",
+    )
+    reference_spacing_mm: float = Field(
+        0.1, gt=0, le=1.0, description="resolved spacing where sigma_scale is applied, mm"
+    )
+    prepacing: PrepacingConfig = Field(default_factory=PrepacingConfig)
+    cache_dir: str | None = Field(
+        None,
+        description="where calibrations and pre-paced states are cached "
+        "(default: $CARDIOTWIN_CACHE_DIR or ~/.cache/cardiotwin)",
+    )
+
+
 # --- induction section (induction issue) ---------------------------------------------------
+
+
+class StimulusConfig(StrictModel):
+    """The pacing stimulus at a site: a square current on the site's node set."""
+
+    strength_ua_per_uf: float = Field(
+        60.0, gt=0, le=1000, description="stimulus current, µA/µF (per unit capacitance)"
+    )
+    duration_ms: float = Field(2.0, gt=0, le=20, description="pulse duration, ms")
+    max_strength_factor: float = Field(
+        4.0,
+        ge=1,
+        le=16,
+        description="a site whose S1 does not capture is paced again at 2x, 4x ... the "
+        "strength, up to this factor (as a cardiologist raises the output)",
+    )
+
+
+class PESConfig(StrictModel):
+    """Ventricular programmed electrical stimulation (Arevalo et al. 2016; Prakosa et al.
+    2018): per site ``s1_count`` S1 at ``s1_cycle_length_ms``; then up to
+    ``extrastimuli`` premature stimuli (S2, S3, S4), each from ``first_coupling_ms`` after the
+    previous one, shortened by ``coupling_step_ms`` until induction or loss of capture (not
+    below ``min_coupling_ms``); S3 follows the shortest capturing S2, S4 the shortest
+    capturing S3."""
+
+    s1_count: int = Field(6, ge=1, le=50, description="number of S1 stimuli")
+    s1_cycle_length_ms: float = Field(600.0, gt=0, description="S1 cycle length, ms")
+    extrastimuli: int = Field(3, ge=1, le=5, description="premature stimuli: 3 = S2, S3, S4")
+    first_coupling_ms: float = Field(300.0, gt=0, description="first coupling interval, ms")
+    coupling_step_ms: float = Field(10.0, gt=0, description="shortening per trial, ms")
+    min_coupling_ms: float = Field(150.0, gt=0, description="shortest coupling tried, ms")
+
+
+class RapidPacingConfig(StrictModel):
+    """Atrial rapid pacing (Boyle et al. 2019): ``stimuli_per_cycle_length`` stimuli at each
+    cycle length from ``first_cycle_length_ms`` down to ``last_cycle_length_ms`` in steps of
+    ``cycle_length_step_ms`` (defaults: 12 stimuli, 300 -> 200 ms in 20 ms steps)."""
+
+    first_cycle_length_ms: float = Field(300.0, gt=0)
+    last_cycle_length_ms: float = Field(200.0, gt=0)
+    cycle_length_step_ms: float = Field(20.0, gt=0)
+    stimuli_per_cycle_length: int = Field(2, ge=1)
+    prepace_cycle_length_ms: float = Field(
+        500.0, gt=0, description="cells are pre-paced at this cycle length before the burst, ms"
+    )
+
+
+class DetectionConfig(StrictModel):
+    """Re-entry detection and VT characterisation (pipeline.induction.detection)."""
+
+    threshold_mv: float = Field(0.0, description="activation: upward crossing of this, mV")
+    rearm_mv: float = Field(-40.0, description="a node counts a new beat after V < this, mV")
+    quiet_mv: float = Field(-50.0, description="at rest when V < this everywhere, mV")
+    sustained_after_ms: float = Field(
+        1000.0, gt=0, description="induced: activity this long after the last stimulus, ms"
+    )
+    atrial_sustained_after_ms: float = Field(
+        5000.0, gt=0, description="atria: sustained driver after the last stimulus, ms"
+    )
+    min_cycles: int = Field(2, ge=1, description="re-entrant cycles after the last paced beat")
+    keep_beats: int = Field(12, ge=4, le=64, description="activation times kept per node")
+    capture_probe_mm: tuple[float, float] = Field(
+        (2.0, 4.0), description="capture probe: nodes this far beyond the site's radius, mm"
+    )
+    capture_window_ms: float = Field(
+        100.0, gt=0, description="a stimulus captured if the probe activates within this, ms"
+    )
+    capture_fraction: float = Field(
+        0.25, gt=0, le=1, description="share of the probe's nodes that must activate"
+    )
+    check_interval_ms: float = Field(5.0, gt=0, description="capture / rest checks, ms")
+    same_vt_exit_mm: float = Field(10.0, gt=0, description="same VT: exits this close, mm")
+    same_vt_cycle_length: float = Field(
+        0.1, gt=0, description="same VT: cycle lengths within this fraction"
+    )
+    same_vt_map_similarity: float = Field(
+        0.8, gt=0, le=1, description="same VT: circular correlation of activation phase maps"
+    )
+
+
+class BatchConfig(StrictModel):
+    """How trials share the engine's batch dimension."""
+
+    max_members: int | None = Field(
+        None, ge=1, description="batch members at most (default: as many as memory allows)"
+    )
+    memory_gb: float | None = Field(
+        None, gt=0, description="memory for the batch (default: half the free host/GPU memory)"
+    )
+    speculative_intervals: int = Field(
+        3, ge=1, description="coupling intervals of one stage run side by side per site"
+    )
+    compact_fraction: float = Field(
+        0.5, gt=0, le=1, description="rebuild the batch when this fraction of it has finished"
+    )
+
+
+class InductionConfig(StrictModel):
+    """Arrhythmia induction: protocols, detection, batching (pipeline.induction)."""
+
+    chamber: Literal["auto", "ventricle", "atrium"] = Field(
+        "auto", description="auto: atrium when the mesh has LA-* sites, else ventricle"
+    )
+    stimulus: StimulusConfig = Field(default_factory=StimulusConfig)
+    pes: PESConfig = Field(default_factory=PESConfig)
+    rapid_pacing: RapidPacingConfig = Field(default_factory=RapidPacingConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+
 
 # --- ablation section (ablation issue) -----------------------------------------------------
 
@@ -179,6 +421,8 @@ class Config(StrictModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     mesh: MeshConfig = Field(default_factory=MeshConfig)
     anatomy: AnatomyConfig = Field(default_factory=AnatomyConfig)
+    tissue: TissueConfig = Field(default_factory=TissueConfig)
+    induction: InductionConfig = Field(default_factory=InductionConfig)
 
 
 def _location(error: dict) -> str:
