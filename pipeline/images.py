@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 
 #: Voxel spacing above this (mm) is treated as a broken header or wrong units.
 MAX_SPACING_MM = 20.0
+#: Most voxels a resampled grid may have (a 0.25 mm grid over a whole chest is ~10^9).
+MAX_RESAMPLED_VOXELS = 100_000_000
+
+#: Voxel spacing below this (mm) is treated as a broken header or wrong units (metres written
+#: as mm); no clinical or preclinical cardiac MRI is finer.
+MIN_SPACING_MM = 0.05
 
 #: Public, fixed key for the pseudonymous case id. Anyone holding the code can recompute
 #: ids from (StudyInstanceUID, PatientID) with it, so every site should set its own secret
@@ -56,12 +62,16 @@ _GEOMETRY_TAGS = [
     "PixelSpacing",
 ]
 _PSEUDONYM_TAGS = ["StudyInstanceUID", "PatientID"]
-# Values that must never appear in an output file name (checked in dicom_to_nifti).
+# Values that must never appear in an output path (checked by check_output_path).
 _IDENTIFYING_TAGS = [
     "PatientName",
     "PatientID",
+    "OtherPatientIDs",
     "PatientBirthDate",
     "AccessionNumber",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
     "StudyDate",
     "SeriesDate",
     "AcquisitionDate",
@@ -109,7 +119,7 @@ class ImageVolume:
 
 
 def check_volume(volume: ImageVolume) -> ImageVolume:
-    """Return ``volume`` if it is a finite, real 3-D image with spacing in (0, 20] mm.
+    """Return ``volume`` if it is a finite, real 3-D image with spacing in [0.05, 20] mm.
 
     Raises :class:`ImageError` naming ``volume.source`` otherwise.
     """
@@ -148,6 +158,12 @@ def check_volume(volume: ImageVolume) -> ImageVolume:
             source,
             f"has voxel spacing {_fmt_mm(spacing)} mm, above {MAX_SPACING_MM:g} mm",
             "Check the header's spatial units (cm or m instead of mm?) and pixdim.",
+        )
+    if np.any(spacing < MIN_SPACING_MM):
+        raise _image_error(
+            source,
+            f"has voxel spacing {_fmt_mm(spacing)} mm, below {MIN_SPACING_MM:g} mm",
+            "Check the header's spatial units (metres or microns written as mm?) and pixdim.",
         )
     if np.issubdtype(array.dtype, np.floating):
         n_nan = int(np.count_nonzero(np.isnan(array)))
@@ -455,6 +471,28 @@ def load_volume(
     )
 
 
+def load_volume_with_identifiers(
+    path: str | Path, *, series_uid: str | None = None, salt: str | None = None
+) -> tuple[ImageVolume, frozenset[str]]:
+    """:func:`load_volume`, and the identifier strings of a DICOM input (for
+    :func:`check_output_path`; empty for NIfTI). The strings stay in memory: never log them."""
+    path = Path(path)
+    if path.is_dir():
+        volume, identifiers = _read_dicom_series(path, series_uid, salt, True)
+        return volume, frozenset(identifiers)
+    if path.is_file() and _nifti_suffix(path) is None and _is_dicom_file(path):
+        file_series = str(_read_header(path, ["SeriesInstanceUID"]).get("SeriesInstanceUID", ""))
+        if series_uid is not None and series_uid != file_series:
+            raise _image_error(
+                path,
+                f"belongs to series {file_series}, not the requested {series_uid}",
+                "Give the folder instead of a file, or drop the series choice.",
+            )
+        volume, identifiers = _read_dicom_series(path.parent, file_series, salt, True)
+        return volume, frozenset(identifiers)
+    return load_volume(path, series_uid=series_uid, salt=salt), frozenset()
+
+
 def dicom_to_nifti(
     folder: str | Path,
     out_path: str | Path,
@@ -465,24 +503,15 @@ def dicom_to_nifti(
     """Convert one DICOM series to a de-identified NIfTI file; return the written path.
 
     If ``out_path`` is an existing folder the file is ``<case id>.nii.gz`` inside it.
-    A given file name that contains the patient's name, ID, birth date, accession number
-    or a study date is refused, so identifiers cannot leak through the name.
+    A path with the patient's name, an ID, the birth date, accession number, institution or
+    a study date in any of its folders or its file name is refused
+    (:func:`check_output_path`), so identifiers cannot leak through the name.
     """
     volume, identifiers = _read_dicom_series(Path(folder), series_uid, salt, check=True)
     out_path = Path(out_path)
     if out_path.is_dir():
         out_path = out_path / f"{volume.source}.nii.gz"
-    else:
-        name = out_path.name.lower().replace(volume.source, "")
-        if any(token in name for token in identifiers):
-            # Not echoing which value matched: the message itself must stay clean.
-            raise _image_error(
-                f"output for {volume.source}",
-                "the output file name contains the patient's name, ID or a date from the "
-                "DICOM header",
-                f"Name the file after the pseudonymous id, e.g. {volume.source}.nii.gz, or "
-                "give an output folder.",
-            )
+    check_output_path(out_path, identifiers, volume.source)
     save_nifti(volume, out_path)
     logger.info("wrote %s as %s", volume.source, out_path.name)
     return out_path
@@ -666,7 +695,8 @@ def _read_dicom_series(
 
 
 def _identifier_tokens(header: dict[str, object]) -> set[str]:
-    """Lower-case strings (names' parts, ids, dates) that must not appear in file names."""
+    """Strings (names' parts, ids, dates, institution) that must not appear in output paths,
+    lower-case with everything but letters and digits removed (see :func:`_normalised`)."""
     tokens: set[str] = set()
     for tag in _IDENTIFYING_TAGS:
         value = header.get(tag)
@@ -675,8 +705,40 @@ def _identifier_tokens(header: dict[str, object]) -> set[str]:
         text = str(value)
         parts = [text, *text.replace("=", "^").split("^")] if tag == "PatientName" else [text]
         # Parts under 3 characters would match ordinary words by chance.
-        tokens.update(p.strip().lower() for p in parts if len(p.strip()) >= 3)
+        tokens.update(_normalised(p) for p in parts if len(_normalised(p)) >= 3)
     return tokens
+
+
+def _normalised(text: str) -> str:
+    """Lower-case letters and digits only: "St_Elsewhere Hospital" -> "stelsewherehospital"."""
+    return "".join(ch for ch in str(text).lower() if ch.isalnum())
+
+
+def check_output_path(
+    path: str | Path, identifiers: set[str] | frozenset[str], case_id: str
+) -> None:
+    """Refuse an output path any part of which holds an identifier of the input DICOM.
+
+    Every folder and the file name of the path, as given and made absolute, are compared
+    (letters and digits only, case ignored) with the patient's name parts, IDs, birth date,
+    accession number, institution and study dates read from the series; the pseudonymous
+    ``case_id`` itself is allowed. The message does not say which value matched.
+    """
+    if not identifiers:
+        return
+    path = Path(path)
+    parts = list(path.parts) + list(path.absolute().parts)
+    case = _normalised(case_id)
+    for part in parts:
+        text = _normalised(part).replace(case, "")
+        if any(token in text for token in identifiers):
+            raise _image_error(
+                f"output for {case_id}",
+                "the output path contains the patient's name, an ID, the institution or a "
+                "date from the DICOM header (in a folder or file name)",
+                f"Write into a folder without identifiers and name files after the "
+                f"pseudonymous id, e.g. {case_id}.nii.gz.",
+            )
 
 
 def _check_slice_geometry(folder: Path, headers: list[dict[str, object]]) -> None:
@@ -791,7 +853,15 @@ def resample_isotropic(
     check_volume(volume)
     old_spacing = volume.spacing_mm
     extent_mm = np.asarray(volume.shape) * old_spacing
-    new_shape = tuple(int(n) for n in np.maximum(1, np.rint(extent_mm / spacing_mm)))
+    counts = np.maximum(1.0, np.rint(extent_mm / spacing_mm))
+    if float(np.prod(counts)) > MAX_RESAMPLED_VOXELS:
+        raise _image_error(
+            volume.source,
+            f"resampled to {spacing_mm:g} mm it would have {float(np.prod(counts)):.3g} voxels "
+            f"(more than {MAX_RESAMPLED_VOXELS:.0e})",
+            "Give a spacing of at least a few tenths of a mm (e.g. 1.0).",
+        )
+    new_shape = tuple(int(n) for n in counts)
     # Old voxel index of new voxel index n along each axis: n * scale + offset, which keeps
     # the outer voxel edges (-0.5 and shape - 0.5 in old indices) fixed.
     scale = extent_mm / np.asarray(new_shape) / old_spacing
