@@ -146,7 +146,7 @@ def keep_channels(
         corridor_voxels_to_border_zone=int(np.count_nonzero(grown)),
         corridor_dim_dense_to_border_zone=int(np.count_nonzero(dim_dense)),
         corridor_intensity_floor=float(corridor_cut),
-        core_intensity=float(core_cut),
+        core_intensity=float(core_cut) if np.isfinite(core_cut) else None,
     )
     return labels, report
 

@@ -45,6 +45,7 @@ def ventricles():
     return cases
 
 
+@pytest.mark.slow  # builds the six phantoms the next tests share (~30 s)
 def test_dice_with_the_drawn_wall_mask(ventricles):
     dense, border = [], []
     for phantom, result in ventricles:
@@ -111,6 +112,7 @@ def test_healthy_control_has_no_scar(snr):
     # study in data_samples/README.md has the worst seed).
     assert report["scar_volume_ml"] < 0.2
     assert report["scar_percent"] + report["border_zone_percent"] < 2.5
+    json.dumps(report, allow_nan=False)  # no infinite or NaN number without scar
 
 
 def test_chamber_detection_and_iir_refused_on_a_ventricle(ventricles):
