@@ -14,8 +14,9 @@ default grid is 1.25 mm isotropic.
 The truth gives the fibrosis % three ways: of the wall's sub-voxels (the design), of the
 wall voxels of the label map, and **of the endocardial surface** (Utah / CemrgApp measure
 it there): the true blood-pool surface (marching cubes of the analytic cavity on a 1 mm
-grid) where wall lies beneath, each vertex fibrotic when the mid-wall point under it (along
-the normal) is, area-weighted.
+grid) where wall lies beneath, each vertex fibrotic when the wall under it (along the normal)
+is fibrotic at any depth (the quantity a maximum projection through the wall measures),
+area-weighted; the mid-wall version is recorded too.
 """
 
 from __future__ import annotations
@@ -239,20 +240,33 @@ class AtriumAnatomy:
         affine[:3, 3] = -half
         points, triangles = mask_surface(lumen, affine)
         normals = vertex_normals(points, triangles)
-        mid = points + 0.5 * design.wall_mm * normals
-        wall, _ = atrium_masks(mid[:, 0], mid[:, 1], mid[:, 2], design)
-        classes = np.zeros(len(points), dtype=np.uint8)
-        classes[wall] = self.wall_classes(mid[wall])
         area = vertex_areas(points, triangles)
-        fibrotic = area[wall & (classes >= BORDER_ZONE)].sum()
-        dense = area[wall & (classes == DENSE_SCAR)].sum()
-        total = area[wall].sum()
+        has_wall = np.zeros(len(points), dtype=bool)
+        classes = np.zeros(len(points), dtype=np.uint8)
+        mid_classes = np.zeros(len(points), dtype=np.uint8)
+        for depth in np.linspace(0.1, 0.9, 9):
+            inside = points + depth * design.wall_mm * normals
+            wall, _ = atrium_masks(inside[:, 0], inside[:, 1], inside[:, 2], design)
+            found = np.zeros(len(points), dtype=np.uint8)
+            found[wall] = self.wall_classes(inside[wall])
+            has_wall |= wall
+            classes = np.maximum(classes, found)
+            if abs(depth - 0.5) < 1e-9:
+                mid_classes = found
+        total = area[has_wall].sum()
+
+        def percent(selected: np.ndarray) -> float:
+            return round(float(100.0 * area[has_wall & selected].sum() / total), 4)
+
         return {
-            "true_percent_surface": round(float(100.0 * fibrotic / total), 4),
-            "true_dense_percent_surface": round(float(100.0 * dense / total), 4),
+            "true_percent_surface": percent(classes >= BORDER_ZONE),
+            "true_dense_percent_surface": percent(classes == DENSE_SCAR),
+            "true_percent_surface_mid_wall": percent(mid_classes >= BORDER_ZONE),
             "surface_area_with_wall_mm2": round(float(total), 1),
-            "surface_rule": "true blood-pool surface (1 mm marching cubes), vertices with wall "
-            "at mid-wall along the normal, fibrotic if that mid-wall point is, area-weighted",
+            "surface_rule": "true blood-pool surface (1 mm marching cubes); a vertex counts where "
+            "there is wall along its normal, and is fibrotic where the wall is fibrotic at "
+            "any depth (10-90 % of the wall thickness: what a maximum projection through the "
+            "wall measures), area-weighted; _mid_wall: the class at mid-wall only",
         }
 
 

@@ -30,9 +30,10 @@ Surroundings (relative to blood): chest soft tissue 0.20-0.45, lung 0.02-0.08, a
 Atria: the wall's image intensity ratio (IIR = wall / blood pool) is what the field
 thresholds (Benito 2017, Europace 19:1272: fibrosis > 1.20, dense > 1.32; Khurram 2014, Heart
 Rhythm 11:85: dense scar > 1.61), but a 2-3 mm wall is never seen whole: the tissue values
-drawn here (healthy 0.25-0.50, fibrosis 1.7-2.3, dense 2.3-3.0, surroundings 0.30-0.55 of
+drawn here (healthy 0.25-0.50, fibrosis 2.2-2.8, dense 2.7-3.6, surroundings 0.30-0.55 of
 blood) are chosen so that, after partial volume with blood and surroundings at 1.25-2.5 mm
-voxels, healthy wall stays below IIR 1.2 and fibrotic wall peaks above it, as in patients.
+voxels, healthy wall stays below IIR 1.2 and fibrotic wall peaks above it, as in patients
+(image IIRs of 1.2-2 and more).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class AtriumContrast:
 
 def draw_atrium_contrast(rng: np.random.Generator) -> AtriumContrast:
     """One seed's atrial tissue values (ranges in the module docstring)."""
-    fibrosis = rng.uniform(1.7, 2.3)
+    fibrosis = rng.uniform(2.2, 2.8)
     return AtriumContrast(
         healthy=rng.uniform(0.25, 0.50),
         fibrosis=fibrosis,

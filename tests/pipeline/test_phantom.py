@@ -270,10 +270,12 @@ def test_atrium_has_thin_wall_veins_and_the_requested_burden(atrium):
     np.testing.assert_allclose(atrium.lge.spacing_mm, 1.25, atol=1e-9)  # 3-D LGE default
     fibrosis = atrium.truth["fibrosis"]
     assert fibrosis["true_percent_fine_grid"] == pytest.approx(25.0, abs=1.5)
-    # The surface truth measures the same patches: within 3 points of the volume.
-    assert fibrosis["true_percent_surface"] == pytest.approx(
+    # The surface truth measures the same patches: at mid-wall within 3 points of the
+    # volume; through the wall (what a maximum projection sees) only more.
+    assert fibrosis["true_percent_surface_mid_wall"] == pytest.approx(
         fibrosis["true_percent_fine_grid"], abs=3.0
     )
+    assert fibrosis["true_percent_surface"] >= fibrosis["true_percent_surface_mid_wall"]
     labels = atrium.truth_labels.array
     percent = 100.0 * np.count_nonzero(labels >= 2) / np.count_nonzero(labels)
     assert atrium.truth["fibrosis_percent"] == pytest.approx(percent, abs=1e-3)
