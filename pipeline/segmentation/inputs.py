@@ -98,8 +98,12 @@ def check_inputs(
 
 
 def slice_axis(spacing_mm: np.ndarray) -> int:
-    """The coarsest axis (the slice direction of a 2-D multi-slice stack)."""
-    return int(np.argmax(spacing_mm))
+    """The coarsest axis (the slice direction of a 2-D multi-slice stack); the last axis of
+    a (near-)isotropic grid, the acquisition's k."""
+    spacing = np.asarray(spacing_mm, dtype=float)
+    if spacing.max() <= 1.01 * spacing.min():
+        return 2
+    return int(np.argmax(spacing))
 
 
 def in_plane_structure(axis: int, connectivity: int = 1) -> np.ndarray:
