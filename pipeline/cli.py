@@ -21,12 +21,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "verification runs: the N-version slab benchmark, single-cell action potentials",
     ),
     "phantom": (
-        "cardiotwin.pipeline.phantom",
+        "cardiotwin.pipeline.commands.phantom",
         "write a synthetic patient (LGE image, wall mask, ground truth)",
     ),
+    "import": (
+        "cardiotwin.pipeline.commands.dicom_import",
+        "convert a DICOM series to a de-identified NIfTI file named by the case",
+    ),
     "segment": (
-        "cardiotwin.pipeline.segment",
-        "classify an LGE wall into healthy / border zone / dense scar",
+        "cardiotwin.pipeline.commands.segment",
+        "classify an LGE wall into healthy / border zone / dense scar (or atrial fibrosis)",
     ),
     "mesh": ("cardiotwin.pipeline.commands.mesh", "label map -> tagged tetrahedral mesh"),
     "report": (

@@ -1,10 +1,8 @@
 """Must-shows of the induction issue on the phantoms, end to end through the CLI.
 
 Each runs the whole pipeline as a user would: ``cardiotwin phantom`` → ``segment`` (FWHM:
-the pipeline's own segmentation, not the truth labels) → ``mesh`` → ``prepare`` (coordinates,
-fibres, AHA pacing sites) → ``induce``. They switch on by themselves when the meshing stage's
-``mesh`` and ``prepare`` commands are registered in ``cardiotwin.pipeline.cli.COMMANDS``
-(until then they are skipped, saying so).
+the pipeline's own segmentation, not the truth labels) → ``mesh`` (which prepares the mesh:
+coordinates, fibres, AHA pacing sites) → ``induce``.
 
 Ventricles (lv-infarct, lv-healthy) and atria (la-fibrosis at 8 % and 35 % fibrosis).
 Tissue: Mitchell–Schaeffer with its published time constants (APD90 ~285 ms at 1 Hz) is the
@@ -20,15 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cardiotwin.pipeline.cli import COMMANDS, main
+from cardiotwin.pipeline.cli import main
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not {"mesh", "prepare"} <= set(COMMANDS),
-        reason="needs the meshing stage (cardiotwin mesh / prepare), not merged yet",
-    ),
-]
+pytestmark = [pytest.mark.slow]
 
 #: coarse mesh for CI (mm); the must-show at full fidelity is a benchmark
 EDGE_MM = 2.0
@@ -84,10 +76,10 @@ def _pipeline(tmp_path, kind: str, sites=None, seed: int = 3, tissue=None, phant
         "--method",
         method,
     )
-    mesh = case / "mesh.vtu"
-    _cli("mesh", "--labels", labels, "--kind", chamber, "--edge-mm", EDGE_MM, "--out", mesh)
-    prepared = case / "prepared.vtu"
-    _cli("prepare", "--mesh", mesh, "--out", prepared)
+    prepared = case / "mesh.vtu"  # cardiotwin mesh prepares it (surfaces, fibres, sites)
+    atrial = ["--lge", case / "lge.nii.gz", "--blood", case / "blood.nii.gz"]
+    _cli("mesh", "--labels", labels, "--kind", chamber, "--edge-mm", EDGE_MM, "--out", prepared,
+         *(atrial if chamber == "atrium" else []))  # fmt: skip
     settings = dict(tissue or PHANTOM_TISSUE)
     settings["tissue"] = {**settings["tissue"], "cache_dir": str(tmp_path / "cache")}
     config = case / "config.yaml"

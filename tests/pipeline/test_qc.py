@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from cardiotwin.pipeline import qc
 from cardiotwin.pipeline.phantom import Acquisition, make_phantom
+from cardiotwin.pipeline.segmentation import DEFAULTS, qc, segment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -16,6 +16,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def case():
     # The truth labels stand in for a segmentation: the pictures must show what is there.
     return make_phantom("lv-infarct", 3, acquisition=Acquisition(snr=15.0, fine_mm=2.0))
+
+
+@pytest.fixture(scope="module")
+def atrial_surface():
+    atrium = make_phantom(
+        "la-fibrosis",
+        3,
+        acquisition=Acquisition(spacing_mm=(1.5, 1.5, 2.5), snr=15.0, fine_mm=1.5),
+        fibrosis_percent=30.0,
+    )
+    return segment(atrium.lge, atrium.wall, DEFAULTS["iir-surface"], blood=atrium.blood).surface
 
 
 def colour_fraction(png_path, rgb, tolerance=0.12):
@@ -52,7 +63,7 @@ def test_montage_of_a_healthy_wall_has_no_scar_colour(tmp_path):
 
 
 def test_render_is_an_offscreen_vtk_picture_of_scar_and_border_zone(case, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="cardiotwin.pipeline.qc"):
+    with caplog.at_level(logging.WARNING, logger="cardiotwin.pipeline.segmentation.qc"):
         path = qc.save_render(case.truth_labels, tmp_path / "r.png", title="t")
     assert "fallback" not in caplog.text and "failed" not in caplog.text
     assert path.read_bytes()[:8] == PNG_MAGIC
@@ -71,7 +82,20 @@ def test_render_falls_back_to_matplotlib(case, tmp_path, monkeypatch, caplog):
         raise RuntimeError("no OpenGL context")
 
     monkeypatch.setattr(qc, "_render_pyvista", no_opengl)
-    with caplog.at_level(logging.WARNING, logger="cardiotwin.pipeline.qc"):
+    with caplog.at_level(logging.WARNING, logger="cardiotwin.pipeline.segmentation.qc"):
         path = qc.save_render(case.truth_labels, tmp_path / "f.png")
     assert "matplotlib" in caplog.text
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_surface_render_shows_fibrosis_on_the_atrium(atrial_surface, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="cardiotwin.pipeline.segmentation.qc"):
+        path = qc.save_surface_render(atrial_surface, tmp_path / "s.png", title="la")
+    assert "failed" not in caplog.text
+    image = imread(str(path))
+    assert image.shape[:2] == (560, 1200)
+    pixels = image[:, :, :3].reshape(-1, 3)
+    # Fibrotic (yellow/red) and healthy (blue) wall both visible on a 30 % burden.
+    warm = (pixels[:, 0] > 0.5) & (pixels[:, 2] < 0.3)
+    blue = (pixels[:, 2] > pixels[:, 0] + 0.15) & (pixels[:, 2] > pixels[:, 1])
+    assert warm.mean() > 0.01 and blue.mean() > 0.02
