@@ -35,7 +35,7 @@ PATIENTS = {
     "lv-healthy": ("ventricle", "segmentation/labels_fwhm.nii.gz", []),
     "la-fibrosis": (
         "atrium",
-        "segmentation/labels_iir.nii.gz",
+        "segmentation/labels_iir-surface.nii.gz",
         ["--lge", "lge.nii.gz", "--blood", "blood.nii.gz", "--wall", "wall.nii.gz"],
     ),
 }

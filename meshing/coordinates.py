@@ -212,6 +212,8 @@ def _find_base(b: _Boundary, tolerance_mm: float) -> tuple[np.ndarray, np.ndarra
         normal, point = b.normals[candidate], b.centres[candidate]
         for _ in range(PLANE_REFINEMENTS):
             support = _planar_support(b, normal, point, tolerance_mm, cos_angle)
+            if not support.any():
+                break
             normal = _unit(b.normals[support].T @ b.areas[support])
             point = (b.centres[support].T @ b.areas[support]) / b.areas[support].sum()
         support = _planar_support(b, normal, point, tolerance_mm, cos_angle)

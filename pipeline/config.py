@@ -81,7 +81,11 @@ class SegmentationConfig(StrictModel):
     ventricle_method: Literal["nsd", "fwhm"] = Field(
         "fwhm", description="ventricles: n-SD above remote myocardium or full width at half max"
     )
-    atrium_method: Literal["iir"] = Field("iir", description="atria: image intensity ratio")
+    atrium_method: Literal["iir-surface", "iir"] = Field(
+        "iir-surface",
+        description="atria: image intensity ratio sampled along the endocardial surface's "
+        "normals (Utah / CemrgApp), or per wall voxel (iir)",
+    )
 
 
 # --- mesh section (meshing issue: labels -> tetrahedra) -----------------------------------

@@ -255,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
             lge, result.labels, p, title=title, reference=reference
         )
         if result.surface is not None:
-            writers[args.qc / f"{stem}_surface.png"] = lambda p: qc.save_surface_render(
+            # the 3-D view of an atrium is its fibrosis surface (same name as the ventricles')
+            writers[args.qc / f"{stem}_3d.png"] = lambda p: qc.save_surface_render(
                 result.surface, p, title=title
             )
         else:

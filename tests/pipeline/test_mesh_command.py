@@ -37,7 +37,8 @@ def test_ventricle_mesh_and_quality_json(tmp_path):
     truth = json.loads((SAMPLES / "lv-infarct" / "truth.json").read_text())["ventricle"]
     base_points = mesh.points_mm[np.unique(mesh.surfaces["base"])]
     height = (base_points - truth["base_centre_mm"]) @ np.asarray(truth["long_axis_unit"])
-    assert np.abs(height).max() < 3.0  # mm: within a slice-interpolation ripple of the plane
+    # within half a slice (8 mm slices): where in its slice the image cut the wall is unknown
+    assert np.abs(height).max() < 4.0
     provenance = quality["provenance"]
     assert provenance["stage"] == "mesh" and len(provenance["inputs_sha256"]["labels"]) == 64
 
@@ -45,7 +46,7 @@ def test_ventricle_mesh_and_quality_json(tmp_path):
 def test_atrium_opencarp_set_with_named_openings(tmp_path):
     case = SAMPLES / "la-fibrosis"
     out = tmp_path / "la.elem"
-    assert main(["mesh", "--labels", str(case / "segmentation" / "labels_iir.nii.gz"),
+    assert main(["mesh", "--labels", str(case / "segmentation" / "labels_iir-surface.nii.gz"),
                  "--kind", "atrium", "--lge", str(case / "lge.nii.gz"),
                  "--blood", str(case / "blood.nii.gz"), "--wall", str(case / "wall.nii.gz"),
                  "--edge-mm", "2", "--out", str(out)]) == 0  # fmt: skip
@@ -59,7 +60,7 @@ def test_atrium_without_a_usable_blood_pool_is_refused(tmp_path, capsys):
     # encloses slice by slice is only part of the blood pool, so the mesh would be partial
     case = SAMPLES / "la-fibrosis"
     out = tmp_path / "la.vtu"
-    rc = main(["mesh", "--labels", str(case / "segmentation" / "labels_iir.nii.gz"),
+    rc = main(["mesh", "--labels", str(case / "segmentation" / "labels_iir-surface.nii.gz"),
                "--kind", "atrium", "--edge-mm", "2", "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and "--blood" in err and "of the wall's volume" in err

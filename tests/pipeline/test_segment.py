@@ -314,7 +314,7 @@ def test_cli_atrium_surface_by_default(tmp_path):
     assert {"labels_iir-surface.nii.gz", "labels_iir-surface_surface.vtp"} <= {
         p.name for p in out.iterdir()
     }
-    assert (out / "labels_iir-surface_surface.png").stat().st_size > 10_000
+    assert (out / "labels_iir-surface_3d.png").stat().st_size > 10_000
 
 
 def test_cli_refuses_iir_on_a_ventricle(case_dir, tmp_path, capsys):
