@@ -28,6 +28,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, float]]] = {
     "tp06-epi": ("tentusscher_panfilov_2006", {"celltype": 1.0}),
     "tp06-m": ("tentusscher_panfilov_2006", {"celltype": 2.0, "g_Ks": 0.098}),
 }
+_BUILT_IN = frozenset(_REGISTRY)
 
 
 def register(name: str, module_name: str, overrides: dict[str, float] | None = None) -> None:
@@ -36,7 +37,8 @@ def register(name: str, module_name: str, overrides: dict[str, float] | None = N
 
 
 def model_names() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
+    """The models users can name (variants made at run time by :func:`register` excluded)."""
+    return tuple(sorted(_BUILT_IN))
 
 
 @cache

@@ -206,9 +206,9 @@ def test_the_default_septum_is_the_phantoms_in_scanner_coordinates(caplog):
     # an LV posed like the lv-infarct phantom (apex left, anterior, inferior in RAS): its
     # frame has u anterior, v lateral, w towards the base; the default must put the septum
     # at −v and anterior at u, so the rotational coordinate is the local azimuth from −v
-    from cardiotwin.pipeline.phantom import _ventricle_frame
+    from cardiotwin.pipeline.phantoms.ventricle import ventricle_frame
 
-    u, v, w = _ventricle_frame(np.array([-0.55, 0.6, -0.58]) / 0.9994).T
+    u, v, w = ventricle_frame(np.array([-0.55, 0.6, -0.58]) / 0.9994).T
     local = lv_ellipsoid(2.0, SMALL)
     rotation = np.stack([-v, u, w], axis=1)  # local x → septum, y → anterior, z → base
     posed = Mesh(
