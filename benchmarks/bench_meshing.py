@@ -169,6 +169,7 @@ def run_one(patient: str, edge_mm: float, workdir: Path, prepare: bool) -> dict:
     if result is None or result["returncode"] != 0:
         row["returncode"] = child.exitcode if result is None else result["returncode"]
         row["error"] = "see the log above"
+        row.update(result or {})  # the stages it got through
         return row
     quality = result.pop("quality")
     row.update(result)
