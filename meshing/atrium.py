@@ -12,7 +12,11 @@ blood pool instead:
    ``min_opening_mm2`` are cut out (smaller gaps are a thin wall the segmentation missed,
    and stay closed);
 3. the remaining surface is extruded along smoothed vertex normals by the wall thickness
-   in ``layers`` layers of prisms, each split into three tetrahedra conformingly;
+   in ``layers`` layers of prisms, each split into three tetrahedra conformingly; where the
+   surface curves tightly (the grooves where the veins join the body) the converging,
+   tilted columns leave a few flat elements, so the nodes inside the wall and on the
+   epicardium around the worst elements are then relaxed (:mod:`.improve`; the endocardium,
+   the opening rims, the layers and every tag stay as they are);
 4. every element takes the tissue class of its surface column, from the LGE image intensity
    ratio sampled along the normal through the wall (IIR = LGE / mean blood pool; Benito
    2017: fibrosis ≥ 1.20, dense ≥ 1.32) or, without an image, from the label map sampled
@@ -29,17 +33,14 @@ import logging
 import numpy as np
 
 from cardiotwin.meshing.from_labels import MeshingError, finish_mesh
+from cardiotwin.meshing.improve import improve_min_dihedral
 from cardiotwin.meshing.mesh import Mesh, boundary_triangles
-from cardiotwin.meshing.quality import shared_facet_components
-from cardiotwin.meshing.stuffing import (
-    lattice_spacing_for_edge,
-    orient_positively,
-    split_prisms,
-    stuff,
-)
+from cardiotwin.meshing.quality import element_volumes_mm3, shared_facet_components
+from cardiotwin.meshing.stuffing import lattice_spacing_for_edge, split_prisms, stuff
 from cardiotwin.meshing.surfaces import (
     mm_to_voxel,
     sample_along_normals,
+    triangle_normals,
     vertex_normals,
     voxel_to_mm,
 )
@@ -54,6 +55,8 @@ MIN_OPENING_MM2 = 20.0
 #: that columns do not cross where the surface curves more tightly than the wall is thick;
 #: scaled by 1 / edge² so that the smoothing acts over the same distance (~9 mm) at any edge
 NORMAL_SMOOTHING_PASSES_AT_1MM = 80
+#: if columns still cross after that, the smoothing is repeated up to this many times
+MAX_EXTRA_SMOOTHING_ROUNDS = 3
 
 
 def signed_distance_mm(mask: np.ndarray, affine: np.ndarray, smoothing_mm: float) -> np.ndarray:
@@ -126,14 +129,69 @@ def _vertex_neighbours(n: int, triangles: np.ndarray):
     return adjacency
 
 
-def smoothed_normals(points: np.ndarray, triangles: np.ndarray, passes: int) -> np.ndarray:
-    """Vertex normals averaged with their neighbours ``passes`` times (unit length)."""
-    normals = vertex_normals(points, triangles)
+def smoothed_normals(
+    points: np.ndarray, triangles: np.ndarray, passes: int, start: np.ndarray | None = None
+) -> np.ndarray:
+    """Vertex normals (or the unit vectors ``start``) averaged with their neighbours
+    ``passes`` times (unit length)."""
+    normals = vertex_normals(points, triangles) if start is None else start.copy()
     adjacency = _vertex_neighbours(len(points), triangles)
     for _ in range(passes):
         normals = normals + adjacency @ normals
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
     return normals
+
+
+def extrude(
+    points: np.ndarray,
+    triangles: np.ndarray,
+    directions: np.ndarray,
+    thickness_mm: float,
+    n_layers: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prism layers from a surface: node sheet ``k`` is ``points + k / n_layers ×
+    thickness_mm × directions``; each prism is split into three tetrahedra (conformingly).
+
+    Returns ``(points (n·(L+1), 3), tets, surface triangle of each element)``. Elements are
+    oriented as they would be positive in a right prism over their triangle (extruded along
+    the triangle's own normal, towards ``directions``), so an element with a non-positive
+    volume is one whose column crossed its neighbours': it is left negative for the caller
+    to see, not flipped into a valid-looking overlap.
+    """
+    nv = len(points)
+    layered = np.concatenate(
+        [points + (layer / n_layers) * thickness_mm * directions for layer in range(n_layers + 1)]
+    )
+    prisms = split_prisms(triangles, triangles + nv)  # same split in every layer
+    # orientation in the right prism over each triangle (rows: 3 blocks of one per triangle)
+    face = triangle_normals(points, triangles)
+    towards = np.sign(np.einsum("ij,ij->i", face, directions[triangles].sum(axis=1)))
+    face *= np.where(towards < 0, -1.0, 1.0)[:, None]
+    lift = np.tile(face, (3, 1))[:, None, :] * (prisms >= nv)[..., None]
+    negative = element_volumes_mm3(points[prisms % nv] + lift * thickness_mm / n_layers) < 0
+    prisms[negative] = prisms[negative][:, [0, 1, 3, 2]]
+    tets = np.concatenate([prisms + layer * nv for layer in range(n_layers)])
+    column = np.tile(np.arange(len(triangles)), 3 * n_layers)
+    return layered, tets, column
+
+
+def _improve_extrusion(
+    layered: np.ndarray, tets: np.ndarray, triangles: np.ndarray, nv: int, n_layers: int
+) -> np.ndarray:
+    """Node positions after relaxing the worst elements (:mod:`.improve`): the endocardium
+    and the opening rims stay where they are, epicardial nodes slide along the epicardium,
+    the nodes inside the wall move freely; connectivity (tags, surfaces, layers) is kept."""
+    edges = np.sort(triangles[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2), axis=1)
+    keys, counts = np.unique(edges[:, 0] * nv + edges[:, 1], return_counts=True)
+    rim = np.zeros(nv, dtype=bool)
+    rim[keys[counts == 1] // nv] = rim[keys[counts == 1] % nv] = True
+    sheet = np.arange(len(layered)) // nv
+    fixed = (sheet == 0) | np.tile(rim, n_layers + 1)
+    slide = np.zeros_like(layered)
+    top = n_layers * nv
+    slide[top:] = vertex_normals(layered, triangles + top)[top:]
+    improved, _ = improve_min_dihedral(layered, tets, fixed=fixed, slide_normals=slide)
+    return improved
 
 
 def _triangle_components(triangles: np.ndarray) -> tuple[int, np.ndarray]:
@@ -235,16 +293,16 @@ def mesh_atrium(
         thickness_mm,
         n_layers,
     )
-    nv = len(points)
-    layered = np.concatenate(
-        [points + (layer / n_layers) * thickness_mm * normals for layer in range(n_layers + 1)]
-    )
-    tets, column = [], []
-    for layer in range(n_layers):
-        prisms = split_prisms(triangles + layer * nv, triangles + (layer + 1) * nv)
-        tets.append(prisms)
-        column.append(np.tile(np.arange(len(triangles)), 3))
-    tets, column = np.concatenate(tets), np.concatenate(column)
+    layered, tets, column = extrude(points, triangles, normals, thickness_mm, n_layers)
+    for _ in range(MAX_EXTRA_SMOOTHING_ROUNDS):
+        folded = np.count_nonzero(element_volumes_mm3(layered[tets]) <= 0)
+        if not folded:
+            break
+        # columns cross where the surface curves more tightly than the wall is thick
+        log.info("meshing: %d elements folded; smoothing the extrusion directions more", folded)
+        normals = smoothed_normals(points, triangles, passes, start=normals)
+        layered, tets, column = extrude(points, triangles, normals, thickness_mm, n_layers)
+    layered = _improve_extrusion(layered, tets, triangles, len(points), n_layers)
 
     region = np.full(len(triangles), HEALTHY, dtype=np.int32)
     band = (0.0, thickness_mm)
@@ -267,9 +325,8 @@ def mesh_atrium(
         region = np.clip(region, HEALTHY, DENSE_SCAR).astype(np.int32)
     region = region[column]
 
-    tets = orient_positively(layered, tets)
     mesh = Mesh(points_mm=layered, tets=tets, region=region)
-    mesh.surfaces = _named_surfaces(mesh, nv, n_layers)
+    mesh.surfaces = _named_surfaces(mesh, len(points), n_layers)
     mesh.affine = affine if image_affine is None else np.asarray(image_affine, dtype=np.float64)
     return finish_mesh(
         mesh,

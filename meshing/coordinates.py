@@ -155,6 +155,12 @@ def _planar_support(b: _Boundary, normal, point, tolerance_mm, cos_angle) -> np.
     return (b.normals @ normal >= cos_angle) & (distance <= tolerance_mm)
 
 
+#: depth (mm) below the end of the long axis searched for a base plane, at least: the warp of
+#: a base from thick slices is a property of the image (a millimetre or more), not of the
+#: edge length, so at 0.5 mm three edges no longer cover it
+BASE_END_WINDOW_MM = 3.0
+
+
 def _axis_end_planes(b: _Boundary, tolerance_mm: float, cos_angle: float) -> list[tuple]:
     """Candidate base planes at both ends of the boundary's long axis (its principal axis):
     the faces near an end facing along the axis, fitted as one plane whose tolerance covers
@@ -166,7 +172,8 @@ def _axis_end_planes(b: _Boundary, tolerance_mm: float, cos_angle: float) -> lis
     candidates = []
     for axis in (axes[0], -axes[0]):
         height = offsets @ axis
-        near_end = (height >= height.max() - 3.0 * b.edge_mm) & (b.normals @ axis >= cos_angle)
+        window = max(3.0 * b.edge_mm, BASE_END_WINDOW_MM)
+        near_end = (height >= height.max() - window) & (b.normals @ axis >= cos_angle)
         if b.areas[near_end].sum() < 0.01 * b.areas.sum():
             continue
         normal = _unit(b.normals[near_end].T @ b.areas[near_end])

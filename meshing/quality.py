@@ -54,26 +54,39 @@ def edge_lengths_mm(points_mm: np.ndarray, tets: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points_mm[edges[:, 0]] - points_mm[edges[:, 1]], axis=1)
 
 
+def element_dihedral_angles_deg(corners_mm: np.ndarray) -> np.ndarray:
+    """(m, 6) interior dihedral angles (degrees) of elements given by their corner
+    coordinates ``corners_mm`` (m, 4, 3), at the edges :data:`_EDGE_PAIRS`; orientation-free."""
+    x = np.asarray(corners_mm, dtype=np.float64)
+    normals = []
+    for v in range(4):  # face opposite vertex v, normal oriented away from v (outward)
+        a, b, c = (x[:, w] for w in range(4) if w != v)
+        normal = np.cross(b - a, c - a)
+        flip = np.einsum("ij,ij->i", normal, x[:, v] - a) > 0
+        normal[flip] *= -1
+        norm = np.linalg.norm(normal, axis=1, keepdims=True)
+        normals.append(normal / np.maximum(norm, 1e-300))
+    normals = np.stack(normals, axis=1)
+    n1 = normals[:, _FACES_AT_EDGE[:, 0]]
+    n2 = normals[:, _FACES_AT_EDGE[:, 1]]
+    cosine = np.clip(np.einsum("ijk,ijk->ij", n1, n2), -1.0, 1.0)
+    return 180.0 - np.degrees(np.arccos(cosine))
+
+
+def element_volumes_mm3(corners_mm: np.ndarray) -> np.ndarray:
+    """Signed volumes (mm³) of elements given by their corners ``corners_mm`` (..., 4, 3):
+    ``(x1 − x0)·((x2 − x0) × (x3 − x0)) / 6``, positive for a positively oriented one."""
+    x = np.asarray(corners_mm, dtype=np.float64)
+    a, b, c = (x[..., k, :] - x[..., 0, :] for k in (1, 2, 3))
+    return np.einsum("...i,...i->...", a, np.cross(b, c)) / 6.0
+
+
 def dihedral_angles_deg(points_mm: np.ndarray, tets: np.ndarray) -> np.ndarray:
     """(m, 6) interior dihedral angle at each edge of each element, degrees."""
     out = np.empty((len(tets), 6))
     for start in range(0, len(tets), CHUNK):
-        x = points_mm[tets[start : start + CHUNK]]
-        # outward-agnostic face normals: face opposite vertex v
-        normals = []
-        for v in range(4):
-            a, b, c = (x[:, w] for w in range(4) if w != v)
-            normal = np.cross(b - a, c - a)
-            # orient away from the opposite vertex (outward)
-            flip = np.einsum("ij,ij->i", normal, x[:, v] - a) > 0
-            normal[flip] *= -1
-            norm = np.linalg.norm(normal, axis=1, keepdims=True)
-            normals.append(normal / np.maximum(norm, 1e-300))
-        normals = np.stack(normals, axis=1)
-        n1 = normals[:, _FACES_AT_EDGE[:, 0]]
-        n2 = normals[:, _FACES_AT_EDGE[:, 1]]
-        cosine = np.clip(np.einsum("ijk,ijk->ij", n1, n2), -1.0, 1.0)
-        out[start : start + CHUNK] = 180.0 - np.degrees(np.arccos(cosine))
+        corners = points_mm[tets[start : start + CHUNK]]
+        out[start : start + CHUNK] = element_dihedral_angles_deg(corners)
     return out
 
 

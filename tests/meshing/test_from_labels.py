@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from cardiotwin.meshing.coordinates import _axis_end_planes, _Boundary
 from cardiotwin.meshing.from_labels import (
     MeshingError,
     check_edge_length,
@@ -161,3 +162,17 @@ def test_bad_input_is_named():
     with pytest.raises(MeshingError, match="elements, above the limit"):
         check_edge_length(0.2, **{**limits, "max_elements": 1_000_000})
     check_edge_length(0.35, **limits)  # the fine end of the range is allowed
+
+
+def test_the_base_is_searched_as_deep_at_a_fine_edge(infarct):
+    # the base of labels from 8 mm slices is warped by a millimetre or more whatever the edge
+    # length, so the base plane found on this 2 mm mesh must be found as large when the
+    # boundary's edge is 0.5 mm (a search 3 edges deep saw half of it at 0.5 mm, and the
+    # prepare step of the 0.5 mm benchmark rows failed)
+    _, mesh, _ = infarct
+    boundary = _Boundary.of(mesh)
+    cos_30 = np.cos(np.radians(30.0))
+    coarse = _axis_end_planes(boundary, 0.5 * boundary.edge_mm, cos_30)[0][0]
+    boundary.edge_mm = 0.5
+    fine = _axis_end_planes(boundary, 0.25, cos_30)[0][0]
+    assert abs(fine / coarse - 1.0) < 0.1
