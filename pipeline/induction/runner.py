@@ -258,7 +258,7 @@ class TrialRunner:
             while queue and len(members) < self.max_members:
                 trial = queue.popleft()
                 members.append(_Member(trial, trial.start, None, trial.start_step - clock))
-            done, running, clock = self._generation(members, clock, more_waiting=bool(queue))
+            done, running, clock = self._generation(members, clock)
             results.extend(done)
             if on_result is not None:
                 for result in done:
@@ -306,7 +306,7 @@ class TrialRunner:
             stop_at_ms=(trial.stop - member.offset) * dt,
         )
 
-    def _generation(self, members: list[_Member], clock: int, more_waiting: bool):
+    def _generation(self, members: list[_Member], clock: int):
         dt = self.dt_ms
         b = len(members)
         problem = MonodomainProblem(
