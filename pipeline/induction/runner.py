@@ -97,6 +97,7 @@ class RunStats:
 
     generations: int = 0
     member_steps: int = 0
+    idle_member_steps: int = 0  # steps of members already finished (before compaction)
     node_steps: int = 0
     wall_s: float = 0.0
     batch_sizes: list = field(default_factory=list)
@@ -368,6 +369,9 @@ class TrialRunner:
         done, running = [], []
         now = stepper.step_index
         finished = [m for m in range(b) if monitor.outcome[m] != RUNNING]
+        self.stats.idle_member_steps += sum(
+            max(0, round(now - monitor.finished_ms[m] / dt)) for m in finished
+        )
         snapshots = take_snapshot(stepper) if (keep_final or len(finished) < b) else None
         records = monitor.member_records([m for m in range(b) if m not in finished])
         still = iter(records)
