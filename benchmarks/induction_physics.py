@@ -218,6 +218,10 @@ def ring_scan(config: Config, dx: float, perimeters, arc_mm: float, progress: bo
                 "coupling_intervals_ms": site.coupling_intervals_ms,
                 "cycle_length_ms": None if a is None else round(a.cycle_length_ms, 1),
                 "trials": len(site.trials),
+                "trial_outcomes": [
+                    {k: t[k] for k in ("coupling_intervals_ms", "captured", "outcome", "reason")}
+                    for t in site.trials
+                ],
                 "wall_s": round(time.perf_counter() - started, 1),
                 "node_steps_per_s": study.stats["node_steps_per_s"],
             }
