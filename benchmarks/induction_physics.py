@@ -218,6 +218,10 @@ def ring_scan(config: Config, dx: float, perimeters, arc_mm: float, progress: bo
                 "coupling_intervals_ms": site.coupling_intervals_ms,
                 "cycle_length_ms": None if a is None else round(a.cycle_length_ms, 1),
                 "trials": len(site.trials),
+                "trial_outcomes": [
+                    {k: t[k] for k in ("coupling_intervals_ms", "captured", "outcome", "reason")}
+                    for t in site.trials
+                ],
                 "wall_s": round(time.perf_counter() - started, 1),
                 "node_steps_per_s": study.stats["node_steps_per_s"],
             }
@@ -236,11 +240,18 @@ def phantom_circuit(truth_path: Path, cv: dict, erp: dict) -> dict:
         return {"error": f"{truth_path} has no isthmus / reentry_loop_mm"}
     return_mm = loop - length
     out = {"loop_mm": loop, "isthmus_mm": length, "width_mm": isthmus.get("width_mm")}
-    for label, bz, healthy in (
-        ("isthmus along fibres", cv["border_zone_along_m_per_s"], cv["healthy_along_m_per_s"]),
-        ("isthmus across fibres", cv["border_zone_across_m_per_s"], cv["healthy_along_m_per_s"]),
-    ):
-        out[f"loop_ms ({label})"] = round(length / bz + return_mm / healthy, 1)
+
+    def at(angle_deg: float, along: float, across: float) -> float:
+        """CV at ``angle_deg`` to the fibres (elliptic: the eikonal of anisotropic tissue)."""
+        a = math.radians(angle_deg)
+        return 1.0 / math.sqrt((math.cos(a) / along) ** 2 + (math.sin(a) / across) ** 2)
+
+    healthy = cv["healthy_along_m_per_s"]
+    for angle in (0.0, 30.0, 60.0, 90.0):
+        bz = at(angle, cv["border_zone_along_m_per_s"], cv["border_zone_across_m_per_s"])
+        out[f"loop_ms (isthmus at {angle:g} deg to the fibres)"] = round(
+            length / bz + return_mm / healthy, 1
+        )
     out["erp_ms"] = erp
     return out
 
@@ -256,6 +267,7 @@ def main() -> None:
     parser.add_argument("--perimeters", type=float, nargs="+", default=[150.0, 200.0, 250.0])
     parser.add_argument("--arc-mm", type=float, default=20.0, help="border-zone arc, mm")
     parser.add_argument("--truth", type=Path, help="a phantom's truth.json")
+    parser.add_argument("--measured", type=Path, help="cv/erp of an earlier --json run")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
@@ -263,10 +275,13 @@ def main() -> None:
 
     config = load_config(args.config)
     results: dict = {"dx_mm": args.dx, "dt_ms": config.simulation.dt_ms}
-    if "cv" in args.parts or "phantom" in args.parts:
+    if args.measured:
+        earlier = json.loads(args.measured.read_text())
+        results.update({k: earlier[k] for k in ("cv", "erp") if k in earlier})
+    if ("cv" in args.parts or "phantom" in args.parts) and "cv" not in results:
         results["cv"] = measure_cv(config, args.dx, args.cache)
         print(json.dumps(results["cv"], indent=1), flush=True)
-    if "erp" in args.parts or "phantom" in args.parts:
+    if ("erp" in args.parts or "phantom" in args.parts) and "erp" not in results:
         results["erp"] = measure_erp(
             config, args.dx, args.cache, args.erp_cycle_lengths, args.s1_count
         )

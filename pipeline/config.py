@@ -354,8 +354,10 @@ class DetectionConfig(StrictModel):
     threshold_mv: float = Field(0.0, description="activation: upward crossing of this, mV")
     rearm_mv: float = Field(-40.0, description="a node counts a new beat after V < this, mV")
     quiet_mv: float = Field(-50.0, description="at rest when V < this everywhere, mV")
+    # 2 s: two cycles of a VT at 500-800 ms (border-zone ERP ~410 ms at 600 ms pacing sets the
+    # shortest cycle a circuit through it can have) still fit after the paced beat
     sustained_after_ms: float = Field(
-        1000.0, gt=0, description="induced: activity this long after the last stimulus, ms"
+        2000.0, gt=0, description="induced: activity this long after the last stimulus, ms"
     )
     atrial_sustained_after_ms: float = Field(
         5000.0, gt=0, description="atria: sustained driver after the last stimulus, ms"

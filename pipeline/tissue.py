@@ -711,7 +711,8 @@ def _region_sigmas(names, regions, model, layers, spacing, simulation, config, c
             )
         else:
             entry["how"] = f"{list(r.sigma_scale)} x {r.relative_to}"
-        entry["strip_cv_m_per_s"] = [
-            strip_cv(cell(i), v, spacing, simulation, cache) for v in value
-        ]
+        if config.calibrate_cv:  # what the mesh conducts at, measured (cached) on its strip
+            entry["strip_cv_m_per_s"] = [
+                strip_cv(cell(i), v, spacing, simulation, cache) for v in value
+            ]
     return out

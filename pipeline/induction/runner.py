@@ -97,6 +97,7 @@ class RunStats:
 
     generations: int = 0
     member_steps: int = 0
+    idle_member_steps: int = 0  # steps of members already finished (before compaction)
     node_steps: int = 0
     wall_s: float = 0.0
     batch_sizes: list = field(default_factory=list)
@@ -258,7 +259,7 @@ class TrialRunner:
             while queue and len(members) < self.max_members:
                 trial = queue.popleft()
                 members.append(_Member(trial, trial.start, None, trial.start_step - clock))
-            done, running, clock = self._generation(members, clock, more_waiting=bool(queue))
+            done, running, clock = self._generation(members, clock)
             results.extend(done)
             if on_result is not None:
                 for result in done:
@@ -306,7 +307,7 @@ class TrialRunner:
             stop_at_ms=(trial.stop - member.offset) * dt,
         )
 
-    def _generation(self, members: list[_Member], clock: int, more_waiting: bool):
+    def _generation(self, members: list[_Member], clock: int):
         dt = self.dt_ms
         b = len(members)
         problem = MonodomainProblem(
@@ -368,6 +369,9 @@ class TrialRunner:
         done, running = [], []
         now = stepper.step_index
         finished = [m for m in range(b) if monitor.outcome[m] != RUNNING]
+        self.stats.idle_member_steps += sum(
+            max(0, round(now - monitor.finished_ms[m] / dt)) for m in finished
+        )
         snapshots = take_snapshot(stepper) if (keep_final or len(finished) < b) else None
         records = monitor.member_records([m for m in range(b) if m not in finished])
         still = iter(records)

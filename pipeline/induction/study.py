@@ -172,6 +172,7 @@ def run_induction(
             "bytes_per_node_member": runner.bytes_per_node_member,
             "tissue_nodes": runner.base.n_nodes,
             "member_steps": stats.member_steps,
+            "idle_member_steps": stats.idle_member_steps,
             "node_steps": stats.node_steps,
             "stepping_wall_s": round(stats.wall_s, 3),
             "node_steps_per_s": float(f"{stats.node_steps_per_s:.4g}"),
