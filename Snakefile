@@ -1,17 +1,101 @@
 # cardiotwin workflow: one rule per pipeline stage, each calling `cardiotwin <stage>`.
-# Rules hold no logic (see ../shared/DESIGN.md §1). The stages land one issue at a time;
-# for now the workflow verifies the solver and segments the bundled sample patients.
+# A table of contents, no science (../shared/DESIGN.md §1): the configuration and the cohort
+# sheet are validated by cardiotwin.pipeline.workflow before any job runs, and every rule
+# passes the resolved configuration file to its command.
+#
+#   snakemake --profile configs/profiles/local                  # the demo cohort, this machine
+#   snakemake --profile configs/profiles/slurm --configfile configs/clinical.yaml
+#
+# The stages land one issue at a time: segment -> mesh -> induce -> ablate -> report.
 
-configfile: "configs/workflow.yaml"
+from snakemake.utils import validate
+
+from cardiotwin.pipeline import workflow as cw
+
+
+configfile: "configs/demo.yaml"
+
+
+validate(config, "configs/schema/config.schema.json")
+SETUP = cw.setup(config)
+CASES = SETUP.cases
+OUT = SETUP.path  # OUT("{case}/...") -> "<results>/{case}/..."
+ENV = "configs/envs/cardiotwin.yaml"
+
+
+wildcard_constraints:
+    case="|".join(CASES),
 
 
 rule all:
     input:
-        "results/verification/nversion_dx0.5.json",
+        expand(OUT("{case}/report/report.html"), case=CASES),
+        OUT("cohort/summary.html"),
 
 
-rule nversion:
+onstart:
+    cw.check_execution(SETUP, workflow.executor_plugin.name)
+
+
+onsuccess:
+    print(cw.summary_message(SETUP))
+
+
+rule segment:
+    input:
+        unpack(lambda w: CASES[w.case].inputs()),
     output:
-        "results/verification/nversion_dx{dx}.json",
+        labels=OUT("{case}/segmentation/labels.nii.gz"),
+        stats=OUT("{case}/segmentation/labels.json"),
+        montage=OUT("{case}/segmentation/labels_montage.png"),
+        render=OUT("{case}/segmentation/labels_3d.png"),
+    params:
+        method=lambda w: SETUP.segmentation_method(w.case),
+        blood=lambda w, input: cw.option("--blood", input.get("blood")),
+        qc=lambda w, output: cw.parent(output.montage),
+    conda:
+        ENV
+    log:
+        OUT("{case}/logs/segment.log"),
     shell:
-        "cardiotwin verify nversion --dx {wildcards.dx} --dt 0.05 --json {output}"
+        "cardiotwin segment --lge {input.lge} --wall {input.wall} {params.blood}"
+        " --method {params.method} --out {output.labels} --qc {params.qc} > {log} 2>&1"
+
+
+rule report:
+    input:
+        config=SETUP.config_file,
+        segmentation=rules.segment.output.stats,
+        montage=rules.segment.output.montage,
+        render=rules.segment.output.render,
+    output:
+        html=OUT("{case}/report/report.html"),
+        pdf=OUT("{case}/report/report.pdf"),
+        results=OUT("{case}/report/results.json"),
+    params:
+        kind=lambda w: CASES[w.case].kind,
+        out=lambda w, output: cw.parent(output.html),
+    conda:
+        ENV
+    log:
+        OUT("{case}/logs/report.log"),
+    shell:
+        "cardiotwin report --case-id {wildcards.case} --kind {params.kind} --config {input.config}"
+        " --segmentation {input.segmentation} --montage {input.montage}"
+        " --scar-3d {input.render} --out {params.out} > {log} 2>&1"
+
+
+rule cohort_summary:
+    input:
+        expand(OUT("{case}/report/results.json"), case=CASES),
+    output:
+        html=OUT("cohort/summary.html"),
+        table=OUT("cohort/summary.tsv"),
+    params:
+        out=lambda w, output: cw.parent(output.html),
+    conda:
+        ENV
+    log:
+        OUT("logs/cohort_summary.log"),
+    shell:
+        "cardiotwin cohort-summary --results {input} --out {params.out} > {log} 2>&1"

@@ -138,16 +138,11 @@ class Mesh:
 
     def signed_volumes_mm3(self) -> np.ndarray:
         """(m,) signed element volumes, mm³ (positive for positively oriented elements)."""
-        x = self.points_mm[self.tets]
-        e1, e2, e3 = x[:, 1] - x[:, 0], x[:, 2] - x[:, 0], x[:, 3] - x[:, 0]
-        return np.einsum("ij,ij->i", e1, np.cross(e2, e3)) / 6.0
+        return volumes_and_longest_edges(self.points_mm, self.tets, longest=False)[0]
 
     def longest_edges_mm(self) -> np.ndarray:
         """(m,) length of each element's longest edge, mm."""
-        x = self.points_mm[self.tets]
-        pairs = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
-        lengths = np.stack([np.linalg.norm(x[:, a] - x[:, b], axis=1) for a, b in pairs], axis=1)
-        return lengths.max(axis=1)
+        return volumes_and_longest_edges(self.points_mm, self.tets)[1]
 
     def fingerprint(self) -> str:
         """SHA-256 of every field (geometry, tags, fibres, surfaces, node sets, point data,
@@ -196,8 +191,52 @@ class Mesh:
         return float(volumes.sum()) / 1000.0
 
 
+#: elements per chunk of the geometric computations (bounds their temporary memory)
+_CHUNK = 200_000
+#: the six edges of a tetrahedron as local vertex pairs
+TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+
+def volumes_and_longest_edges(
+    points_mm: np.ndarray, tets: np.ndarray, *, longest: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """((m,) signed volumes mm³, (m,) longest edge mm or None), in cache-sized chunks."""
+    m = len(tets)
+    volumes = np.empty(m)
+    longest_mm = np.empty(m) if longest else None
+    for start in range(0, m, _CHUNK):
+        x = points_mm[tets[start : start + _CHUNK]]
+        e = x[:, 1:] - x[:, :1]  # edges from vertex 0, (k, 3, 3)
+        volumes[start : start + _CHUNK] = np.einsum(
+            "ij,ij->i", e[:, 0], np.cross(e[:, 1], e[:, 2])
+        ) / 6.0  # fmt: skip
+        if longest:
+            squared = np.einsum("kij,kij->ki", e, e)  # the three edges from vertex 0
+            for a, b in ((1, 2), (1, 3), (2, 3)):
+                d = x[:, a] - x[:, b]
+                squared = np.maximum(squared, np.einsum("ij,ij->i", d, d)[:, None])
+            longest_mm[start : start + _CHUNK] = np.sqrt(squared.max(axis=1))
+    return volumes, longest_mm
+
+
 #: the four faces of a positively oriented tetrahedron, each ordered so its normal points out
 TET_FACES = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
+
+
+def group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group identical rows of an integer array: ``(group id per row, rows per group)``,
+    group ids numbered in sorted row order. Sorts with ``np.lexsort`` on the columns, which
+    is far faster and leaner than ``np.unique(axis=0)`` on millions of rows."""
+    rows = np.asarray(rows)
+    if rows.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    starts = np.ones(len(rows), dtype=bool)
+    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group = np.empty(len(rows), dtype=np.int64)
+    group[order] = np.cumsum(starts) - 1
+    return group, np.bincount(group)
 
 
 def boundary_triangles(tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,10 +245,8 @@ def boundary_triangles(tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tets = np.asarray(tets, dtype=np.int64)
     faces = tets[:, TET_FACES].reshape(-1, 3)
     owner = np.repeat(np.arange(tets.shape[0]), 4)
-    _, inverse, counts = np.unique(
-        np.sort(faces, axis=1), axis=0, return_inverse=True, return_counts=True
-    )
-    once = counts[inverse.reshape(-1)] == 1
+    group, counts = group_rows(np.sort(faces, axis=1))
+    once = counts[group] == 1
     return faces[once], owner[once]
 
 
@@ -303,10 +340,11 @@ def check_mesh(mesh: Mesh, degenerate_relative_volume: float = DEGENERATE_RELATI
         )
     if not problems:
         corners = np.sort(mesh.tets, axis=1)
-        _, first, counts = np.unique(corners, axis=0, return_index=True, return_counts=True)
+        group, counts = group_rows(corners)
         if np.any(counts > 1):
-            repeated = np.nonzero(np.ones(mesh.n_elements, dtype=bool))[0]
-            repeated = np.setdiff1d(repeated, first)
+            first = np.full(counts.size, mesh.n_elements)
+            np.minimum.at(first, group, np.arange(mesh.n_elements))
+            repeated = np.nonzero(first[group] != np.arange(mesh.n_elements))[0]
             problems.append(
                 f"duplicate elements (same four nodes as an earlier one) {_index_list(repeated)};"
                 " remove the repeats"
@@ -320,8 +358,8 @@ def check_mesh(mesh: Mesh, degenerate_relative_volume: float = DEGENERATE_RELATI
             problems.append(
                 f"elements {_index_list(repeated_node)} use one node twice; remove them"
             )
-        volumes = mesh.signed_volumes_mm3()
-        scale = mesh.longest_edges_mm() ** 3
+        volumes, longest = volumes_and_longest_edges(mesh.points_mm, mesh.tets)
+        scale = longest**3
         degenerate = np.abs(volumes) < degenerate_relative_volume * scale
         inverted = np.nonzero((volumes < 0) & ~degenerate)[0]
         degenerate = np.nonzero(degenerate)[0]

@@ -28,6 +28,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cardiotwin.pipeline.segment",
         "classify an LGE wall into healthy / border zone / dense scar",
     ),
+    "mesh": ("cardiotwin.pipeline.commands.mesh", "label map -> tagged tetrahedral mesh"),
+    "report": (
+        "cardiotwin.pipeline.commands.report",
+        "one case's report (HTML, PDF, results.json)",
+    ),
+    "config": ("cardiotwin.pipeline.commands.config", "check a configuration; its JSON schema"),
+    "cohort-summary": ("cardiotwin.pipeline.commands.cohort_summary", "table and plot over cases"),
 }
 
 

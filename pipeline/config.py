@@ -8,6 +8,8 @@ change would make an old file mean something else.
 
 Sections (one per stage, each owned by the stage's code):
 
+- ``workflow``: the cohort sheet and the results folder (Snakemake).
+- ``segmentation``: the intensity method per kind of chamber.
 - ``simulation``: numerics shared by every simulation (backend, time step, mass lumping).
 - ``mesh``: labels -> tetrahedra (target edge length, ...).
 - ``anatomy``: surfaces, anatomical coordinates, fibres and pacing sites on the mesh.
@@ -56,7 +58,79 @@ class SimulationConfig(StrictModel):
     diffusion: Literal["explicit", "implicit"] = "explicit"
 
 
+# --- workflow (which cases, where results go) ---------------------------------------------
+
+
+class WorkflowConfig(StrictModel):
+    """Where the Snakemake workflow finds its cases and writes its results."""
+
+    cohort: str = Field(
+        "configs/cohort.tsv",
+        description="cohort sheet (tab-separated: case_id, kind, lge, wall, blood), relative "
+        "to the working directory",
+    )
+    results: str = Field("results", description="folder for every output, one folder per case")
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+class SegmentationConfig(StrictModel):
+    """Which published intensity method classifies the wall (pipeline.segment)."""
+
+    ventricle_method: Literal["nsd", "fwhm"] = Field(
+        "fwhm", description="ventricles: n-SD above remote myocardium or full width at half max"
+    )
+    atrium_method: Literal["iir"] = Field("iir", description="atria: image intensity ratio")
+
+
 # --- mesh section (meshing issue: labels -> tetrahedra) -----------------------------------
+
+
+class MeshConfig(StrictModel):
+    """Labels -> tetrahedra (meshing.from_labels for ventricles, meshing.atrium for atria)."""
+
+    edge_mm: float = Field(
+        1.0, gt=0, le=10, description="target mean edge length, mm (0.35-2 for patients)"
+    )
+    resample_mm: float = Field(
+        1.0,
+        gt=0,
+        le=5,
+        description="labels coarser than this (e.g. 8 mm slices) are first resampled with "
+        "shape-based interpolation onto an isotropic grid of this spacing, mm",
+    )
+    smoothing_mm: float = Field(
+        1.0, ge=0, le=5, description="Gaussian sigma that smooths the wall boundary, mm"
+    )
+    tag_smoothing_mm: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description="Gaussian sigma of the tissue-label indicators sampled at element centres "
+        "(healthy / border zone / dense scar interfaces), mm; 0: nearest voxel",
+    )
+    max_island_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="pieces not connected to the main mesh are dropped with a warning; above "
+        "this fraction of the volume the wall counts as fragmented (an error)",
+    )
+    max_elements: int = Field(
+        60_000_000, gt=0, description="refuse edge lengths that would need more elements"
+    )
+    atrial_wall_mm: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="atrial wall thickness the blood-pool surface is extruded by, mm; "
+        "null: measured from the wall mask (2 x volume / area)",
+    )
+    atrial_layers: int = Field(
+        2, ge=2, le=20, description="fewest element layers across the atrial wall"
+    )
+
 
 # --- anatomy section (meshing issue: surfaces, coordinates, fibres, pacing sites) ----------
 
@@ -197,7 +271,10 @@ class Config(StrictModel):
     config_version: Literal[1] = Field(
         CONFIG_VERSION, description="format version of this file; this code reads version 1"
     )
+    workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    mesh: MeshConfig = Field(default_factory=MeshConfig)
     tissue: TissueConfig = Field(default_factory=TissueConfig)
 
 

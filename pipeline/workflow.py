@@ -1,0 +1,204 @@
+"""What the Snakefile needs, in Python: the validated configuration and the cohort sheet.
+
+The Snakefile stays a table of contents (one rule per stage, each calling the ``cardiotwin``
+command); everything that decides something lives here and is tested:
+
+- :func:`setup` validates the Snakemake ``config`` dictionary against the one configuration
+  model (:mod:`cardiotwin.pipeline.config`), writes the resolved configuration (defaults
+  filled in) to ``<results>/config/<hash>.json`` for the rules' ``--config``, and reads the
+  cohort sheet.
+- :func:`read_cohort` reads ``configs/cohort.tsv``: one row per case, tab-separated, columns
+  ``case_id``, ``kind`` (ventricle | atrium), ``lge`` (NIfTI file or DICOM folder), ``wall``
+  (mask, NIfTI) and optional ``blood`` (blood-pool mask; ``-`` or empty for none). Paths are
+  relative to the working directory (the repository root when run from the README).
+  Everything is checked before any job runs: a missing file, a duplicate or unusable case id,
+  an unknown kind or column is refused naming the row and the fix.
+
+Case ids name output folders: use pseudonymous ids (never a patient name, ID or date).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cardiotwin.files import write_json_atomic
+from cardiotwin.pipeline.config import Config, ConfigError, config_from_dict, config_hash
+
+CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+KINDS = ("ventricle", "atrium")
+COLUMNS = ("case_id", "kind", "lge", "wall", "blood")
+REQUIRED_COLUMNS = ("case_id", "kind", "lge", "wall")
+
+
+class CohortError(ValueError):
+    """A cohort sheet that cannot be run; the message names the row and the fix."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One patient of the cohort: its id, kind and input paths."""
+
+    case_id: str
+    kind: str
+    lge: str
+    wall: str
+    blood: str | None
+
+    def inputs(self) -> dict[str, str]:
+        """Role -> path of every input of this case."""
+        found = {"lge": self.lge, "wall": self.wall}
+        if self.blood:
+            found["blood"] = self.blood
+        return found
+
+
+def read_cohort(path: str | os.PathLike, base: str | os.PathLike = ".") -> dict[str, Case]:
+    """Read and check the cohort sheet; returns case id -> :class:`Case` in sheet order."""
+    path = Path(path)
+    base = Path(base)
+    if not path.is_file():
+        raise CohortError(f"cohort sheet {path} does not exist; set workflow.cohort")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.reader(fh, delimiter="\t") if r and not r[0].startswith("#")]
+    if not rows:
+        raise CohortError(f"{path}: empty; give a header line and one row per case")
+    header = [h.strip() for h in rows[0]]
+    unknown = sorted(set(header) - set(COLUMNS))
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if unknown or missing:
+        raise CohortError(
+            f"{path}: header {header}: "
+            + (f"unknown columns {unknown}; " if unknown else "")
+            + (f"missing columns {missing}; " if missing else "")
+            + f"the columns are {', '.join(COLUMNS)} (tab-separated; blood optional)"
+        )
+    cases: dict[str, Case] = {}
+    problems = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            problems.append(f"line {line_number}: {len(row)} fields, the header has {len(header)}")
+            continue
+        record = {h: v.strip() for h, v in zip(header, row, strict=True)}
+        case_id = record["case_id"]
+        where = f"line {line_number} (case {case_id!r})"
+        if not CASE_ID_PATTERN.match(case_id):
+            problems.append(
+                f"{where}: case ids are 1-64 letters, digits, '_' or '-' (they name folders; "
+                "use a pseudonymous id, never a patient name or ID)"
+            )
+            continue
+        if case_id in cases:
+            problems.append(f"{where}: duplicate case id; give every case its own id")
+            continue
+        if record["kind"] not in KINDS:
+            problems.append(f"{where}: kind {record['kind']!r} is not one of {', '.join(KINDS)}")
+        blood = record.get("blood") or None
+        if blood == "-":
+            blood = None
+        for role, value in (("lge", record["lge"]), ("wall", record["wall"]), ("blood", blood)):
+            if value is None:
+                continue
+            if not (base / value).exists():
+                problems.append(f"{where}: {role} file {value} does not exist")
+        cases[case_id] = Case(case_id, record["kind"], record["lge"], record["wall"], blood)
+    if problems:
+        raise CohortError(f"{path}: " + "; ".join(problems))
+    if not cases:
+        raise CohortError(f"{path}: no cases; add one row per case under the header")
+    return cases
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The validated configuration, the file the rules pass as ``--config``, and the cases."""
+
+    config: Config
+    config_file: str
+    config_sha256: str
+    cases: dict[str, Case]
+    results: str
+
+    def path(self, relative: str) -> str:
+        """An output path under the results folder (keeps Snakemake wildcards intact)."""
+        return f"{self.results}/{relative}"
+
+    def case_dir(self, case_id: str) -> str:
+        return f"{self.results}/{case_id}"
+
+    def segmentation_method(self, case_id: str) -> str:
+        """The configured intensity method for this case's kind of chamber."""
+        section = self.config.segmentation
+        kind = self.cases[case_id].kind
+        return section.ventricle_method if kind == "ventricle" else section.atrium_method
+
+
+def check_execution(setup: Setup, executor: str, gpu_usable=None) -> None:
+    """Refuse, before any job runs, a run that asks for the GPU on a machine without one.
+
+    With a cluster executor (``slurm``) the jobs run elsewhere, so only a local run is checked.
+    ``gpu_usable`` (for tests) replaces the CUDA probe.
+    """
+    if setup.config.simulation.backend != "cuda" or executor not in ("local", "dryrun", "touch"):
+        return
+    if gpu_usable is None:
+        from cardiotwin.solvers.stepping import cuda_usable
+
+        gpu_usable = cuda_usable()
+    if not gpu_usable:
+        raise ConfigError(
+            "simulation.backend is 'cuda' but this machine has no usable CUDA GPU, and the "
+            "workflow runs locally: set simulation.backend to 'auto' (CPU fallback, recorded "
+            "in provenance) or run on a GPU node (--profile configs/profiles/slurm)"
+        )
+
+
+def summary_message(setup: Setup) -> str:
+    """What the user reads when the workflow ends: where each report is."""
+    lines = ["cardiotwin: reports written:"]
+    for case_id in setup.cases:
+        lines.append(f"  {case_id}: {setup.case_dir(case_id)}/report/report.html (and .pdf)")
+    lines.append(f"  cohort summary: {setup.results}/cohort/summary.html")
+    return "\n".join(lines)
+
+
+def option(flag: str, value: str | None) -> str:
+    """``"FLAG VALUE"`` for a command line, or ``""`` when there is no value."""
+    return "" if value is None else f"{flag} {value}"
+
+
+def parent(path: str) -> str:
+    """The folder of an output path (for commands that take a folder)."""
+    return str(Path(path).parent)
+
+
+def setup(snakemake_config: dict, base: str | os.PathLike = ".") -> Setup:
+    """Validate the Snakemake config dict and the cohort; write the resolved configuration.
+
+    Raises :class:`~cardiotwin.pipeline.config.ConfigError` or :class:`CohortError` before
+    any job runs.
+    """
+    config = config_from_dict(dict(snakemake_config), source="workflow configuration")
+    digest = config_hash(config)
+    results = config.workflow.results
+    config_file = f"{results}/config/{digest[:16]}.json"
+    target = Path(base) / config_file
+    if not target.exists():
+        write_json_atomic(config.model_dump(mode="json"), target)
+    cases = read_cohort(Path(base) / config.workflow.cohort, base)
+    return Setup(config, config_file, digest, cases, results)
+
+
+__all__ = [
+    "Case",
+    "CohortError",
+    "ConfigError",
+    "Setup",
+    "option",
+    "parent",
+    "read_cohort",
+    "setup",
+]
