@@ -262,6 +262,106 @@ class TissueConfig(StrictModel):
 
 # --- induction section (induction issue) ---------------------------------------------------
 
+
+class StimulusConfig(StrictModel):
+    """The pacing stimulus at a site: a square current on the site's node set."""
+
+    strength_ua_per_uf: float = Field(
+        60.0, gt=0, le=1000, description="stimulus current, µA/µF (per unit capacitance)"
+    )
+    duration_ms: float = Field(2.0, gt=0, le=20, description="pulse duration, ms")
+
+
+class PESConfig(StrictModel):
+    """Ventricular programmed electrical stimulation (Arevalo et al. 2016; Prakosa et al.
+    2018): per site ``s1_count`` S1 at ``s1_cycle_length_ms``; then up to
+    ``extrastimuli`` premature stimuli (S2, S3, S4), each from ``first_coupling_ms`` after the
+    previous one, shortened by ``coupling_step_ms`` until induction or loss of capture (not
+    below ``min_coupling_ms``); S3 follows the shortest capturing S2, S4 the shortest
+    capturing S3."""
+
+    s1_count: int = Field(6, ge=1, le=50, description="number of S1 stimuli")
+    s1_cycle_length_ms: float = Field(600.0, gt=0, description="S1 cycle length, ms")
+    extrastimuli: int = Field(3, ge=1, le=5, description="premature stimuli: 3 = S2, S3, S4")
+    first_coupling_ms: float = Field(300.0, gt=0, description="first coupling interval, ms")
+    coupling_step_ms: float = Field(10.0, gt=0, description="shortening per trial, ms")
+    min_coupling_ms: float = Field(150.0, gt=0, description="shortest coupling tried, ms")
+
+
+class RapidPacingConfig(StrictModel):
+    """Atrial rapid pacing (Boyle et al. 2019): ``stimuli_per_cycle_length`` stimuli at each
+    cycle length from ``first_cycle_length_ms`` down to ``last_cycle_length_ms`` in steps of
+    ``cycle_length_step_ms`` (defaults: 12 stimuli, 300 -> 200 ms in 20 ms steps)."""
+
+    first_cycle_length_ms: float = Field(300.0, gt=0)
+    last_cycle_length_ms: float = Field(200.0, gt=0)
+    cycle_length_step_ms: float = Field(20.0, gt=0)
+    stimuli_per_cycle_length: int = Field(2, ge=1)
+    prepace_cycle_length_ms: float = Field(
+        500.0, gt=0, description="cells are pre-paced at this cycle length before the burst, ms"
+    )
+
+
+class DetectionConfig(StrictModel):
+    """Re-entry detection and VT characterisation (pipeline.induction.detection)."""
+
+    threshold_mv: float = Field(0.0, description="activation: upward crossing of this, mV")
+    rearm_mv: float = Field(-40.0, description="a node counts a new beat after V < this, mV")
+    quiet_mv: float = Field(-50.0, description="at rest when V < this everywhere, mV")
+    sustained_after_ms: float = Field(
+        1000.0, gt=0, description="induced: activity this long after the last stimulus, ms"
+    )
+    atrial_sustained_after_ms: float = Field(
+        5000.0, gt=0, description="atria: sustained driver after the last stimulus, ms"
+    )
+    min_cycles: int = Field(2, ge=1, description="re-entrant cycles after the last paced beat")
+    keep_beats: int = Field(12, ge=4, le=64, description="activation times kept per node")
+    capture_probe_mm: tuple[float, float] = Field(
+        (2.0, 4.0), description="capture probe: nodes this far beyond the site's radius, mm"
+    )
+    capture_window_ms: float = Field(
+        60.0, gt=0, description="a stimulus captured if the probe activates within this, ms"
+    )
+    check_interval_ms: float = Field(5.0, gt=0, description="capture / rest checks, ms")
+    same_vt_exit_mm: float = Field(10.0, gt=0, description="same VT: exits this close, mm")
+    same_vt_cycle_length: float = Field(
+        0.1, gt=0, description="same VT: cycle lengths within this fraction"
+    )
+    same_vt_map_similarity: float = Field(
+        0.8, gt=0, le=1, description="same VT: circular correlation of activation phase maps"
+    )
+
+
+class BatchConfig(StrictModel):
+    """How trials share the engine's batch dimension."""
+
+    max_members: int | None = Field(
+        None, ge=1, description="batch members at most (default: as many as memory allows)"
+    )
+    memory_gb: float | None = Field(
+        None, gt=0, description="memory for the batch (default: half the free host/GPU memory)"
+    )
+    speculative_intervals: int = Field(
+        3, ge=1, description="coupling intervals of one stage run side by side per site"
+    )
+    compact_fraction: float = Field(
+        0.5, gt=0, le=1, description="rebuild the batch when this fraction of it has finished"
+    )
+
+
+class InductionConfig(StrictModel):
+    """Arrhythmia induction: protocols, detection, batching (pipeline.induction)."""
+
+    chamber: Literal["auto", "ventricle", "atrium"] = Field(
+        "auto", description="auto: atrium when the mesh has LA-* sites, else ventricle"
+    )
+    stimulus: StimulusConfig = Field(default_factory=StimulusConfig)
+    pes: PESConfig = Field(default_factory=PESConfig)
+    rapid_pacing: RapidPacingConfig = Field(default_factory=RapidPacingConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+
+
 # --- ablation section (ablation issue) -----------------------------------------------------
 
 
@@ -276,6 +376,7 @@ class Config(StrictModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     mesh: MeshConfig = Field(default_factory=MeshConfig)
     tissue: TissueConfig = Field(default_factory=TissueConfig)
+    induction: InductionConfig = Field(default_factory=InductionConfig)
 
 
 def _location(error: dict) -> str:

@@ -51,7 +51,7 @@ class MemberWatch:
 
     stimulus_onsets_ms: Sequence[float] = ()  # stimuli whose capture is checked
     probe_nodes: np.ndarray | None = None  # tissue nodes of the capture probe
-    quiet_after_ms: float = 0.0  # quiescence counts from this time on
+    quiet_after_ms: float = np.inf  # quiescence ends the trial from this time on
     stop_at_ms: float = np.inf  # the member is finished at this time
 
 
@@ -90,6 +90,7 @@ class TrialMonitor(Tracker):
         capture_fraction: float = 0.5,
         interval_ms: float = 5.0,
         stop_fraction: float = 1.0,
+        records: Sequence[dict | None] | None = None,
     ) -> None:
         if int(keep) != keep or keep < 1:
             raise ValueError(f"keep must be a positive number of beats, got {keep}")
@@ -111,6 +112,7 @@ class TrialMonitor(Tracker):
         self.capture_fraction = float(capture_fraction)
         self.interval_ms = float(interval_ms)
         self.stop_fraction = float(stop_fraction)
+        self.records = None if records is None else list(records)
         self._shape = None
         self._ops = None
 
@@ -126,18 +128,39 @@ class TrialMonitor(Tracker):
             self._v_prev = ops.asarray(v0)
             return
         self._ops, self._shape = ops, (n, b)
-        self._v_prev = ops.asarray(v0)
-        self._armed = ops.asarray((v0 < self.rearm_mv).astype(np.int8), dtype=np.int8)
-        self._times = ops.asarray(np.full(n * b * self.keep, np.nan))
-        self._count = ops.zeros(n * b, dtype=np.int32)
-        self._last = ops.asarray(np.full(n * b, np.nan))
+        host = {
+            "v_prev": v0.reshape(n, b).copy(),
+            # a node below the threshold may be on an upstroke (a run started mid-wave from
+            # a snapshot): armed, so that activation counts as in the unbroken run
+            "armed": (v0 < self.threshold_mv).astype(np.int8).reshape(n, b),
+            "times_ms": np.full((n, b, self.keep), np.nan),
+            "count": np.zeros((n, b), dtype=np.int32),
+            "last_ms": np.full((n, b), np.nan),
+        }
         self.outcome = np.zeros(b, dtype=np.int8)
         self.finished_ms = np.full(b, np.nan)
+        carried = {}
+        if self.records is not None:
+            if len(self.records) != b:
+                raise ValueError(f"TrialMonitor got {len(self.records)} records for {b} members")
+            for m, record in enumerate(self.records):
+                if record is None:
+                    continue
+                for name in host:
+                    host[name][:, m] = record[name]
+                carried[m] = record
+        self._v_prev = ops.asarray(host["v_prev"].reshape(-1))
+        self._armed = ops.asarray(host["armed"].reshape(-1), dtype=np.int8)
+        self._times = ops.asarray(host["times_ms"].reshape(-1))
+        self._count = ops.asarray(host["count"].reshape(-1), dtype=np.int32)
+        self._last = ops.asarray(host["last_ms"].reshape(-1))
         self._recording_host = np.ones(b, dtype=np.int8)
         self._recording = ops.asarray(self._recording_host, dtype=np.int8)
         watches = self.watches or [MemberWatch() for _ in range(b)]
         self._onsets = [np.asarray(w.stimulus_onsets_ms, dtype=np.float64) for w in watches]
         self.captured = [[None] * len(o) for o in self._onsets]
+        for m, record in carried.items():
+            self.captured[m] = list(record["captured"])
         self._probes = [
             np.zeros(0, np.int64) if w.probe_nodes is None else np.asarray(w.probe_nodes, np.int64)
             for w in watches
@@ -228,6 +251,26 @@ class TrialMonitor(Tracker):
     def beats(self, member: int) -> np.ndarray:
         """(N, keep) chronological activation times of one member (oldest first)."""
         return self.all_beats()[:, member, :]
+
+    def member_records(self, members: Sequence[int]) -> list[dict]:
+        """Host records of the given members (per-node arrays (N,) / (N, keep), the captures
+        so far) to carry them into a monitor of a rebuilt batch (``records=``)."""
+        n, b = self._shape
+        ops = self._ops
+        arrays = {
+            "v_prev": ops.to_host(self._v_prev).reshape(n, b),
+            "armed": ops.to_host(self._armed).reshape(n, b),
+            "times_ms": ops.to_host(self._times).reshape(n, b, self.keep),
+            "count": ops.to_host(self._count).reshape(n, b),
+            "last_ms": ops.to_host(self._last).reshape(n, b),
+        }
+        return [
+            {
+                **{k: np.ascontiguousarray(v[:, m]) for k, v in arrays.items()},
+                "captured": list(self.captured[m]),
+            }  # fmt: skip
+            for m in members
+        ]
 
     # --- checkpoints --------------------------------------------------------------------
 

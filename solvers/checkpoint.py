@@ -285,6 +285,29 @@ class Snapshot:
         picked = self.state[:, :, members]
         return np.ascontiguousarray(picked.reshape(picked.shape[0], -1))
 
+    @classmethod
+    def stack(cls, snapshots: Sequence[Snapshot], step_index: int | None = None) -> Snapshot:
+        """One snapshot of all members of ``snapshots`` (same mesh, tissue and numerics), at
+        ``step_index`` (default: the first's). Members may come from different times: a
+        protocol refills a batch with fresh trials beside ones that are running on, each
+        member keeping its own time offset."""
+        first = snapshots[0]
+        for other in snapshots[1:]:
+            if other.tissue != first.tissue or other.numerics != first.numerics:
+                raise ValueError("snapshots of different tissues or numerics cannot be stacked")
+        return cls(
+            state=np.concatenate([s.state for s in snapshots], axis=2),
+            diffusion={
+                k: np.concatenate([s.diffusion[k] for s in snapshots], axis=1)
+                for k in first.diffusion
+            },
+            step_index=first.step_index if step_index is None else int(step_index),
+            dt_ms=first.dt_ms,
+            tissue=first.tissue,
+            member_parameters=sum((s.member_parameters for s in snapshots), ()),
+            numerics=dict(first.numerics),
+        )
+
     @property
     def nbytes(self) -> int:
         return int(self.state.nbytes + sum(v.nbytes for v in self.diffusion.values()))

@@ -1,0 +1,393 @@
+"""Trials as members of the engine's batch: branched from snapshots, refilled, compacted.
+
+A :class:`Trial` is one pacing run of one site: the snapshot it starts from (e.g. the site's
+state after its S1 train), the stimuli it adds, and when it ends (at rest after its last
+stimulus, or after a fixed observation time). :class:`TrialRunner` runs any number of trials
+as members of one :class:`~cardiotwin.solvers.monodomain.MonodomainProblem` batch (one SpMM
+and one cell-kernel launch per step for all of them), with a
+:class:`~cardiotwin.solvers.beats.TrialMonitor` recording per-beat activation times, capture
+and quiescence.
+
+Members need not start together: each keeps an integer time offset (local time = batch
+clock + offset, in steps), so a batch is refilled with fresh trials while others run on. The
+models are autonomous (no explicit time dependence besides the stimuli, which are placed at
+their local times), so a member's trajectory is the same as in a run of its own (the batch
+equals single runs to ~1e-13 ms in activation times and exactly in state; tested). When
+``compact_fraction`` of the members have finished, the batch is rebuilt from the running
+members' snapshots and records plus new trials, so finished members stop costing.
+
+Memory: :func:`bytes_per_node_member` counts what one member needs per node (state,
+stimulus, diffusion work arrays, the monitor's ring of activation times); the batch size is
+the largest that fits ``batch.memory_gb`` (default: half the free GPU or host memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.pipeline.config import InductionConfig, SimulationConfig
+from cardiotwin.pipeline.induction.sites import PacingSite
+from cardiotwin.pipeline.tissue import Tissue
+from cardiotwin.solvers.beats import OUTCOMES, RUNNING, MemberWatch, TrialMonitor
+from cardiotwin.solvers.checkpoint import Snapshot, branch, reuse_discretisation, take_snapshot
+from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
+from cardiotwin.solvers.stepping import SplitStepper
+from cardiotwin.solvers.trackers import NanGuard, SimulationDiverged, Tracker
+
+log = logging.getLogger(__name__)
+
+#: batch size limit when memory would allow more (host work per check grows with B)
+MAX_MEMBERS = 256
+
+
+@dataclass(frozen=True, eq=False)
+class Trial:
+    """One pacing run of one site (times in local steps of dt)."""
+
+    key: tuple  # what the protocol calls it, e.g. ("AHA-3", (290,))
+    site: int  # index into the runner's sites
+    start: Snapshot  # one member
+    start_step: int  # the snapshot's local time
+    onsets: tuple[int, ...]  # stimuli this trial applies (at its site)
+    watch: tuple[int, ...]  # onsets whose capture is checked
+    quiet_after: int | None  # from this step, rest ends the trial (None: never)
+    stop: int  # the trial ends here at the latest
+    keep_final: bool = False  # return the state at the end (the trial must end at ``stop``)
+
+
+@dataclass
+class TrialResult:
+    """What a trial did: outcome ``quiescent`` / ``observed`` / ``diverged``, when it finished
+    (local ms), capture of each watched stimulus, per-beat activation times (N, keep) in local
+    ms (tissue nodes), the final state when asked for, an error message when it diverged."""
+
+    trial: Trial
+    outcome: str
+    finished_ms: float
+    captured: list
+    beats_ms: np.ndarray | None
+    final: Snapshot | None = None
+    error: str = ""
+    node_steps: int = 0
+
+
+@dataclass
+class _Member:
+    trial: Trial
+    snapshot: Snapshot
+    record: dict | None
+    offset: int  # local step = clock step + offset
+
+
+@dataclass
+class RunStats:
+    """Work done: batch generations, member-steps, node-steps and wall time of stepping."""
+
+    generations: int = 0
+    member_steps: int = 0
+    node_steps: int = 0
+    wall_s: float = 0.0
+    batch_sizes: list = field(default_factory=list)
+
+    @property
+    def node_steps_per_s(self) -> float:
+        return self.node_steps / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def bytes_per_node_member(n_states: int, diffusion: str, mass: str, keep: int) -> int:
+    """Bytes per tissue node per batch member on the device: state (8·n_states), stimulus
+    current (8), parameter-set index (4), diffusion work arrays (explicit lumped: 1 array;
+    CG schemes: 7), trial monitor (previous V, armed flag, ``keep`` activation times, count,
+    latest time)."""
+    diffusion_arrays = 1 if (diffusion == "explicit" and mass == "lumped") else 7
+    monitor = 8 + 1 + 8 * keep + 4 + 8
+    return 8 * n_states + 8 + 4 + 8 * diffusion_arrays + monitor
+
+
+def free_memory_bytes(backend: str) -> int:
+    """Free memory where the batch lives: GPU memory (CUDA) or available host memory."""
+    if backend == "cuda":
+        from numba import cuda
+
+        free, _ = cuda.current_context().get_memory_info()
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+class _Progress(Tracker):
+    """A progress bar on stderr per batch: simulated ms, trials finished, node-steps/s."""
+
+    def __init__(self, label: str, monitor: TrialMonitor, enabled: bool) -> None:
+        self.interval_ms = 10.0
+        self.label, self.monitor, self.enabled = label, monitor, enabled
+        self._bar = None
+
+    def start(self, sim) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self._t0, self._wall0 = sim.t_ms, time.perf_counter()
+        total = round(max(0.0, (sim.t_end_ms or 0.0) - sim.t_ms), 3)
+        self._bar = tqdm(
+            total=total,
+            unit="ms",
+            desc=self.label,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self._shown = sim.t_ms
+        self._nodes = sim.n_nodes * sim.batch_size
+
+    def handle(self, sim) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(round(sim.t_ms - self._shown, 3))
+        self._shown = sim.t_ms
+        wall = time.perf_counter() - self._wall0
+        steps = (sim.t_ms - self._t0) / sim.dt_ms
+        finished = int(np.count_nonzero(self.monitor.outcome != RUNNING))
+        self._bar.set_postfix_str(
+            f"{finished}/{sim.batch_size} done, {self._nodes * steps / max(wall, 1e-9):.3g} "
+            "node-steps/s",
+            refresh=False,
+        )
+
+    def finish(self, sim) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class TrialRunner:
+    """Runs :class:`Trial` objects on one mesh and tissue in batches (see the module doc)."""
+
+    def __init__(
+        self,
+        mesh: Mesh,
+        tissue: Tissue,
+        simulation: SimulationConfig,
+        induction: InductionConfig,
+        sites: list[PacingSite],
+        *,
+        backend: str = "cpu",
+        progress: bool = False,
+    ) -> None:
+        self.mesh, self.tissue, self.sites = mesh, tissue, sites
+        self.simulation, self.induction = simulation, induction
+        self.dt_ms = float(simulation.dt_ms)
+        self.detection = induction.detection
+        self.progress = progress
+        self.backend = backend
+        self.base = MonodomainProblem(mesh, **tissue.problem_kwargs())
+        stepper = SplitStepper(
+            self.base,
+            self.dt_ms,
+            backend=backend,
+            mass=simulation.mass,
+            diffusion=simulation.diffusion,
+            state=tissue.initial_state(self.base),
+        )
+        self.backend_name = stepper.backend
+        self.initial = take_snapshot(stepper)
+        self.substeps = stepper.substeps
+        self.duration_steps = round(induction.stimulus.duration_ms / self.dt_ms)
+        self.tissue_node = self.base._node_map  # mesh node -> tissue node (−1: none)
+        self.probes: dict[int, np.ndarray] = {}
+        self.stats = RunStats()
+        per_node = bytes_per_node_member(
+            self.base.model.n_states,
+            simulation.diffusion,
+            simulation.mass,
+            self.detection.keep_beats,
+        )
+        self.bytes_per_node_member = per_node
+        batch = induction.batch
+        budget = (
+            batch.memory_gb * 1e9 if batch.memory_gb else 0.5 * free_memory_bytes(self.backend_name)
+        )
+        fit = max(1, int(budget // (per_node * self.base.n_nodes)))
+        self.max_members = min(fit, batch.max_members or MAX_MEMBERS)
+        log.info(
+            "batch: %d bytes per node per member, %d tissue nodes: up to %d members in %.3g GB",
+            per_node,
+            self.base.n_nodes,
+            self.max_members,
+            budget / 1e9,
+        )
+
+    # --- the batch loop -------------------------------------------------------------------
+
+    def run(self, trials: list[Trial], on_result=None) -> list[TrialResult]:
+        """Run ``trials`` (any order, any start times); results in the order they finish.
+
+        ``on_result(result) -> list[Trial]``: called as each trial finishes; the trials it
+        returns join the queue (a protocol deciding its next trials from the last results
+        keeps the batch full)."""
+        queue = deque(trials)
+        if not queue:
+            return []
+        clock = min(t.start_step for t in queue)
+        running: list[_Member] = []
+        results: list[TrialResult] = []
+        while queue or running:
+            members = list(running)
+            while queue and len(members) < self.max_members:
+                trial = queue.popleft()
+                members.append(_Member(trial, trial.start, None, trial.start_step - clock))
+            done, running, clock = self._generation(members, clock, more_waiting=bool(queue))
+            results.extend(done)
+            if on_result is not None:
+                for result in done:
+                    queue.extend(on_result(result) or ())
+        return results
+
+    def _stimuli(self, members: list[_Member], clock: int) -> list[Stimulus]:
+        dt, duration = self.dt_ms, self.induction.stimulus.duration_ms
+        strength = self.induction.stimulus.strength_ua_per_uf
+        stimuli = []
+        for b, member in enumerate(members):
+            nodes = self.sites[member.trial.site].mesh_nodes
+            for onset in member.trial.onsets:
+                start = onset - member.offset
+                if start + self.duration_steps <= clock:
+                    continue  # already delivered
+                stimuli.append(Stimulus(start * dt, duration, strength, nodes=nodes, members=(b,)))
+        return stimuli
+
+    def _watch(self, member: _Member) -> MemberWatch:
+        trial, dt = member.trial, self.dt_ms
+        site = trial.site
+        if site not in self.probes:
+            from cardiotwin.pipeline.induction.sites import probe_nodes
+
+            self.probes[site] = probe_nodes(
+                self.sites[site], self.base.points_mm, self.detection.capture_probe_mm
+            )
+        quiet = math.inf if trial.quiet_after is None else (trial.quiet_after - member.offset) * dt
+        return MemberWatch(
+            stimulus_onsets_ms=[(o - member.offset) * dt for o in trial.watch],
+            probe_nodes=self.probes[site],
+            quiet_after_ms=quiet,
+            stop_at_ms=(trial.stop - member.offset) * dt,
+        )
+
+    def _generation(self, members: list[_Member], clock: int, more_waiting: bool):
+        dt = self.dt_ms
+        b = len(members)
+        problem = MonodomainProblem(
+            self.mesh,
+            stimuli=self._stimuli(members, clock),
+            batch_size=b,
+            **self.tissue.problem_kwargs(),
+        )
+        reuse_discretisation(problem, self.base)
+        snapshot = Snapshot.stack([m.snapshot for m in members], step_index=clock)
+        stepper = branch(problem, snapshot, list(range(b)), backend=self.backend)
+        d = self.detection
+        keep_final = any(m.trial.keep_final for m in members)
+        monitor = TrialMonitor(
+            [self._watch(m) for m in members],
+            keep=d.keep_beats,
+            threshold_mv=d.threshold_mv,
+            rearm_mv=d.rearm_mv,
+            quiet_mv=d.quiet_mv,
+            capture_window_ms=d.capture_window_ms,
+            interval_ms=d.check_interval_ms,
+            stop_fraction=1.0 if keep_final else self.induction.batch.compact_fraction,
+            records=[m.record for m in members],
+        )
+        t_end = max(w.stop_at_ms for w in monitor.watches)
+        # a trial whose final state is wanted ends the batch exactly at its stop
+        finals = [
+            w.stop_at_ms
+            for w, m in zip(monitor.watches, members, strict=True)
+            if m.trial.keep_final
+        ]
+        if finals:
+            t_end = min(t_end, min(finals))
+        self.stats.generations += 1
+        self.stats.batch_sizes.append(b)
+        label = f"batch {self.stats.generations} ({b} trial{'s' if b > 1 else ''})"
+        trackers = [
+            monitor,
+            NanGuard(interval_ms=d.check_interval_ms),
+            _Progress(label, monitor, self.progress),
+        ]
+        try:
+            summary = stepper.run(t_end, trackers)
+        except SimulationDiverged as exc:
+            return self._diverged(members, clock, exc)
+        steps = summary.steps
+        self.stats.member_steps += b * steps
+        self.stats.node_steps += b * steps * problem.n_nodes
+        self.stats.wall_s += summary.wall_s
+        log.info(
+            "%s: %.4g ms simulated, %.3g node-steps/s, %d finished",
+            label,
+            steps * dt,
+            summary.node_steps_per_s,
+            int(np.count_nonzero(monitor.outcome != RUNNING)),
+        )
+        beats = monitor.all_beats()
+        done, running = [], []
+        now = stepper.step_index
+        finished = [m for m in range(b) if monitor.outcome[m] != RUNNING]
+        snapshots = take_snapshot(stepper) if (keep_final or len(finished) < b) else None
+        records = monitor.member_records([m for m in range(b) if m not in finished])
+        still = iter(records)
+        for m, member in enumerate(members):
+            offset_ms = member.offset * dt
+            if m in finished:
+                final = None
+                if member.trial.keep_final:
+                    if abs(monitor.finished_ms[m] - t_end) > 1e-9:
+                        raise RuntimeError(f"trial {member.trial.key} did not end at its stop")
+                    final = snapshots.select([m])
+                done.append(
+                    TrialResult(
+                        trial=member.trial,
+                        outcome=OUTCOMES[int(monitor.outcome[m])],
+                        finished_ms=float(monitor.finished_ms[m]) + offset_ms,
+                        captured=list(monitor.captured[m]),
+                        beats_ms=beats[:, m, :] + offset_ms,
+                        final=final,
+                    )
+                )
+            else:
+                running.append(
+                    _Member(member.trial, snapshots.select([m]), next(still), member.offset)
+                )
+        return done, running, now
+
+    def _diverged(self, members: list[_Member], clock: int, exc: SimulationDiverged):
+        """Drop the member that blew up (its result names time and place); the others restart
+        the generation from where it began."""
+        bad = int(exc.member)
+        member = members[bad]
+        local_ms = exc.t_ms + member.offset * self.dt_ms
+        message = (
+            f"simulation diverged at t = {local_ms:.4g} ms (this trial's time) at mesh node "
+            f"{exc.node} ({', '.join(f'{v:.4g}' for v in exc.point_mm)} mm): V = "
+            f"{exc.value_mv:.4g} mV"
+        )
+        log.error("trial %s: %s", member.trial.key, message)
+        result = TrialResult(member.trial, "diverged", local_ms, [], None, error=message)
+        return [result], [m for i, m in enumerate(members) if i != bad], clock

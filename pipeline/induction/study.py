@@ -1,0 +1,335 @@
+"""The induction study of one mesh: tissue, sites, protocol, detection, unique VTs.
+
+:func:`run_induction` is what ``cardiotwin induce`` runs. Ventricles: the S1 train of every
+site runs once (batched over sites) and is snapshotted; then every site's extrastimulus
+trials branch from its snapshot, all sites' trials sharing the batch, each site's protocol
+(:class:`~cardiotwin.pipeline.induction.protocols.PESSite`) choosing its next trials as
+results arrive. Atria: one rapid-pacing trial per site. Every induced trial is analysed
+(:mod:`~cardiotwin.pipeline.induction.detection`) and the induced ones grouped into unique
+VTs. A site that cannot be paced (node set in scar, S1 not captured, a trial that blew up)
+is reported as such with the reason; the other sites' results are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.pipeline.config import Config
+from cardiotwin.pipeline.induction import protocols
+from cardiotwin.pipeline.induction.detection import (
+    VT,
+    Geometry,
+    TrialAnalysis,
+    analyse_trial,
+    cluster_vts,
+)
+from cardiotwin.pipeline.induction.protocols import PESSite, PESTiming, steps_to_ms
+from cardiotwin.pipeline.induction.runner import Trial, TrialResult, TrialRunner
+from cardiotwin.pipeline.induction.sites import (
+    PacingSite,
+    chamber_of,
+    checked,
+    pacing_sites,
+    site_names,
+)
+from cardiotwin.pipeline.tissue import Tissue, build_tissue
+
+log = logging.getLogger(__name__)
+
+
+class InductionError(ValueError):
+    """An induction study that cannot run (bad sites, protocol, tissue); names the cause."""
+
+
+@dataclass
+class SiteOutcome:
+    """What happened at one pacing site."""
+
+    site: PacingSite
+    status: str = "ok"  # or the reason the site gave no answer
+    s1_captured: bool | None = None
+    induced: bool = False
+    coupling_intervals_ms: list = field(default_factory=list)
+    stages: list = field(default_factory=list)
+    trials: list = field(default_factory=list)  # per trial: couplings, captured, outcome, ...
+    vt_id: int | None = None
+    analysis: TrialAnalysis | None = None
+
+
+@dataclass
+class InductionResult:
+    """The whole study (see :mod:`cardiotwin.pipeline.risk` for its JSON)."""
+
+    chamber: str
+    protocol: str
+    sites: list[SiteOutcome]
+    vts: list[VT]
+    tissue: Tissue
+    geometry: Geometry
+    tissue_nodes: np.ndarray
+    backend: str
+    wall_s: float
+    stats: dict
+    config: Config
+
+
+def _trial_record(result: TrialResult, couplings, analysis: TrialAnalysis, dt_ms: float) -> dict:
+    return {
+        "coupling_intervals_ms": steps_to_ms(list(couplings), dt_ms) if couplings else [],
+        "captured": [None if c is None else bool(c) for c in result.captured],
+        "outcome": result.outcome,
+        "finished_ms": round(result.finished_ms, 3),
+        "induced": analysis.induced,
+        "reason": result.error or analysis.reason,
+    }
+
+
+def run_induction(
+    mesh: Mesh,
+    config: Config,
+    *,
+    backend: str = "cpu",
+    sites: list[str] | None = None,
+    progress: bool = False,
+) -> InductionResult:
+    """Run the configured protocol from every (or the named) pacing site of ``mesh``."""
+    started = time.perf_counter()
+    induction = config.induction
+    chamber = induction.chamber if induction.chamber != "auto" else chamber_of(mesh)
+    dt = config.simulation.dt_ms
+    protocols.validate(induction, chamber, dt)
+    if not site_names(mesh, chamber) and sites is None:
+        raise InductionError(
+            f"the mesh has no {chamber} pacing sites (node sets "
+            f"{'AHA-1..AHA-17, RV-1, RV-2' if chamber == 'ventricle' else 'LA-01..'}); run "
+            "the meshing stage's site placement first, or name node sets with --sites"
+        )
+    try:
+        chosen = pacing_sites(mesh, chamber, sites)
+    except KeyError as exc:
+        raise InductionError(str(exc.args[0])) from None
+    chamber_config = getattr(config.tissue, chamber)
+    bcl = (
+        induction.pes.s1_cycle_length_ms
+        if chamber == "ventricle"
+        else induction.rapid_pacing.prepace_cycle_length_ms
+    )
+    tissue = build_tissue(mesh, chamber_config, config.tissue, config.simulation, bcl_ms=bcl)
+    runner = TrialRunner(
+        mesh, tissue, config.simulation, induction, chosen, backend=backend, progress=progress
+    )
+    chosen = [checked(s, runner.tissue_node) for s in chosen]
+    runner.sites = chosen
+    outcomes = [SiteOutcome(s) for s in chosen]
+    for outcome in outcomes:
+        if outcome.site.problem:
+            outcome.status = f"not paced: {outcome.site.problem}"
+            log.warning("site %s: %s", outcome.site.name, outcome.status)
+    if all(o.status != "ok" for o in outcomes):
+        raise InductionError(
+            "no pacing site can be paced: "
+            + "; ".join(f"{o.site.name}: {o.status}" for o in outcomes)
+        )
+    geometry = Geometry.of(runner.base, tissue)
+    if chamber == "ventricle":
+        _pes(runner, outcomes, geometry, config)
+        protocol = "pes"
+    else:
+        _rapid_pacing(runner, outcomes, geometry, config)
+        protocol = "rapid_pacing"
+    induced = [(o.site.name, o.coupling_intervals_ms, o.analysis) for o in outcomes if o.induced]
+    vts = cluster_vts(induced, induction.detection)
+    for vt in vts:
+        for name, _ in vt.trials:
+            next(o for o in outcomes if o.site.name == name).vt_id = vt.id
+    stats = runner.stats
+    return InductionResult(
+        chamber=chamber,
+        protocol=protocol,
+        sites=outcomes,
+        vts=vts,
+        tissue=tissue,
+        geometry=geometry,
+        tissue_nodes=runner.base.tissue_nodes,
+        backend=runner.backend_name,
+        wall_s=time.perf_counter() - started,
+        stats={
+            "batches": stats.generations,
+            "batch_sizes": stats.batch_sizes,
+            "max_batch_members": runner.max_members,
+            "bytes_per_node_member": runner.bytes_per_node_member,
+            "tissue_nodes": runner.base.n_nodes,
+            "member_steps": stats.member_steps,
+            "node_steps": stats.node_steps,
+            "stepping_wall_s": round(stats.wall_s, 3),
+            "node_steps_per_s": float(f"{stats.node_steps_per_s:.4g}"),
+        },
+        config=config,
+    )
+
+
+def _analyse(result: TrialResult, last_onset: int, sustained_ms: float, geometry, config, dt):
+    if result.outcome == "diverged":
+        return TrialAnalysis(False, result.error)
+    return analyse_trial(
+        result.beats_ms,
+        last_onset * dt,
+        result.finished_ms,
+        result.outcome == "quiescent",
+        geometry,
+        config.induction.detection,
+        sustained_ms,
+    )
+
+
+def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Config) -> None:
+    induction, dt = config.induction, config.simulation.dt_ms
+    timing = PESTiming.from_config(induction, dt)
+    detection = induction.detection
+    sustain = protocols.to_steps(
+        detection.sustained_after_ms, dt, "induction.detection.sustained_after_ms"
+    )
+    active = [i for i, o in enumerate(outcomes) if o.status == "ok"]
+    s1 = [
+        Trial(
+            key=(i, "S1"),
+            site=i,
+            start=runner.initial,
+            start_step=0,
+            onsets=timing.s1_onsets,
+            watch=timing.s1_onsets,
+            quiet_after=None,
+            stop=timing.snapshot_step,
+            keep_final=True,
+        )
+        for i in active
+    ]
+    log.info(
+        "S1 train: %d sites x %d stimuli at %g ms",
+        len(s1),
+        len(timing.s1_onsets),
+        induction.pes.s1_cycle_length_ms,
+    )
+    snapshots = {}
+    for result in runner.run(s1):
+        i = result.trial.site
+        outcome = outcomes[i]
+        # a capture window that ends after the snapshot (min_coupling_ms shorter than
+        # capture_window_ms) leaves the last S1 unchecked (None): not counted as a miss
+        captured = result.captured
+        outcome.s1_captured = all(c is not False for c in captured)
+        if result.outcome == "diverged":
+            outcome.status = f"S1 train: {result.error}"
+        elif not outcome.s1_captured:
+            missed = [k + 1 for k, c in enumerate(captured) if c is False]
+            outcome.status = f"S1 did not capture (stimuli {missed} of {len(captured)})"
+            log.warning("site %s: %s", outcome.site.name, outcome.status)
+        else:
+            snapshots[i] = result.final
+    machines = {i: PESSite(timing) for i in snapshots}
+    induced_analyses: dict[tuple, TrialAnalysis] = {}
+    width = induction.batch.speculative_intervals
+
+    def trials_of(i: int) -> list[Trial]:
+        out = []
+        for couplings in machines[i].propose(width):
+            onsets = timing.extrastimulus_onsets(couplings)
+            out.append(
+                Trial(
+                    key=(i, couplings),
+                    site=i,
+                    start=snapshots[i],
+                    start_step=timing.snapshot_step,
+                    onsets=onsets,
+                    watch=onsets,
+                    quiet_after=onsets[-1] + timing.duration,
+                    stop=onsets[-1] + sustain,
+                )
+            )
+        return out
+
+    def on_result(result: TrialResult) -> list[Trial]:
+        i, couplings = result.trial.key
+        outcome = outcomes[i]
+        analysis = _analyse(
+            result, result.trial.onsets[-1], detection.sustained_after_ms, geometry, config, dt
+        )
+        captured = bool(result.captured and result.captured[-1])
+        outcome.trials.append(_trial_record(result, couplings, analysis, dt))
+        machine = machines[i]
+        if result.outcome == "diverged" and not machine.done:
+            machine.done = True
+            outcome.status = f"trial {steps_to_ms(list(couplings), dt)} ms: {result.error}"
+        machine.record(couplings, captured or analysis.induced, analysis.induced)
+        if analysis.induced:
+            induced_analyses[(i, couplings)] = analysis
+        return trials_of(i)
+
+    first = [t for i in machines for t in trials_of(i)]
+    runner.run(first, on_result=on_result)
+    for i, machine in machines.items():
+        outcome = outcomes[i]
+        if machine.induced_by is not None:
+            outcome.analysis = induced_analyses.get((i, machine.induced_by))
+        outcome.induced = outcome.analysis is not None
+        outcome.coupling_intervals_ms = steps_to_ms(list(machine.final_couplings()), dt)
+        outcome.stages = [
+            {
+                "stimulus": stage.stimulus,
+                "after_ms": steps_to_ms(list(stage.prefix), dt),
+                "tested_ms": steps_to_ms(sorted(stage.tested, reverse=True), dt),
+                "captured_ms": steps_to_ms(
+                    sorted((c for c, r in stage.tested.items() if r["captured"]), reverse=True), dt
+                ),
+                "shortest_capturing_ms": None
+                if stage.shortest_capturing is None
+                else steps_to_ms(stage.shortest_capturing, dt),
+            }
+            for stage in machine.stages
+        ]
+
+
+def _rapid_pacing(runner, outcomes: list[SiteOutcome], geometry, config: Config) -> None:
+    induction, dt = config.induction, config.simulation.dt_ms
+    detection = induction.detection
+    onsets = protocols.rapid_pacing_onsets(induction, dt)
+    sustain = protocols.to_steps(
+        detection.atrial_sustained_after_ms, dt, "induction.detection.atrial_sustained_after_ms"
+    )
+    duration = round(induction.stimulus.duration_ms / dt)
+    trials = [
+        Trial(
+            key=(i, ()),
+            site=i,
+            start=runner.initial,
+            start_step=0,
+            onsets=onsets,
+            watch=onsets,
+            quiet_after=onsets[-1] + duration,
+            stop=onsets[-1] + sustain,
+        )
+        for i, o in enumerate(outcomes)
+        if o.status == "ok"
+    ]
+    for result in runner.run(trials):
+        i = result.trial.site
+        outcome = outcomes[i]
+        analysis = _analyse(
+            result, onsets[-1], detection.atrial_sustained_after_ms, geometry, config, dt
+        )
+        outcome.trials.append(_trial_record(result, (), analysis, dt))
+        outcome.s1_captured = bool(result.captured and result.captured[0])
+        if result.outcome == "diverged":
+            outcome.status = result.error
+        elif not outcome.s1_captured:
+            outcome.status = "the first stimulus did not capture"
+        outcome.induced = analysis.induced
+        outcome.analysis = analysis if analysis.induced else None
+        outcome.coupling_intervals_ms = steps_to_ms(
+            [b - a for a, b in zip(onsets[:-1], onsets[1:], strict=True)], dt
+        )

@@ -1,0 +1,369 @@
+"""Induction: protocols, batched trials, re-entry detection, unique VTs, bad input.
+
+Most tests run on the ring of induction_cases.py (anatomical re-entry around a core, a
+border-zone arc giving the unidirectional block) with a fast test tissue; the expected
+answers come from the geometry: where the circuit leaves the arc, how long a turn takes.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from induction_cases import (
+    BORDER_ZONE_DEG,
+    R_IN_MM,
+    R_MID_MM,
+    R_OUT_MM,
+    angle_deg,
+    config,
+    ring,
+)
+
+from cardiotwin.pipeline.induction import InductionError, run_induction
+from cardiotwin.pipeline.induction.protocols import (
+    PESSite,
+    PESTiming,
+    ProtocolError,
+    rapid_pacing_onsets,
+    validate,
+)
+from cardiotwin.pipeline.risk import build_report
+
+CV_HEALTHY_M_PER_S = 0.6  # the calibrated target along the fibres (induction_cases.config)
+
+
+@pytest.fixture(scope="module")
+def ring_study(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return run_induction(ring(), config(cache), sites=["AHA-1", "AHA-2", "AHA-3"])
+
+
+@pytest.mark.slow
+def test_the_ring_with_a_border_zone_arc_is_inducible_from_either_end(ring_study):
+    by_name = {o.site.name: o for o in ring_study.sites}
+    assert all(o.status == "ok" and o.s1_captured for o in ring_study.sites)
+    assert by_name["AHA-1"].induced and by_name["AHA-2"].induced
+    # from the far side the wave reaches both ends of the arc at once: no one-way block
+    assert not by_name["AHA-3"].induced
+    # two circuits, one per direction of rotation
+    assert len(ring_study.vts) == 2
+    assert by_name["AHA-1"].vt_id != by_name["AHA-2"].vt_id
+    for name, end in (("AHA-1", BORDER_ZONE_DEG[1]), ("AHA-2", BORDER_ZONE_DEG[0])):
+        a = by_name[name].analysis
+        # paced next to one end, the wave blocks there, turns the long way round and leaves
+        # the arc at that same end: the exit lies within 2 element widths of it
+        end_mm = R_MID_MM * np.array([math.cos(math.radians(end)), math.sin(math.radians(end))])
+        assert np.linalg.norm(np.array(a.exit_mm[:2]) - end_mm) <= 3.0, (name, a.exit_mm)
+        assert a.exit_adjacent_to_border_zone
+        # one turn of the ring: at least the inner circumference at the healthy CV, at most
+        # the outer one at half of it (the arc conducts more slowly)
+        assert 2 * math.pi * R_IN_MM / CV_HEALTHY_M_PER_S < a.cycle_length_ms
+        assert a.cycle_length_ms < 2 * math.pi * R_OUT_MM / (0.5 * CV_HEALTHY_M_PER_S)
+        # the slowest conduction is in the arc (reduced upstroke), an anatomical circuit has
+        # no phase singularity in the tissue
+        assert BORDER_ZONE_DEG[0] - 5 < angle_deg(a.slowest_mm) < BORDER_ZONE_DEG[1] + 5
+        assert a.phase_singularities == []
+    both = [by_name[n].analysis.cycle_length_ms for n in ("AHA-1", "AHA-2")]
+    assert abs(both[0] - both[1]) < 0.05 * both[0]  # the same ring either way round
+
+
+@pytest.mark.slow
+def test_the_report_says_what_a_cardiologist_needs(ring_study):
+    report = build_report(ring_study, "f" * 64)
+    data = report.model_dump()
+    assert data["inducible"] and data["complete"]
+    assert data["sites_paced"] == 3 and data["sites_inducing"] == 2
+    assert data["fraction_inducing_sites"] == pytest.approx(2 / 3, abs=1e-3)
+    vt = data["unique_vts"][0]
+    assert set(vt) >= {"id", "cycle_length_ms", "exit_site_mm", "sites", "activation_map"}
+    site = next(s for s in data["sites"] if s["name"] == "AHA-1")
+    assert site["induced"] and site["vt_id"] in {v["id"] for v in data["unique_vts"]}
+    # the S2 stage tried 130 ms first, then shorter, and S3 followed the shortest capturing S2
+    s2, *rest = site["stages"]
+    assert s2["stimulus"] == "S2" and s2["tested_ms"][0] == 130.0
+    if rest:
+        assert rest[0]["after_ms"] == [s2["shortest_capturing_ms"]]
+    inducing = [t for t in site["trials"] if t["induced"]]
+    assert site["coupling_intervals_ms"] in [t["coupling_intervals_ms"] for t in inducing]
+    segments = {s["segment"]: s for s in data["per_aha_segment"]}
+    assert segments[1]["induced_sites"] == ["AHA-1"] and segments[3]["induced_sites"] == []
+
+
+@pytest.mark.slow
+def test_a_uniform_ring_is_not_inducible(tmp_path):
+    # negative control: no border zone, no unidirectional block, nothing sustains
+    study = run_induction(ring(with_border_zone=False), config(tmp_path), sites=["AHA-1", "AHA-3"])
+    assert all(o.status == "ok" for o in study.sites)
+    assert not any(o.induced for o in study.sites) and study.vts == []
+    report = build_report(study, "0" * 64)
+    assert not report.inducible and report.complete
+    assert report.note.startswith("not inducible from any of the 2 sites")
+    # the protocol went down to loss of capture and through S3: a real search, not a shortcut
+    site = study.sites[0]
+    assert len(site.stages) == 2 and len(site.trials) >= 4
+
+
+def test_protocol_decisions_do_not_depend_on_speculation():
+    # a site whose S2 captures down to 110 ms and induces with S3 at 120 ms: read in the
+    # order a cardiologist tries them, whether trials ran one by one or side by side
+    timing = PESTiming(s1_onsets=(0,), snapshot_step=90, couplings=(130, 120, 110, 100, 90),
+                       extrastimuli=3, duration=2)  # fmt: skip
+
+    def outcome(couplings):
+        captured = couplings[-1] >= (110 if len(couplings) == 1 else 100)
+        induced = len(couplings) == 2 and couplings[-1] == 120
+        return captured, induced
+
+    decisions = []
+    for width in (1, 2, 5):
+        site = PESSite(timing)
+        queue = site.propose(width)
+        while queue:
+            trial = queue.pop()  # the most speculative first: out of order
+            site.record(trial, *outcome(trial))
+            queue.extend(site.propose(width))
+        decisions.append((site.induced_by, [s.shortest_capturing for s in site.stages]))
+    assert decisions[0] == decisions[1] == decisions[2] == ((110, 120), [110, 120])
+
+
+def test_rapid_pacing_onsets_follow_the_configured_ramp(tmp_path):
+    # Boyle et al. 2019: 12 stimuli, two at each of 300, 280, ... 200 ms
+    onsets = rapid_pacing_onsets(config(tmp_path).induction, 0.1)
+    intervals = np.diff(onsets) * 0.1
+    assert len(onsets) == 12
+    np.testing.assert_allclose(intervals, [300, 300, 280, 280, 260, 260, 240, 240, 220, 220, 200])
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("pes", {"min_coupling_ms": 1.0}, r"induction\.pes\.min_coupling_ms \(1 ms\).*overlap"),
+        ("pes", {"first_coupling_ms": 80.0}, "first_coupling_ms .* below min_coupling_ms"),
+        ("pes", {"s1_cycle_length_ms": 200.03}, "not a whole number of time steps"),
+        ("stimulus", {"duration_ms": 3.0}, None),
+    ],
+)
+def test_protocols_that_cannot_run_name_the_key(tmp_path, section, values, message):
+    induction = config(tmp_path, **{section: values}).induction
+    if message is None:
+        validate(induction, "ventricle", 0.1)
+        return
+    with pytest.raises(ProtocolError, match=message):
+        validate(induction, "ventricle", 0.1)
+
+
+def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
+    mesh = ring()
+    # a site inside the core (scar), and one whose stimulus is too weak to capture
+    core = np.nonzero(np.hypot(*mesh.points_mm[:, :2].T) < 5.0)[0]
+    mesh.node_sets["AHA-4"] = core
+    settings = config(tmp_path, pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100,
+                                     "min_coupling_ms": 100})  # fmt: skip
+    study = run_induction(mesh, settings, sites=["AHA-3", "AHA-4"])
+    status = {o.site.name: o.status for o in study.sites}
+    assert status["AHA-4"].startswith("not paced: inside non-conducting tissue")
+    assert status["AHA-3"] == "ok"
+    report = build_report(study, "0" * 64)
+    assert not report.inducible and not report.complete
+    assert "AHA-4: not paced" in report.note
+    weak = config(tmp_path, stimulus={"strength_ua_per_uf": 1.0},
+                  pes={"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100,
+                       "min_coupling_ms": 100})  # fmt: skip
+    study = run_induction(mesh, weak, sites=["AHA-3"])
+    assert study.sites[0].status.startswith("S1 did not capture (stimuli [1, 2] of 2)")
+    with pytest.raises(InductionError, match="no pacing site can be paced.*AHA-4"):
+        run_induction(mesh, settings, sites=["AHA-4"])
+    with pytest.raises(InductionError, match="AHA-9 not in the mesh.*AHA-1, AHA-2, AHA-3"):
+        run_induction(mesh, settings, sites=["AHA-9"])
+
+
+def test_a_trial_that_blows_up_is_reported_and_the_others_kept(tmp_path):
+    # one site's stimulus is absurdly strong: its S1 train diverges, the other site is paced
+    mesh = ring()
+    settings = config(tmp_path, pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100,
+                                     "min_coupling_ms": 100})  # fmt: skip
+    from cardiotwin.pipeline.induction.runner import TrialRunner
+
+    original = TrialRunner._stimuli
+
+    def boosted(self, members, clock):
+        stimuli = original(self, members, clock)
+        for s in stimuli:
+            if s.nodes is mesh.node_sets["AHA-1"]:
+                object.__setattr__(s, "strength_ua_per_uf", 1e9)
+        return stimuli
+
+    TrialRunner._stimuli = boosted
+    try:
+        study = run_induction(mesh, settings, sites=["AHA-1", "AHA-3"])
+    finally:
+        TrialRunner._stimuli = original
+    status = {o.site.name: o.status for o in study.sites}
+    assert status["AHA-1"].startswith("S1 train: simulation diverged at t = ")
+    assert "mm): V = " in status["AHA-1"]
+    assert status["AHA-3"] == "ok" and study.sites[1].trials
+
+
+def test_outside_the_ring_everything_is_scar(tmp_path):
+    # sanity of the test mesh: tissue only in the annulus
+    mesh = ring()
+    keep = mesh.region != 3
+    r = np.hypot(*mesh.element_centres_mm()[keep][:, :2].T)
+    assert r.min() >= R_IN_MM - 1.0 and r.max() <= R_OUT_MM + 1.0
+
+
+# --- the batch machinery ------------------------------------------------------------------
+
+
+def _runner(tmp_path, max_members, compact_fraction=0.5):
+    from cardiotwin.pipeline.induction.runner import TrialRunner
+    from cardiotwin.pipeline.induction.sites import pacing_sites
+    from cardiotwin.pipeline.tissue import build_tissue
+
+    mesh = ring()
+    settings = config(tmp_path, batch={"max_members": max_members,
+                                       "compact_fraction": compact_fraction})  # fmt: skip
+    tissue = build_tissue(mesh, settings.tissue.ventricle, settings.tissue, settings.simulation,
+                          bcl_ms=200.0)  # fmt: skip
+    sites = pacing_sites(mesh, "ventricle", ["AHA-1", "AHA-2", "AHA-3"])
+    return TrialRunner(mesh, tissue, settings.simulation, settings.induction, sites)
+
+
+def _trials(runner):
+    from cardiotwin.pipeline.induction.runner import Trial
+
+    # S1 at 0 and 200 ms; member-specific S2 (site, coupling in steps of 0.1 ms)
+    plans = [(0, 1300), (1, 1500), (2, 1200), (0, 1700)]
+    return [
+        Trial(key=k, site=site, start=runner.initial, start_step=0, onsets=(0, 2000, 2000 + s2),
+              watch=(0, 2000, 2000 + s2), quiet_after=2000 + s2 + 20, stop=2000 + s2 + 3000)
+        for k, (site, s2) in enumerate(plans)
+    ]  # fmt: skip
+
+
+def test_a_batch_of_trials_equals_the_trials_run_one_by_one(tmp_path):
+    # with compaction (finished members dropped, running ones carried into a new batch
+    # with new trials beside them at another time offset) every member's record equals its
+    # single run to 1e-12 ms
+    batched = _runner(tmp_path, max_members=3, compact_fraction=0.3)
+    single = _runner(tmp_path, max_members=1)
+    a = {r.trial.key: r for r in batched.run(_trials(batched))}
+    b = {r.trial.key: r for r in single.run(_trials(single))}
+    assert batched.stats.generations > 2 and max(batched.stats.batch_sizes) == 3
+    assert sorted(a) == sorted(b) == [0, 1, 2, 3]
+    for key in a:
+        assert a[key].outcome == b[key].outcome and a[key].captured == b[key].captured
+        assert a[key].finished_ms == pytest.approx(b[key].finished_ms, abs=1e-9)
+        np.testing.assert_allclose(a[key].beats_ms, b[key].beats_ms, rtol=0, atol=1e-12)
+        assert np.isfinite(a[key].beats_ms).any()
+
+
+def test_a_trial_branched_from_the_s1_snapshot_equals_an_unbroken_run(tmp_path):
+    from cardiotwin.pipeline.induction.runner import Trial
+
+    runner = _runner(tmp_path, max_members=4)
+    s1 = Trial(key="s1", site=0, start=runner.initial, start_step=0, onsets=(0, 2000),
+               watch=(), quiet_after=None, stop=2900, keep_final=True)  # fmt: skip
+    (prefix,) = runner.run([s1])
+    branched = Trial(key="b", site=0, start=prefix.final, start_step=2900, onsets=(3300,),
+                     watch=(), quiet_after=None, stop=6000, keep_final=True)  # fmt: skip
+    unbroken = Trial(key="u", site=0, start=runner.initial, start_step=0,
+                     onsets=(0, 2000, 3300), watch=(), quiet_after=None, stop=6000,
+                     keep_final=True)  # fmt: skip
+    results = {r.trial.key: r for r in runner.run([branched, unbroken])}
+    # the state bit for bit; activation times to the rounding of the batch's time offset
+    np.testing.assert_array_equal(results["b"].final.state, results["u"].final.state)
+
+    def after(beats):
+        return np.sort(np.where(beats > 290.0, beats, np.inf), axis=1)[:, :3]
+
+    np.testing.assert_allclose(after(results["b"].beats_ms), after(results["u"].beats_ms),
+                               rtol=0, atol=1e-12)  # fmt: skip
+    assert np.isfinite(after(results["b"].beats_ms)).sum() > results["b"].beats_ms.shape[0]
+
+
+def test_the_batch_size_follows_the_memory_budget(tmp_path):
+    from cardiotwin.pipeline.induction.runner import bytes_per_node_member
+
+    # Mitchell-Schaeffer: 2 states; explicit lumped diffusion; a ring of 12 beats
+    per_node = bytes_per_node_member(2, "explicit", "lumped", 12)
+    assert per_node == 8 * 2 + 8 + 4 + 8 + (8 + 1 + 96 + 4 + 8)
+    runner = _runner(tmp_path, max_members=None)
+    n = runner.base.n_nodes
+    small = config(tmp_path, batch={"memory_gb": 3.5 * per_node * n / 1e9})
+    from cardiotwin.pipeline.induction.runner import TrialRunner
+
+    fitted = TrialRunner(runner.mesh, runner.tissue, small.simulation, small.induction,
+                         runner.sites)  # fmt: skip
+    assert fitted.max_members == 3
+
+
+# --- command line and report file ---------------------------------------------------------
+
+
+def test_report_schema_file_is_generated_from_the_model():
+    import json
+
+    from cardiotwin.pipeline.risk import SCHEMA_PATH, report_schema
+
+    assert json.loads(SCHEMA_PATH.read_text()) == json.loads(json.dumps(report_schema()))
+
+
+@pytest.mark.slow
+def test_cardiotwin_induce_writes_the_report_and_vt_maps(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from cardiotwin.meshing.io import read_mesh, write_mesh
+    from cardiotwin.pipeline.cli import main
+
+    mesh_path = write_mesh(ring(), tmp_path / "ring.vtu")
+    settings = config(tmp_path / "cache", pes={"first_coupling_ms": 120, "min_coupling_ms": 120})
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    out = tmp_path / "out"
+    rc = main(["induce", "--mesh", str(mesh_path), "--config", str(config_path), "--out",
+               str(out), "--sites", "AHA-1,AHA-3", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    data = json.loads((out / "induction.json").read_text())
+    assert data["inducible"] and [s["name"] for s in data["sites"]] == ["AHA-1", "AHA-3"]
+    assert data["mesh_fingerprint"] == read_mesh(mesh_path).fingerprint()
+    assert str(tmp_path) not in (out / "induction.json").read_text()  # no input path leaks
+    vt = read_mesh(out / data["unique_vts"][0]["activation_map"])
+    keep = settings.induction.detection.keep_beats
+    assert f"beat_{keep:02d}_ms" in vt.point_data and f"beat_{keep + 1:02d}_ms" not in vt.point_data
+    activation = vt.point_data["activation_ms"]
+    assert np.nanmax(activation) <= data["unique_vts"][0]["cycle_length_ms"] + 1e-6
+    assert np.isnan(activation[vt.tets[vt.region == 3].ravel()]).any()  # no tissue in scar
+    assert "inducible from 1 of 2 paced sites" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "cuda"], "no usable CUDA device"),
+        (["--config", "{bad}"], "unknown key 'induction.pes.s1_cout'"),
+        (["--mesh", "{missing}"], "cannot read the mesh: mesh file"),
+        (["--sites", "AHA-7"], "AHA-7 not in the mesh"),
+    ],
+)
+def test_cardiotwin_induce_bad_input_is_one_line(tmp_path, capsys, args, message):
+    from cardiotwin.meshing.io import write_mesh
+    from cardiotwin.pipeline.cli import main
+    from cardiotwin.solvers.stepping import cuda_usable
+
+    if "cuda" in args and cuda_usable():
+        pytest.skip("a CUDA device is present")
+    mesh_path = write_mesh(ring(), tmp_path / "ring.vtu")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("induction:\n  pes:\n    s1_cout: 3\n")
+    args = [a.format(bad=bad, missing=tmp_path / "nope.vtu") for a in args]
+    base = {"--mesh": str(mesh_path), "--out": str(tmp_path / "out")}
+    for key, value in zip(args[::2], args[1::2], strict=True):
+        base[key] = value
+    argv = ["induce"] + [x for kv in base.items() for x in kv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
