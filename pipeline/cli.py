@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("cardiotwin.pipeline.commands.config", "check a configuration; its JSON schema"),
     "cohort-summary": ("cardiotwin.pipeline.commands.cohort_summary", "table and plot over cases"),
     "induce": ("cardiotwin.pipeline.commands.induce", "programmed stimulation: inducibility, VTs"),
+    "ablate": ("cardiotwin.pipeline.commands.ablate", "virtual ablation until non-inducible"),
 }
 
 
