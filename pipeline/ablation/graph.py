@@ -36,10 +36,17 @@ WALL_FACE = re.compile(r"(^|[-_.])(endo|epi)([-_.]|$)", re.IGNORECASE)
 
 
 def unique_edges(tets: np.ndarray) -> np.ndarray:
-    """(E, 2) sorted node pairs of the edges of ``tets``, each once."""
-    pairs = np.concatenate([tets[:, [a, b]] for a, b in TET_EDGES])
-    pairs.sort(axis=1)
-    return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
+    """(E, 2) sorted node pairs of the edges of ``tets``, each once (one int64 key per pair:
+    a 1-D unique, far faster than ``np.unique(axis=0)`` on millions of rows)."""
+    tets = np.asarray(tets, dtype=np.int64)
+    if tets.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    low = np.concatenate([np.minimum(tets[:, a], tets[:, b]) for a, b in TET_EDGES])
+    high = np.concatenate([np.maximum(tets[:, a], tets[:, b]) for a, b in TET_EDGES])
+    base = int(tets.max()) + 1
+    keys = np.sort(low * base + high)
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    return np.stack([keys // base, keys % base], axis=1)
 
 
 @dataclass(eq=False)
@@ -65,7 +72,9 @@ class TissueGraph:
     def of(cls, mesh: Mesh) -> TissueGraph:
         conducting = ~np.isin(mesh.region, NONCONDUCTING)
         tets = mesh.tets[conducting]
-        nodes = np.unique(tets)
+        used = np.zeros(mesh.n_points, dtype=bool)
+        used[tets.ravel()] = True
+        nodes = np.nonzero(used)[0]
         local = np.full(mesh.n_points, -1, dtype=np.int64)
         local[nodes] = np.arange(nodes.size)
         edges = local[unique_edges(tets)]
