@@ -230,6 +230,30 @@ def _velocities(graph: TissueGraph, t: np.ndarray, cycle_ms: float):
     return tets, speed
 
 
+def _interrupted(graph, circuit, sources, mechanism, cv_median) -> CriticalSite:
+    where = graph.points_mm[sources]
+    centre = where[np.argmin(np.linalg.norm(where - where.mean(axis=0), axis=1))]
+    return CriticalSite(
+        circuit_id=circuit.id,
+        mechanism=mechanism,
+        reachable=False,
+        note=f"the circuit of VT {circuit.id} is already interrupted in this mesh: its map "
+        "shows conduction through tissue that no longer conducts (a map from before a lesion?); "
+        "re-induce on this mesh for a current map",
+        nodes=np.zeros(0, dtype=np.int64),
+        cut_nodes=np.zeros(0, dtype=np.int64),
+        centre_mm=centre.copy(),
+        line_ends_mm=np.vstack([centre, centre]),
+        anchors=[],
+        cut_volume_mm3=0.0,
+        cross_section_mm2=0.0,
+        border_zone_fraction=0.0,
+        extension_mm=0.0,
+        cv_site_m_per_s=None,
+        cv_median_m_per_s=cv_median,
+    )
+
+
 def find_critical_site(
     graph: TissueGraph,
     anchors: Anchors,
@@ -274,6 +298,10 @@ def find_critical_site(
         mechanism = "focal"
         cut = np.nonzero(active & (t <= np.nanmin(t) + FOCAL_WINDOW_MS))[0]
 
+    if cut.size == 0:
+        # sources and sinks are not connected: the map shows conduction this tissue no longer
+        # allows (a map from before a lesion), so there is nothing left to cut here
+        return _interrupted(graph, circuit, sources, mechanism, cv_median)
     nodes = cut
     extension = 0.0
     reachable, note = True, ""

@@ -40,7 +40,11 @@ NECK_DEG, NECK_HALF_WIDTH_DEG, NECK_R_MM = 100.0, 10.0, 13.0
 CL_MS = 300.0
 
 
-def ring(second_neck_deg: float | None = None, border_zone_neck: float | None = None) -> Mesh:
+def ring(
+    second_neck_deg: float | None = None,
+    border_zone_neck: float | None = None,
+    r_out_mm: float = R_OUT_MM,
+) -> Mesh:
     """Tissue between r = 8 and 20 mm around a scar core, scar outside; at 100° a scar bump
     from outside narrows the ring to 5 mm (8-13 mm); optionally a second identical neck,
     and a neck filled with border zone instead of healthy tissue at ``border_zone_neck``."""
@@ -57,7 +61,7 @@ def ring(second_neck_deg: float | None = None, border_zone_neck: float | None = 
         mesh.region[near(deg) & (r > NECK_R_MM)] = DENSE_SCAR
     if border_zone_neck is not None:
         mesh.region[near(border_zone_neck) & (r <= NECK_R_MM) & (r >= R_IN_MM)] = BORDER_ZONE
-    mesh.region[(r < R_IN_MM) | (r > R_OUT_MM)] = DENSE_SCAR
+    mesh.region[(r < R_IN_MM) | (r > r_out_mm)] = DENSE_SCAR
     return mesh
 
 
@@ -169,6 +173,16 @@ def test_a_target_with_no_anchor_is_labelled_unreachable_not_dropped():
     _, site = site_of(mesh, rotating_map(mesh, 0.0, ROTOR_CORE_MM))
     assert not site.reachable
     assert "no path reaches an anchor" in site.note
+
+
+def test_a_map_of_a_circuit_the_mesh_no_longer_carries_is_labelled():
+    # the ring's map on the ring already cut at its neck: nothing is left to cut
+    mesh = ring()
+    graph, site = site_of(mesh, rotating_map(mesh, 0.0))
+    ablated = apply_lesions(mesh, [plan_lesion(graph, site, 3.0)])
+    _, stale = site_of(ablated, rotating_map(ablated, 0.0))
+    assert not stale.reachable and "already interrupted" in stale.note
+    assert stale.cut_nodes.size == 0
 
 
 def test_a_map_without_a_wrap_is_a_focal_source():
@@ -331,6 +345,39 @@ def test_an_unreachable_target_ends_the_loop_with_a_label():
     result = run_ablation(mesh, first, None, AblationConfig())
     assert result.status == "target unreachable" and not result.non_inducible_after
     assert "no path reaches an anchor" in result.note
+
+
+VEIN_MM = (-16.0, 0.0)
+
+
+def ring_with_vein() -> Mesh:
+    """A wider ring (8-24 mm) with a 1 mm hole at 180°, r = 16 mm, named ``vein-1``."""
+    mesh = ring(r_out_mm=24.0)
+    c = mesh.element_centres_mm()
+    keep = np.hypot(c[:, 0] - VEIN_MM[0], c[:, 1] - VEIN_MM[1]) >= 1.0
+    out = Mesh(mesh.points_mm, mesh.tets[keep], region=mesh.region[keep], fibres=mesh.fibres[keep])
+    triangles, _ = boundary_triangles(out.tets)
+    centre = out.points_mm[triangles].mean(axis=1)
+    near = np.hypot(centre[:, 0] - VEIN_MM[0], centre[:, 1] - VEIN_MM[1]) < 2.0
+    out.surfaces["vein-1"] = triangles[near]
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["pvi", "pvi+targeted"])
+def test_vein_isolation_alone_leaves_a_circuit_that_does_not_use_the_vein(strategy):
+    # the ring's circuit runs past the vein, not round it: PVI (3 mm points 1 mm round the
+    # opening: lesion within ~6 mm of the vein's centre, r = 10-22 mm of the 8-24 mm ring)
+    # leaves it inducible; then the target at the neck removes it
+    mesh = ring_with_vein()
+    settings = AblationConfig(lesion_radius_mm=3.0, strategy=strategy, pvi_distance_mm=1.0)
+    result = run_ablation(mesh, ring_round(mesh), lambda m, k: ring_round(m), settings)
+    kinds = [(k, s.kind) for k, s in result.lesion_sets]
+    assert kinds[0] == (1, "pvi") and result.per_round[1]["induction"]["inducible"]
+    if strategy == "pvi":
+        assert result.status == "pvi done" and result.rounds == 1
+    else:
+        assert kinds[-1] == (2, "target")
+        assert result.status == "non-inducible after ablation" and result.rounds == 2
 
 
 # --- files, command line, configuration ----------------------------------------------------------
