@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.meshing.tags import LESION
+from cardiotwin.meshing.tags import LESION, NONCONDUCTING
 from cardiotwin.pipeline.ablation.critical import Circuit, find_critical_site
 from cardiotwin.pipeline.ablation.graph import TissueGraph, anchors
 from cardiotwin.pipeline.ablation.lesions import (
@@ -106,7 +106,7 @@ def sites_in_lesions(mesh: Mesh, sites: list[dict]) -> list[str]:
     lesion_nodes = np.zeros(mesh.n_points, dtype=bool)
     lesion_nodes[mesh.tets[mesh.region == LESION].ravel()] = True
     graph_nodes = np.zeros(mesh.n_points, dtype=bool)
-    graph_nodes[TissueGraph.of(mesh).nodes] = True
+    graph_nodes[mesh.tets[~np.isin(mesh.region, NONCONDUCTING)].ravel()] = True
     out = []
     for s in sites:
         nodes = mesh.node_sets.get(s["name"])
