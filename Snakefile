@@ -62,12 +62,39 @@ rule segment:
         " --method {params.method} --out {output.labels} --qc {params.qc} > {log} 2>&1"
 
 
+rule mesh:
+    input:
+        unpack(lambda w: CASES[w.case].inputs()),
+        labels=rules.segment.output.labels,
+        config=SETUP.config_file,
+    output:
+        mesh=OUT("{case}/mesh/mesh.vtu"),
+        quality=OUT("{case}/mesh/mesh.quality.json"),
+        fibres=OUT("{case}/mesh/fibres.png"),
+        sites=OUT("{case}/mesh/sites.png"),
+    params:
+        kind=lambda w: CASES[w.case].kind,
+        atrium=lambda w, input: cw.atrial_mesh_options(CASES[w.case], input),
+        pictures=lambda w, output: cw.parent(output.fibres),
+    conda:
+        ENV
+    log:
+        OUT("{case}/logs/mesh.log"),
+    shell:
+        "cardiotwin mesh --labels {input.labels} --kind {params.kind} --config {input.config}"
+        " {params.atrium} --out {output.mesh} --pictures {params.pictures} > {log} 2>&1"
+
+
 rule report:
     input:
         config=SETUP.config_file,
         segmentation=rules.segment.output.stats,
         montage=rules.segment.output.montage,
         render=rules.segment.output.render,
+        mesh=rules.mesh.output.mesh,
+        quality=rules.mesh.output.quality,
+        fibres=rules.mesh.output.fibres,
+        sites=rules.mesh.output.sites,
     output:
         html=OUT("{case}/report/report.html"),
         pdf=OUT("{case}/report/report.pdf"),
@@ -82,7 +109,8 @@ rule report:
     shell:
         "cardiotwin report --case-id {wildcards.case} --kind {params.kind} --config {input.config}"
         " --segmentation {input.segmentation} --montage {input.montage}"
-        " --scar-3d {input.render} --out {params.out} > {log} 2>&1"
+        " --scar-3d {input.render} --mesh {input.mesh} --mesh-quality {input.quality} --mesh-picture {input.fibres}"
+        " --sites-picture {input.sites} --out {params.out} > {log} 2>&1"
 
 
 rule cohort_summary:

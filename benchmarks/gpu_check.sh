@@ -46,4 +46,13 @@ for bench in benchmarks/bench_gpu_*.py; do
   CARDIOTWIN_REAL_GPU=1 timeout 150 "$PY" "$bench" --json "$OUT/$(basename "$bench" .py).json" 2>&1 \
     | tee -a "$OUT/gpu_benchmarks.txt" || status=1
 done
+echo "== Induction: every site of the stand-in LV, batched, on the GPU"
+# made on the dev machine (bench_induction.py --save-npz/--save-config) and carried along
+if [ -e out/induction_gpu.npz ] && [ -e out/induction_gpu.json ]; then
+  timeout 240 "$PY" benchmarks/bench_induction.py --mesh out/induction_gpu.npz \
+    --config-json out/induction_gpu.json --backend cuda --sites all --modes batched \
+    --json "$OUT/induction_gpu.json" 2>&1 | tail -n 5 | tee -a "$OUT/induction.txt" || status=1
+else
+  echo "skipped: out/induction_gpu.npz / .json not carried (see benchmarks/README.md)"
+fi
 exit $status

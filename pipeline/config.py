@@ -134,6 +134,33 @@ class MeshConfig(StrictModel):
 
 # --- anatomy section (meshing issue: surfaces, coordinates, fibres, pacing sites) ----------
 
+
+class AnatomyConfig(StrictModel):
+    """Surfaces, anatomical coordinates, rule-based fibres and pacing sites on a mesh
+    (meshing.prepare). Fibre angles follow Bayer et al. 2012: helix angle α (positive: a
+    right-handed helix rising towards the base), sheet angle β about the fibre."""
+
+    alpha_endo_deg: float = Field(60.0, ge=-90, le=90, description="fibre helix angle, endo")
+    alpha_epi_deg: float = Field(-60.0, ge=-90, le=90, description="fibre helix angle, epi")
+    beta_endo_deg: float = Field(0.0, ge=-90, le=90, description="sheet angle, endocardium")
+    beta_epi_deg: float = Field(0.0, ge=-90, le=90, description="sheet angle, epicardium")
+    site_placement: Literal["endo", "midwall"] = Field(
+        "endo", description="pacing site centres on the endocardium or at mid-wall"
+    )
+    site_radius_mm: float = Field(
+        2.0, gt=0, le=20, description="a pacing site's node set: nodes within this radius, mm"
+    )
+    atrial_sites: int = Field(20, ge=1, le=200, description="number of atrial pacing sites")
+    septum_point_mm: tuple[float, float, float] | None = Field(
+        None,
+        description="a point in the septum (scanner mm) orienting the rotational coordinate "
+        "and AHA segments of an LV-only mesh; ignored when the mesh has an RV",
+    )
+    feature_angle_deg: float = Field(
+        50.0, gt=5, lt=90, description="atrial surfaces: edges sharper than this split patches"
+    )
+
+
 # --- tissue section (induction issue) ------------------------------------------------------
 
 
@@ -252,6 +279,14 @@ class TissueConfig(StrictModel):
     )
     calibrate_cv: bool = Field(True, description="calibrate σ to cv_m_per_s on the mesh's dx")
     cv_rel_tol: float = Field(0.02, gt=0, le=0.2, description="calibration tolerance on CV")
+    scaled_sigma: Literal["match_cv", "scale"] = Field(
+        "match_cv",
+        description="a region's sigma_scale applies at reference_spacing_mm and its CV there is "
+        "matched on the mesh (match_cv), or applies on the mesh as given (scale)",
+    )
+    reference_spacing_mm: float = Field(
+        0.1, gt=0, le=1.0, description="resolved spacing where sigma_scale is applied, mm"
+    )
     prepacing: PrepacingConfig = Field(default_factory=PrepacingConfig)
     cache_dir: str | None = Field(
         None,
@@ -270,6 +305,13 @@ class StimulusConfig(StrictModel):
         60.0, gt=0, le=1000, description="stimulus current, µA/µF (per unit capacitance)"
     )
     duration_ms: float = Field(2.0, gt=0, le=20, description="pulse duration, ms")
+    max_strength_factor: float = Field(
+        4.0,
+        ge=1,
+        le=16,
+        description="a site whose S1 does not capture is paced again at 2x, 4x ... the "
+        "strength, up to this factor (as a cardiologist raises the output)",
+    )
 
 
 class PESConfig(StrictModel):
@@ -320,7 +362,10 @@ class DetectionConfig(StrictModel):
         (2.0, 4.0), description="capture probe: nodes this far beyond the site's radius, mm"
     )
     capture_window_ms: float = Field(
-        60.0, gt=0, description="a stimulus captured if the probe activates within this, ms"
+        100.0, gt=0, description="a stimulus captured if the probe activates within this, ms"
+    )
+    capture_fraction: float = Field(
+        0.25, gt=0, le=1, description="share of the probe's nodes that must activate"
     )
     check_interval_ms: float = Field(5.0, gt=0, description="capture / rest checks, ms")
     same_vt_exit_mm: float = Field(10.0, gt=0, description="same VT: exits this close, mm")
@@ -428,9 +473,10 @@ class Config(StrictModel):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     mesh: MeshConfig = Field(default_factory=MeshConfig)
-    ablation: AblationConfig = Field(default_factory=AblationConfig)
+    anatomy: AnatomyConfig = Field(default_factory=AnatomyConfig)
     tissue: TissueConfig = Field(default_factory=TissueConfig)
     induction: InductionConfig = Field(default_factory=InductionConfig)
+    ablation: AblationConfig = Field(default_factory=AblationConfig)
 
 
 def _location(error: dict) -> str:

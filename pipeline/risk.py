@@ -90,6 +90,9 @@ class SiteResult(_Model):
     aha_segment: int | None
     status: str = Field(description="'ok' or why the site gave no answer")
     captured: bool | None = Field(description="every S1 (atria: the first stimulus) captured")
+    stimulus_strength_ua_per_uf: float | None = Field(
+        description="stimulus used (raised from the configured one when S1 did not capture)"
+    )
     induced: bool
     coupling_intervals_ms: list[float] = Field(
         description="inducing intervals, else the shortest capturing one of each stage"
@@ -153,6 +156,7 @@ def build_report(result, mesh_fingerprint: str) -> InductionReport:
                 aha_segment=o.site.segment or None,
                 status=o.status,
                 captured=o.s1_captured,
+                stimulus_strength_ua_per_uf=o.stimulus_strength_ua_per_uf,
                 induced=o.induced,
                 coupling_intervals_ms=list(o.coupling_intervals_ms),
                 stages=[StageResult(**s) for s in o.stages],

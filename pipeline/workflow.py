@@ -165,6 +165,14 @@ def summary_message(setup: Setup) -> str:
     return "\n".join(lines)
 
 
+def atrial_mesh_options(case: Case, inputs) -> str:
+    """The atrial mesher's extra inputs (LGE for the fibrosis, blood pool, wall mask)."""
+    if case.kind != "atrium":
+        return ""
+    blood = option("--blood", inputs.get("blood"))
+    return f"--lge {inputs['lge']} --wall {inputs['wall']} {blood}".strip()
+
+
 def option(flag: str, value: str | None) -> str:
     """``"FLAG VALUE"`` for a command line, or ``""`` when there is no value."""
     return "" if value is None else f"{flag} {value}"

@@ -53,6 +53,7 @@ def strip_conduction_velocity(
     diffusion: str = "explicit",
     backend: str = "cpu",
     cell_tables: bool = True,
+    min_cv_m_per_s: float = 0.05,
 ) -> float:
     """CV (m/s) of a planar wave along a ``length_mm`` × dx × dx strip with conductivity σ.
 
@@ -77,8 +78,9 @@ def strip_conduction_velocity(
         problem, dt_ms, backend=backend, mass=mass, diffusion=diffusion, cell_tables=cell_tables
     )
     activation = ActivationTracker(threshold_mv=0.0, stop_when_all_activated=True)
-    # slowest CV worth calibrating for: 0.05 m/s
-    stepper.run(STIMULUS_DURATION_MS + length_mm / 0.05, [activation])
+    # the run lasts long enough for a wave of min_cv_m_per_s (border zone across the fibres
+    # conducts at ~0.05 m/s)
+    stepper.run(STIMULUS_DURATION_MS + length_mm / min_cv_m_per_s, [activation])
     x = problem.points_mm[:, 0]
     t = activation.first_ms[:, 0]
     window = (x >= 0.3 * length_mm) & (x <= 0.8 * length_mm)

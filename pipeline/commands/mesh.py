@@ -53,7 +53,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="atrium: blood-pool mask (default: the cavity enclosed by the wall)",
     )
     parser.add_argument("--wall", type=Path, help="atrium: wall mask (default: labels > 0)")
-    parser.add_argument("--config", type=Path, help="configuration file (mesh section)")
+    parser.add_argument(
+        "--config", type=Path, help="configuration file (mesh and anatomy sections)"
+    )
+    parser.add_argument(
+        "--prepare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add surfaces, coordinates, fibres, AHA segments and pacing sites (cardiotwin "
+        "prepare) so the mesh is ready to simulate (default; --no-prepare: tagged volume only)",
+    )
+    parser.add_argument(
+        "--septum-mm",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="a point in the septum, scanner mm (orients an LV-only mesh's AHA segments)",
+    )
+    parser.add_argument(
+        "--pictures", type=Path, help="folder for PNG pictures (tags and fibres, AHA and sites)"
+    )
     parser.add_argument(
         "--quality-json",
         type=Path,
@@ -116,15 +135,18 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.meshing.quality import quality_summary
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.images import ImageError
+    from cardiotwin.pipeline.provenance import StageTimer, provenance
 
     if args.out.suffix.lower() not in (".vtu", ".elem", ".pts"):
         raise CommandError(
             f"--out {args.out}: name the mesh *.vtu (ParaView) or *.elem (openCARP file set)"
         )
+    timer = StageTimer().__enter__()
     try:
-        config = load_config(args.config).mesh
+        whole_config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
+    config = whole_config.mesh
     edge_mm = config.edge_mm if args.edge_mm is None else args.edge_mm
     if not (np.isfinite(edge_mm) and edge_mm > 0):
         raise CommandError(f"--edge-mm must be a positive number of mm, got {edge_mm}")
@@ -172,9 +194,20 @@ def run(args: argparse.Namespace) -> int:
     log.info("quality: %d nodes, %d elements", mesh.n_points, mesh.n_elements)
     report = quality_summary(mesh)
     report["input"] = {"kind": args.kind, "edge_mm_requested": edge_mm, "resampled_mm": spacing}
+    if args.prepare:
+        mesh, report["prepare"] = _prepare(mesh, args, whole_config)
     quality_path = _quality_path(args.out, args.quality_json)
+    inputs = {"labels": args.labels}
+    inputs.update({k: getattr(args, k) for k in ("lge", "blood", "wall") if getattr(args, k)})
+    report["provenance"] = provenance(
+        "mesh", inputs=inputs, config=whole_config, wall_s=timer.elapsed_s
+    )
     write_mesh(mesh, args.out)
     write_json_atomic(report, quality_path)
+    if args.pictures is not None:
+        from cardiotwin.pipeline.mesh_pictures import save_pictures
+
+        save_pictures(mesh, args.pictures, args.kind)
     dihedral = report["dihedral_deg"]
     log.info(
         "wrote %s (%d elements, mean edge %.3g mm, dihedral min %.1f° / 1st pct %.1f°) and %s",
@@ -186,6 +219,24 @@ def run(args: argparse.Namespace) -> int:
         quality_path.name,
     )
     return 0
+
+
+def _prepare(mesh, args, config):
+    """Surfaces, coordinates, fibres, AHA segments and pacing sites (meshing.prepare)."""
+    from cardiotwin.meshing.mesh import MeshError
+    from cardiotwin.meshing.prepare import prepare
+
+    anatomy = config.anatomy
+    if args.septum_mm is not None:
+        anatomy = anatomy.model_copy(update={"septum_point_mm": tuple(args.septum_mm)})
+    log.info("preparing: surfaces, coordinates, fibres, AHA segments, pacing sites")
+    try:
+        prepared, report = prepare(mesh, args.kind, anatomy)
+    except (MeshError, ValueError) as exc:
+        raise CommandError(
+            f"{args.labels}: the mesh was built but cannot be prepared: {exc}"
+        ) from None
+    return prepared, report.as_dict()
 
 
 def _mesh_atrium(args, labels, spacing: float, edge_mm: float, config):

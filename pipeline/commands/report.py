@@ -20,6 +20,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--montage", type=Path, help="LGE montage PNG (segment --qc)")
     parser.add_argument("--scar-3d", type=Path, help="3-D scar PNG (segment --qc)")
     parser.add_argument("--mesh", type=Path, help="the patient mesh (VTU)")
+    parser.add_argument("--mesh-quality", type=Path, help="the mesh's quality JSON (mesh)")
+    parser.add_argument("--mesh-picture", type=Path, help="mesh tags and fibres PNG (mesh)")
+    parser.add_argument("--sites-picture", type=Path, help="AHA segments / sites PNG (mesh)")
     parser.add_argument("--induction", type=Path, help="induction.json")
     parser.add_argument("--ablation", type=Path, help="ablation.json")
     parser.add_argument("--no-pdf", action="store_true", help="write only the HTML page")
@@ -32,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     pictures = {
         role: path
-        for role, path in (("montage", args.montage), ("scar_3d", args.scar_3d))
+        for role, path in (
+            ("montage", args.montage),
+            ("scar_3d", args.scar_3d),
+            ("mesh", args.mesh_picture),
+            ("sites", args.sites_picture),
+        )
         if path is not None
     }
     inputs = CaseInputs(
@@ -41,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         segmentation_json=args.segmentation,
         pictures=pictures,
         mesh=args.mesh,
+        mesh_quality_json=args.mesh_quality,
         induction_json=args.induction,
         ablation_json=args.ablation,
     )

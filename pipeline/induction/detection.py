@@ -23,8 +23,9 @@ run.
   group of the slowest 5 % (above 0.02 m/s, below that is block), its centroid.
 - **Phase singularities** (:func:`phase_singularities`): phase from activation times,
   φ = 2π (t − t_n)/(t_{n+1} − t_n) between consecutive beats, sampled 8 times over the last
-  cycle on the surface triangles; a triangle whose phase winds by ±2π holds a singularity,
-  the sign (chirality) counter-clockwise positive seen from outside the tissue. Singularities
+  cycle on the surface triangles; a triangle whose phase winds by ±2π holds a singularity;
+  its chirality is the sense the wave turns, +1 counter-clockwise seen from outside the
+  tissue (along the triangles' outward normals). Singularities
   seen in at least half of the samples are reported. A circuit around scar (anatomical
   re-entry) winds around a hole and shows none; a functional rotor shows one.
 - **Unique VTs** (:func:`cluster_vts`): induced trials are the same VT when their exits lie
@@ -36,13 +37,16 @@ run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from cardiotwin.meshing.mesh import boundary_triangles
-from cardiotwin.pipeline.config import DetectionConfig
 from cardiotwin.solvers.fem import element_gradients
+
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import DetectionConfig
 
 #: samples of the last cycle for phase singularities
 PHASE_SAMPLES = 8
@@ -270,9 +274,11 @@ def phase_singularities(
             _wrap(p[:, 1] - p[:, 0]) + _wrap(p[:, 2] - p[:, 1]) + _wrap(p[:, 0] - p[:, 2])
         ) / (2 * np.pi)
         charge = np.rint(np.where(usable, winding, 0.0)).astype(int)
+        # the phase falls along the direction the wave turns (later-activated nodes are
+        # earlier in their cycle): a wave turning counter-clockwise winds the phase by −2π
         for tri in np.nonzero(charge != 0)[0]:
             hits.append(
-                (geometry.points_mm[triangles[tri]].mean(axis=0), int(np.sign(charge[tri])))
+                (geometry.points_mm[triangles[tri]].mean(axis=0), -int(np.sign(charge[tri])))
             )
     # group hits closer than 3 mm with the same chirality; keep the stable ones
     groups: list[dict] = []

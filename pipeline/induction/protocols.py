@@ -9,7 +9,11 @@ DESIGN §7): per site ``s1_count`` S1 at ``s1_cycle_length_ms`` (the S1 train ru
 site and is snapshotted at the earliest possible S2 onset); then S2 from ``first_coupling_ms``
 after the last S1, shortened by ``coupling_step_ms`` until the site induces or the S2 no
 longer captures; S3 follows the shortest capturing S2 (its coupling again from
-``first_coupling_ms`` down), S4 the shortest capturing S3. Every trial starts from the site's
+``first_coupling_ms`` down), S4 the shortest capturing S3. When ``first_coupling_ms`` itself
+does not capture (a model whose refractory period at the S1 rate is longer: TP06 tissue
+after 600 ms pacing needs ~315 ms), the stage searches upwards in ``coupling_step_ms`` steps
+(up to the S1 cycle length) for the shortest interval that captures, as a cardiologist would
+lengthen the S2 rather than give up. Every trial starts from the site's
 S1 snapshot and replays the chosen earlier extrastimuli (bit-identical to an unbroken run).
 Coupling intervals are tried ``speculative_intervals`` at a time side by side; the protocol
 then reads them in the order a cardiologist would have tried them one by one, so the answer
@@ -25,8 +29,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cardiotwin.pipeline.config import InductionConfig
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import InductionConfig
+
 
 STIMULUS_NAMES = ("S2", "S3", "S4", "S5", "S6")
 
@@ -105,6 +112,8 @@ class PESTiming:
     couplings: tuple[int, ...]
     extrastimuli: int
     duration: int
+    #: longer intervals tried, shortest first, when the first one does not capture
+    longer: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, config: InductionConfig, dt_ms: float) -> PESTiming:
@@ -116,9 +125,12 @@ class PESTiming:
         low = to_steps(pes.min_coupling_ms, dt_ms, "induction.pes.min_coupling_ms")
         onsets = tuple(i * cl for i in range(pes.s1_count))
         couplings = tuple(range(first, low - 1, -step))
+        longer = tuple(range(first + step, cl - duration + 1, step))
         # the snapshot is taken at the earliest S2 onset: every trial branches from there,
         # and the S1 run sees (most of) the last S1's capture window
-        return cls(onsets, onsets[-1] + couplings[-1], couplings, pes.extrastimuli, duration)
+        return cls(
+            onsets, onsets[-1] + couplings[-1], couplings, pes.extrastimuli, duration, longer
+        )
 
     def extrastimulus_onsets(self, couplings: tuple[int, ...]) -> tuple[int, ...]:
         """Onsets (steps) of extrastimuli with these coupling intervals after the last S1."""
@@ -160,12 +172,22 @@ class PESSite:
     def stage(self) -> StageRecord:
         return self.stages[-1]
 
+    def _order(self) -> tuple[int, ...]:
+        """Intervals of the current stage in the order they are read: the configured ones,
+        longest first; once the first of them has not captured, longer ones, shortest
+        first (the search goes up to find an interval that captures)."""
+        stage = self.stage
+        first = stage.tested.get(self.timing.couplings[0])
+        if first is not None and not first["captured"] and not first["induced"]:
+            return self.timing.longer
+        return self.timing.couplings
+
     def propose(self, n: int) -> list[tuple[int, ...]]:
         if self.done:
             return []
         stage = self.stage
         out = []
-        for c in self.timing.couplings:
+        for c in self._order():
             if len(out) + len(self.pending) >= n:
                 break
             trial = (*stage.prefix, c)
@@ -186,7 +208,9 @@ class PESSite:
     def _decide(self) -> None:
         stage = self.stage
         shortest = None
-        for c in self.timing.couplings:  # in the order a cardiologist tries them
+        order = self._order()
+        upward = order is self.timing.longer and order != self.timing.couplings
+        for c in order:  # in the order a cardiologist tries them
             result = stage.tested.get(c)
             if result is None:
                 return  # not known yet
@@ -194,6 +218,11 @@ class PESSite:
                 stage.decided, self.induced_by, self.done = True, (*stage.prefix, c), True
                 stage.shortest_capturing = c
                 return
+            if upward:
+                if result["captured"]:
+                    shortest = c  # the shortest interval that captures
+                    break
+                continue
             if not result["captured"]:
                 break
             shortest = c

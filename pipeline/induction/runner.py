@@ -30,11 +30,11 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.pipeline.config import InductionConfig, SimulationConfig
 from cardiotwin.pipeline.induction.sites import PacingSite
 from cardiotwin.pipeline.tissue import Tissue
 from cardiotwin.solvers.beats import OUTCOMES, RUNNING, MemberWatch, TrialMonitor
@@ -42,6 +42,9 @@ from cardiotwin.solvers.checkpoint import Snapshot, branch, reuse_discretisation
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
 from cardiotwin.solvers.trackers import NanGuard, SimulationDiverged, Tracker
+
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import InductionConfig, SimulationConfig
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +214,9 @@ class TrialRunner:
         self.duration_steps = round(induction.stimulus.duration_ms / self.dt_ms)
         self.tissue_node = self.base._node_map  # mesh node -> tissue node (−1: none)
         self.probes: dict[int, np.ndarray] = {}
+        #: per site, the factor on the configured stimulus strength (raised when a site's
+        #: S1 does not capture)
+        self.strength_factor: dict[int, float] = {}
         self.stats = RunStats()
         per_node = bytes_per_node_member(
             self.base.model.n_states,
@@ -261,7 +267,6 @@ class TrialRunner:
 
     def _stimuli(self, members: list[_Member], clock: int) -> list[Stimulus]:
         dt, duration = self.dt_ms, self.induction.stimulus.duration_ms
-        strength = self.induction.stimulus.strength_ua_per_uf
         stimuli = []
         for b, member in enumerate(members):
             nodes = self.sites[member.trial.site].mesh_nodes
@@ -269,8 +274,20 @@ class TrialRunner:
                 start = onset - member.offset
                 if start + self.duration_steps <= clock:
                     continue  # already delivered
-                stimuli.append(Stimulus(start * dt, duration, strength, nodes=nodes, members=(b,)))
+                stimuli.append(
+                    Stimulus(
+                        start * dt,
+                        duration,
+                        self.strength(member.trial.site),
+                        nodes=nodes,
+                        members=(b,),
+                    )
+                )
         return stimuli
+
+    def strength(self, site: int) -> float:
+        """The stimulus strength (µA/µF) used at ``site``."""
+        return self.induction.stimulus.strength_ua_per_uf * self.strength_factor.get(site, 1.0)
 
     def _watch(self, member: _Member) -> MemberWatch:
         trial, dt = member.trial, self.dt_ms
@@ -310,6 +327,7 @@ class TrialRunner:
             rearm_mv=d.rearm_mv,
             quiet_mv=d.quiet_mv,
             capture_window_ms=d.capture_window_ms,
+            capture_fraction=d.capture_fraction,
             interval_ms=d.check_interval_ms,
             stop_fraction=1.0 if keep_final else self.induction.batch.compact_fraction,
             records=[m.record for m in members],

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.pipeline.config import Config
 from cardiotwin.pipeline.induction import protocols
 from cardiotwin.pipeline.induction.detection import (
     VT,
@@ -38,6 +38,9 @@ from cardiotwin.pipeline.induction.sites import (
     site_names,
 )
 from cardiotwin.pipeline.tissue import Tissue, build_tissue
+
+if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
+    from cardiotwin.pipeline.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class SiteOutcome:
     trials: list = field(default_factory=list)  # per trial: couplings, captured, outcome, ...
     vt_id: int | None = None
     analysis: TrialAnalysis | None = None
+    stimulus_strength_ua_per_uf: float | None = None
 
 
 @dataclass
@@ -142,6 +146,9 @@ def run_induction(
     else:
         _rapid_pacing(runner, outcomes, geometry, config)
         protocol = "rapid_pacing"
+    for i, outcome in enumerate(outcomes):
+        if not outcome.site.problem:
+            outcome.stimulus_strength_ua_per_uf = runner.strength(i)
     induced = [(o.site.name, o.coupling_intervals_ms, o.analysis) for o in outcomes if o.induced]
     vts = cluster_vts(induced, induction.detection)
     for vt in vts:
@@ -187,6 +194,18 @@ def _analyse(result: TrialResult, last_onset: int, sustained_ms: float, geometry
     )
 
 
+def _stronger(runner: TrialRunner, site: int, induction) -> bool:
+    """Double the site's stimulus strength if the configured maximum allows (True if so)."""
+    factor = runner.strength_factor.get(site, 1.0) * 2.0
+    if factor > induction.stimulus.max_strength_factor + 1e-9:
+        return False
+    runner.strength_factor[site] = factor
+    log.info(
+        "site %s: no capture, pacing again at %g x the strength", runner.sites[site].name, factor
+    )
+    return True
+
+
 def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Config) -> None:
     induction, dt = config.induction, config.simulation.dt_ms
     timing = PESTiming.from_config(induction, dt)
@@ -194,9 +213,9 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
     sustain = protocols.to_steps(
         detection.sustained_after_ms, dt, "induction.detection.sustained_after_ms"
     )
-    active = [i for i, o in enumerate(outcomes) if o.status == "ok"]
-    s1 = [
-        Trial(
+
+    def s1_trial(i: int) -> Trial:
+        return Trial(
             key=(i, "S1"),
             site=i,
             start=runner.initial,
@@ -207,30 +226,39 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
             stop=timing.snapshot_step,
             keep_final=True,
         )
-        for i in active
-    ]
+
+    pending = [i for i, o in enumerate(outcomes) if o.status == "ok"]
     log.info(
         "S1 train: %d sites x %d stimuli at %g ms",
-        len(s1),
+        len(pending),
         len(timing.s1_onsets),
         induction.pes.s1_cycle_length_ms,
     )
     snapshots = {}
-    for result in runner.run(s1):
-        i = result.trial.site
-        outcome = outcomes[i]
-        # a capture window that ends after the snapshot (min_coupling_ms shorter than
-        # capture_window_ms) leaves the last S1 unchecked (None): not counted as a miss
-        captured = result.captured
-        outcome.s1_captured = all(c is not False for c in captured)
-        if result.outcome == "diverged":
-            outcome.status = f"S1 train: {result.error}"
-        elif not outcome.s1_captured:
-            missed = [k + 1 for k, c in enumerate(captured) if c is False]
-            outcome.status = f"S1 did not capture (stimuli {missed} of {len(captured)})"
-            log.warning("site %s: %s", outcome.site.name, outcome.status)
-        else:
-            snapshots[i] = result.final
+    while pending:
+        retry = []
+        for result in runner.run([s1_trial(i) for i in pending]):
+            i = result.trial.site
+            outcome = outcomes[i]
+            # a capture window that ends after the snapshot (min_coupling_ms shorter than
+            # capture_window_ms) leaves the last S1 unchecked (None): not counted as a miss
+            captured = result.captured
+            outcome.s1_captured = all(c is not False for c in captured)
+            if result.outcome == "diverged":
+                outcome.status = f"S1 train: {result.error}"
+            elif not outcome.s1_captured:
+                if _stronger(runner, i, induction):
+                    retry.append(i)
+                    continue
+                missed = [k + 1 for k, c in enumerate(captured) if c is False]
+                outcome.status = (
+                    f"S1 did not capture (stimuli {missed} of {len(captured)}, at "
+                    f"{runner.strength(i):g} µA/µF)"
+                )
+                log.warning("site %s: %s", outcome.site.name, outcome.status)
+            else:
+                snapshots[i] = result.final
+        pending = retry
     machines = {i: PESSite(timing) for i in snapshots}
     induced_analyses: dict[tuple, TrialAnalysis] = {}
     width = induction.batch.speculative_intervals
@@ -302,8 +330,9 @@ def _rapid_pacing(runner, outcomes: list[SiteOutcome], geometry, config: Config)
         detection.atrial_sustained_after_ms, dt, "induction.detection.atrial_sustained_after_ms"
     )
     duration = round(induction.stimulus.duration_ms / dt)
-    trials = [
-        Trial(
+
+    def burst(i: int) -> Trial:
+        return Trial(
             key=(i, ()),
             site=i,
             start=runner.initial,
@@ -313,23 +342,31 @@ def _rapid_pacing(runner, outcomes: list[SiteOutcome], geometry, config: Config)
             quiet_after=onsets[-1] + duration,
             stop=onsets[-1] + sustain,
         )
-        for i, o in enumerate(outcomes)
-        if o.status == "ok"
-    ]
-    for result in runner.run(trials):
-        i = result.trial.site
-        outcome = outcomes[i]
-        analysis = _analyse(
-            result, onsets[-1], detection.atrial_sustained_after_ms, geometry, config, dt
-        )
-        outcome.trials.append(_trial_record(result, (), analysis, dt))
-        outcome.s1_captured = bool(result.captured and result.captured[0])
-        if result.outcome == "diverged":
-            outcome.status = result.error
-        elif not outcome.s1_captured:
-            outcome.status = "the first stimulus did not capture"
-        outcome.induced = analysis.induced
-        outcome.analysis = analysis if analysis.induced else None
-        outcome.coupling_intervals_ms = steps_to_ms(
-            [b - a for a, b in zip(onsets[:-1], onsets[1:], strict=True)], dt
-        )
+
+    pending = [i for i, o in enumerate(outcomes) if o.status == "ok"]
+    while pending:
+        retry = []
+        for result in runner.run([burst(i) for i in pending]):
+            i = result.trial.site
+            outcome = outcomes[i]
+            captured = bool(result.captured and result.captured[0])
+            if result.outcome != "diverged" and not captured and _stronger(runner, i, induction):
+                retry.append(i)
+                continue
+            analysis = _analyse(
+                result, onsets[-1], detection.atrial_sustained_after_ms, geometry, config, dt
+            )
+            outcome.trials.append(_trial_record(result, (), analysis, dt))
+            outcome.s1_captured = captured
+            if result.outcome == "diverged":
+                outcome.status = result.error
+            elif not captured:
+                outcome.status = (
+                    f"the first stimulus did not capture (at {runner.strength(i):g} µA/µF)"
+                )
+            outcome.induced = analysis.induced
+            outcome.analysis = analysis if analysis.induced else None
+            outcome.coupling_intervals_ms = steps_to_ms(
+                [b - a for a, b in zip(onsets[:-1], onsets[1:], strict=True)], dt
+            )
+        pending = retry

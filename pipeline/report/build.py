@@ -36,6 +36,7 @@ class CaseInputs:
     segmentation_json: Path | None = None
     pictures: dict[str, Path] = field(default_factory=dict)  # role -> PNG
     mesh: Path | None = None
+    mesh_quality_json: Path | None = None
     induction_json: Path | None = None
     ablation_json: Path | None = None
 
@@ -57,14 +58,19 @@ def _segmentation(data: dict) -> SegmentationResult:
     return SegmentationResult(**{k: data.get(k) for k in keys if k in data})
 
 
-def _mesh(path: Path) -> MeshResult:
+def _mesh(path: Path, quality: dict | None) -> MeshResult:
     from cardiotwin.meshing.io import read_mesh
 
     mesh = read_mesh(path)
     volumes = {TISSUE_NAMES.get(int(t), f"tag {int(t)}"): mesh.volume_ml(int(t))
                for t in sorted(set(mesh.region.tolist()))}  # fmt: skip
+    quality = quality or {}
     return MeshResult(
-        n_nodes=mesh.n_points, n_elements=mesh.n_elements, volume_ml_by_tissue=volumes
+        n_nodes=mesh.n_points,
+        n_elements=mesh.n_elements,
+        volume_ml_by_tissue=volumes,
+        mean_edge_mm=quality.get("edge_mm", {}).get("mean"),
+        min_dihedral_deg=quality.get("dihedral_deg", {}).get("min"),
     )
 
 
@@ -72,6 +78,7 @@ def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
     """The case's :class:`CaseResults` and the raw stage JSON (for the template)."""
     raw = {
         "segmentation": _read_json(inputs.segmentation_json),
+        "mesh": _read_json(inputs.mesh_quality_json),
         "induction": _read_json(inputs.induction_json),
         "ablation": _read_json(inputs.ablation_json),
     }
@@ -84,7 +91,7 @@ def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
         case_id=inputs.case_id,
         kind=inputs.kind,
         segmentation=None if raw["segmentation"] is None else _segmentation(raw["segmentation"]),
-        mesh=None if inputs.mesh is None else _mesh(inputs.mesh),
+        mesh=None if inputs.mesh is None else _mesh(inputs.mesh, raw["mesh"]),
         provenance=provenance,
     )
     return results, raw

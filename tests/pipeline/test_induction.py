@@ -106,8 +106,13 @@ def test_a_uniform_ring_is_not_inducible(tmp_path):
 def test_protocol_decisions_do_not_depend_on_speculation():
     # a site whose S2 captures down to 110 ms and induces with S3 at 120 ms: read in the
     # order a cardiologist tries them, whether trials ran one by one or side by side
-    timing = PESTiming(s1_onsets=(0,), snapshot_step=90, couplings=(130, 120, 110, 100, 90),
-                       extrastimuli=3, duration=2)  # fmt: skip
+    timing = PESTiming(
+        s1_onsets=(0,),
+        snapshot_step=90,
+        couplings=(130, 120, 110, 100, 90),
+        extrastimuli=3,
+        duration=2,
+    )
 
     def outcome(couplings):
         captured = couplings[-1] >= (110 if len(couplings) == 1 else 100)
@@ -157,8 +162,10 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
     # a site inside the core (scar), and one whose stimulus is too weak to capture
     core = np.nonzero(np.hypot(*mesh.points_mm[:, :2].T) < 5.0)[0]
     mesh.node_sets["AHA-4"] = core
-    settings = config(tmp_path, pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100,
-                                     "min_coupling_ms": 100})  # fmt: skip
+    settings = config(
+        tmp_path,
+        pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100},
+    )
     study = run_induction(mesh, settings, sites=["AHA-3", "AHA-4"])
     status = {o.site.name: o.status for o in study.sites}
     assert status["AHA-4"].startswith("not paced: inside non-conducting tissue")
@@ -166,11 +173,15 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
     report = build_report(study, "0" * 64)
     assert not report.inducible and not report.complete
     assert "AHA-4: not paced" in report.note
-    weak = config(tmp_path, stimulus={"strength_ua_per_uf": 1.0},
-                  pes={"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100,
-                       "min_coupling_ms": 100})  # fmt: skip
+    # too weak even at 4 x (1 -> 2 -> 4 µA/µF): labelled with the strength tried last;
+    # 5 µA/µF fails but twice that captures (measured on this ring: 10 captures, 5 does not)
+    short = {"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100}
+    weak = config(tmp_path, stimulus={"strength_ua_per_uf": 1.0}, pes=short)
     study = run_induction(mesh, weak, sites=["AHA-3"])
-    assert study.sites[0].status.startswith("S1 did not capture (stimuli [1, 2] of 2)")
+    assert study.sites[0].status == "S1 did not capture (stimuli [1, 2] of 2, at 4 µA/µF)"
+    raised = config(tmp_path, stimulus={"strength_ua_per_uf": 5.0}, pes=short)
+    study = run_induction(mesh, raised, sites=["AHA-3"])
+    assert study.sites[0].status == "ok" and study.sites[0].stimulus_strength_ua_per_uf == 10.0
     with pytest.raises(InductionError, match="no pacing site can be paced.*AHA-4"):
         run_induction(mesh, settings, sites=["AHA-4"])
     with pytest.raises(InductionError, match="AHA-9 not in the mesh.*AHA-1, AHA-2, AHA-3"):
@@ -180,8 +191,10 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
 def test_a_trial_that_blows_up_is_reported_and_the_others_kept(tmp_path):
     # one site's stimulus is absurdly strong: its S1 train diverges, the other site is paced
     mesh = ring()
-    settings = config(tmp_path, pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100,
-                                     "min_coupling_ms": 100})  # fmt: skip
+    settings = config(
+        tmp_path,
+        pes={"s1_count": 1, "extrastimuli": 1, "first_coupling_ms": 100, "min_coupling_ms": 100},
+    )
     from cardiotwin.pipeline.induction.runner import TrialRunner
 
     original = TrialRunner._stimuli
@@ -221,10 +234,12 @@ def _runner(tmp_path, max_members, compact_fraction=0.5):
     from cardiotwin.pipeline.tissue import build_tissue
 
     mesh = ring()
-    settings = config(tmp_path, batch={"max_members": max_members,
-                                       "compact_fraction": compact_fraction})  # fmt: skip
-    tissue = build_tissue(mesh, settings.tissue.ventricle, settings.tissue, settings.simulation,
-                          bcl_ms=200.0)  # fmt: skip
+    settings = config(
+        tmp_path, batch={"max_members": max_members, "compact_fraction": compact_fraction}
+    )
+    tissue = build_tissue(
+        mesh, settings.tissue.ventricle, settings.tissue, settings.simulation, bcl_ms=200.0
+    )
     sites = pacing_sites(mesh, "ventricle", ["AHA-1", "AHA-2", "AHA-3"])
     return TrialRunner(mesh, tissue, settings.simulation, settings.induction, sites)
 
@@ -235,10 +250,18 @@ def _trials(runner):
     # S1 at 0 and 200 ms; member-specific S2 (site, coupling in steps of 0.1 ms)
     plans = [(0, 1300), (1, 1500), (2, 1200), (0, 1700)]
     return [
-        Trial(key=k, site=site, start=runner.initial, start_step=0, onsets=(0, 2000, 2000 + s2),
-              watch=(0, 2000, 2000 + s2), quiet_after=2000 + s2 + 20, stop=2000 + s2 + 3000)
+        Trial(
+            key=k,
+            site=site,
+            start=runner.initial,
+            start_step=0,
+            onsets=(0, 2000, 2000 + s2),
+            watch=(0, 2000, 2000 + s2),
+            quiet_after=2000 + s2 + 20,
+            stop=2000 + s2 + 3000,
+        )
         for k, (site, s2) in enumerate(plans)
-    ]  # fmt: skip
+    ]
 
 
 def test_a_batch_of_trials_equals_the_trials_run_one_by_one(tmp_path):
@@ -262,14 +285,40 @@ def test_a_trial_branched_from_the_s1_snapshot_equals_an_unbroken_run(tmp_path):
     from cardiotwin.pipeline.induction.runner import Trial
 
     runner = _runner(tmp_path, max_members=4)
-    s1 = Trial(key="s1", site=0, start=runner.initial, start_step=0, onsets=(0, 2000),
-               watch=(), quiet_after=None, stop=2900, keep_final=True)  # fmt: skip
+    s1 = Trial(
+        key="s1",
+        site=0,
+        start=runner.initial,
+        start_step=0,
+        onsets=(0, 2000),
+        watch=(),
+        quiet_after=None,
+        stop=2900,
+        keep_final=True,
+    )
     (prefix,) = runner.run([s1])
-    branched = Trial(key="b", site=0, start=prefix.final, start_step=2900, onsets=(3300,),
-                     watch=(), quiet_after=None, stop=6000, keep_final=True)  # fmt: skip
-    unbroken = Trial(key="u", site=0, start=runner.initial, start_step=0,
-                     onsets=(0, 2000, 3300), watch=(), quiet_after=None, stop=6000,
-                     keep_final=True)  # fmt: skip
+    branched = Trial(
+        key="b",
+        site=0,
+        start=prefix.final,
+        start_step=2900,
+        onsets=(3300,),
+        watch=(),
+        quiet_after=None,
+        stop=6000,
+        keep_final=True,
+    )
+    unbroken = Trial(
+        key="u",
+        site=0,
+        start=runner.initial,
+        start_step=0,
+        onsets=(0, 2000, 3300),
+        watch=(),
+        quiet_after=None,
+        stop=6000,
+        keep_final=True,
+    )
     results = {r.trial.key: r for r in runner.run([branched, unbroken])}
     # the state bit for bit; activation times to the rounding of the batch's time offset
     np.testing.assert_array_equal(results["b"].final.state, results["u"].final.state)
@@ -277,8 +326,9 @@ def test_a_trial_branched_from_the_s1_snapshot_equals_an_unbroken_run(tmp_path):
     def after(beats):
         return np.sort(np.where(beats > 290.0, beats, np.inf), axis=1)[:, :3]
 
-    np.testing.assert_allclose(after(results["b"].beats_ms), after(results["u"].beats_ms),
-                               rtol=0, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        after(results["b"].beats_ms), after(results["u"].beats_ms), rtol=0, atol=1e-12
+    )
     assert np.isfinite(after(results["b"].beats_ms)).sum() > results["b"].beats_ms.shape[0]
 
 
@@ -293,8 +343,9 @@ def test_the_batch_size_follows_the_memory_budget(tmp_path):
     small = config(tmp_path, batch={"memory_gb": 3.5 * per_node * n / 1e9})
     from cardiotwin.pipeline.induction.runner import TrialRunner
 
-    fitted = TrialRunner(runner.mesh, runner.tissue, small.simulation, small.induction,
-                         runner.sites)  # fmt: skip
+    fitted = TrialRunner(
+        runner.mesh, runner.tissue, small.simulation, small.induction, runner.sites
+    )
     assert fitted.max_members == 3
 
 
@@ -323,8 +374,20 @@ def test_cardiotwin_induce_writes_the_report_and_vt_maps(tmp_path, capsys):
     config_path = tmp_path / "c.yaml"
     config_path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     out = tmp_path / "out"
-    rc = main(["induce", "--mesh", str(mesh_path), "--config", str(config_path), "--out",
-               str(out), "--sites", "AHA-1,AHA-3", "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "induce",
+            "--mesh",
+            str(mesh_path),
+            "--config",
+            str(config_path),
+            "--out",
+            str(out),
+            "--sites",
+            "AHA-1,AHA-3",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     data = json.loads((out / "induction.json").read_text())
     assert data["inducible"] and [s["name"] for s in data["sites"]] == ["AHA-1", "AHA-3"]
@@ -367,3 +430,155 @@ def test_cardiotwin_induce_bad_input_is_one_line(tmp_path, capsys, args, message
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path):
+    # the ring as an "atrium": fibrotic arc (tag 2) with longer refractoriness; the burst from
+    # beside the arc's end leaves a sustained circuit, the burst from the far side does not
+    mesh = ring()
+    mesh.node_sets = {"LA-01": mesh.node_sets["AHA-1"], "LA-02": mesh.node_sets["AHA-3"]}
+    base = config(tmp_path)
+    ventricle = base.tissue.ventricle.model_dump()
+    regions = ventricle["regions"]
+    regions["fibrosis"] = regions.pop("border_zone")
+    settings = base.model_copy(
+        update={
+            "tissue": base.tissue.model_copy(
+                update={"atrium": base.tissue.atrium.model_validate(ventricle)}
+            ),
+            "induction": base.induction.model_copy(
+                update={
+                    "rapid_pacing": base.induction.rapid_pacing.model_validate(
+                        {
+                            "first_cycle_length_ms": 140,
+                            "last_cycle_length_ms": 100,
+                            "cycle_length_step_ms": 10,
+                            "prepace_cycle_length_ms": 200,
+                        }
+                    ),
+                    "detection": base.induction.detection.model_copy(
+                        update={"atrial_sustained_after_ms": 600.0}
+                    ),
+                }
+            ),
+        }
+    )
+    study = run_induction(mesh, settings)
+    assert study.chamber == "atrium" and study.protocol == "rapid_pacing"
+    by_name = {o.site.name: o for o in study.sites}
+    assert by_name["LA-01"].induced and not by_name["LA-02"].induced
+    assert len(study.vts) == 1
+    # 10 stimuli: 2 at each of 140 ... 100 ms, as configured (a burst down to 110 ms does
+    # not induce here: the block in the arc needs a cycle shorter than its refractoriness)
+    intervals = by_name["LA-02"].coupling_intervals_ms
+    assert intervals == [140.0, 140.0, 130.0, 130.0, 120.0, 120.0, 110.0, 110.0, 100.0]
+    report = build_report(study, "0" * 64)
+    assert report.protocol == "rapid_pacing" and report.sites_inducing == 1
+
+
+# --- detection on synthetic activation maps -------------------------------------------------
+
+
+def _rotor_geometry():
+    from cardiotwin.meshing.mesh import box_mesh
+    from cardiotwin.pipeline.induction.detection import Geometry
+
+    mesh = box_mesh((20.0, 20.0, 1.0), 1.0, origin_mm=(-10.0, -10.0, 0.0))
+
+    class Problem:
+        tets, points_mm, n_nodes = mesh.tets, mesh.points_mm, mesh.n_points
+        tissue_nodes = np.arange(mesh.n_points)
+
+    class Tissue:
+        node_region = np.zeros(mesh.n_points, dtype=int)
+        region_names = ["healthy"]
+        mean_edge_mm = 1.0
+
+    return Geometry.of(Problem, Tissue)
+
+
+@pytest.mark.parametrize("turn", [1, -1])
+def test_a_rotor_has_one_phase_singularity_with_its_sense_of_rotation(turn):
+    from cardiotwin.pipeline.induction.detection import phase_singularities
+
+    # a wave turning about (2.3, -3.4) mm (between nodes): activation time grows with the
+    # polar angle (turn = +1: counter-clockwise seen from +z), 200 ms a turn, 6 turns kept
+    geometry = _rotor_geometry()
+    x = geometry.points_mm
+    theta = np.mod(turn * np.arctan2(x[:, 1] + 3.4, x[:, 0] - 2.3), 2 * np.pi)
+    cl = 200.0
+    beats = (theta / (2 * np.pi) * cl)[:, None] + cl * np.arange(6)[None, :]
+    found = phase_singularities(beats, 800.0, 1000.0, geometry)
+    # top (+z) and bottom (−z) faces both show it: seen from outside, opposite senses
+    assert len(found) == 2, found
+    for ps in found:
+        assert np.hypot(ps["position_mm"][0] - 2.3, ps["position_mm"][1] + 3.4) < 1.0
+        seen_from_top = ps["position_mm"][2] > 0.5
+        assert ps["chirality"] == (turn if seen_from_top else -turn)
+    # a plane wave has none
+    plane = (x[:, 0] / 0.5)[:, None] + cl * np.arange(6)[None, :]
+    assert phase_singularities(plane, 800.0, 1000.0, geometry) == []
+
+
+def test_unique_vts_same_circuit_at_another_time_counts_once():
+    from cardiotwin.pipeline.config import DetectionConfig
+    from cardiotwin.pipeline.induction.detection import TrialAnalysis, cluster_vts
+
+    rng = np.random.default_rng(0)
+    n, cl = 500, 300.0
+    order = rng.uniform(0, cl, n)
+
+    def vt(shift, sense=1, exit_mm=(0.0, 0.0, 0.0), cycle=cl):
+        activation = np.mod(sense * order + shift, cycle)
+        return TrialAnalysis(
+            True, "", cycle, True, 3, activation_ms=activation, exit_mm=list(exit_mm)
+        )
+
+    config = DetectionConfig()
+    vts = cluster_vts(
+        [
+            ("AHA-1", [290.0], vt(0.0)),
+            ("AHA-2", [280.0], vt(70.0)),  # the same circuit, caught at another phase
+            ("AHA-3", [300.0], vt(0.0, sense=-1)),  # the same path the other way round
+            ("AHA-4", [270.0], vt(0.0, exit_mm=(25.0, 0.0, 0.0))),  # exit 25 mm away
+            ("AHA-5", [260.0], vt(0.0, cycle=400.0)),  # 33 % slower
+        ],
+        config,
+    )
+    assert [sorted(s for s, _ in v.trials) for v in vts] == [
+        ["AHA-1", "AHA-2"],
+        ["AHA-3"],
+        ["AHA-4"],
+        ["AHA-5"],
+    ]
+
+
+def test_a_first_interval_that_does_not_capture_makes_the_search_go_up():
+    # S2 captures from 320 ms on (the refractory period is longer than the first interval,
+    # 300 ms): the protocol lengthens the S2 in 10 ms steps to the shortest that captures,
+    # then adds S3 after it; S3 captures down to 250 ms and never induces
+    timing = PESTiming(
+        s1_onsets=(0,),
+        snapshot_step=200,
+        couplings=(300, 290, 280, 270, 260, 250, 240),
+        extrastimuli=2,
+        duration=2,
+        longer=(310, 320, 330, 340),
+    )
+
+    def outcome(couplings):
+        captured = couplings[-1] >= (320 if len(couplings) == 1 else 250)
+        return captured, False
+
+    for width in (1, 3):
+        site = PESSite(timing)
+        queue = site.propose(width)
+        while queue:
+            trial = queue.pop(0)
+            site.record(trial, *outcome(trial))
+            queue.extend(site.propose(width))
+        assert [s.shortest_capturing for s in site.stages] == [320, 250]
+        assert site.done and site.induced_by is None
+        assert site.final_couplings() == (320, 250)
+        assert 340 not in site.stages[0].tested or width > 1  # no need to go past 320

@@ -25,6 +25,21 @@ def test_ventricle_mesh_and_quality_json(tmp_path):
     assert quality["elements"] == mesh.n_elements and quality["inverted_elements"] == 0
     assert quality["input"]["edge_mm_requested"] == 2.0
     assert not list(out.parent.glob(".*tmp*")), "no temporary file left behind"
+    # prepared by default: ready to simulate (the contract induction relies on)
+    assert {"endo", "epi", "base"} <= set(mesh.surfaces)
+    assert {f"AHA-{k}" for k in range(1, 18)} <= set(mesh.node_sets)
+    assert {"transmural", "apicobasal", "rotational", "aha_segment"} <= set(mesh.point_data)
+    endo = np.unique(mesh.surfaces["endo"])
+    epi = np.unique(mesh.surfaces["epi"])
+    np.testing.assert_allclose(mesh.point_data["transmural"][endo], 0.0, atol=1e-9)
+    np.testing.assert_allclose(mesh.point_data["transmural"][epi], 1.0, atol=1e-9)
+    # the base found is the truncation plane of the phantom (truth.json: base centre, axis)
+    truth = json.loads((SAMPLES / "lv-infarct" / "truth.json").read_text())["ventricle"]
+    base_points = mesh.points_mm[np.unique(mesh.surfaces["base"])]
+    height = (base_points - truth["base_centre_mm"]) @ np.asarray(truth["long_axis_unit"])
+    assert np.abs(height).max() < 3.0  # mm: within a slice-interpolation ripple of the plane
+    provenance = quality["provenance"]
+    assert provenance["stage"] == "mesh" and len(provenance["inputs_sha256"]["labels"]) == 64
 
 
 def test_atrium_opencarp_set_with_named_openings(tmp_path):

@@ -140,7 +140,10 @@ def test_cohort_on_slurm(slurm_cluster, tmp_path):
         )
     )
     config = tmp_path / "config.yaml"
-    config.write_text(f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: results\n")
+    config.write_text(
+        f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: results\n"
+        "mesh:\n  edge_mm: 2.5\n"
+    )
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
         "--executor", "slurm", "--jobs", "4", "--configfile", str(config),
@@ -162,6 +165,6 @@ def test_cohort_on_slurm(slurm_cluster, tmp_path):
         asked[rule] = asked.get(rule, False) or "gpu" in fields.get("TresPerNode", "") + fields.get(
             "TresPerJob", ""
         )
-    assert set(asked) >= {"segment", "report", "cohort_summary"}, asked
+    assert set(asked) >= {"segment", "mesh", "report", "cohort_summary"}, asked
     for rule, gpu in asked.items():
         assert gpu == (rule in GPU_RULES), f"rule {rule} asked for a GPU: {gpu}"

@@ -17,6 +17,8 @@ from cardiotwin.pipeline.workflow import CohortError, check_execution, read_coho
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data_samples"
 HEADER = "case_id\tkind\tlge\twall\tblood\n"
+#: the smallest work that still goes through every stage (coarse mesh)
+TEST_SETTINGS = "mesh:\n  edge_mm: 2.5\n"
 
 
 def snakemake(*args, cwd: Path, check=True) -> subprocess.CompletedProcess:
@@ -112,6 +114,7 @@ def _config(folder: Path, sheet: Path) -> Path:
     path = folder / "config.yaml"
     path.write_text(
         f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: {folder / 'results'}\n"
+        + TEST_SETTINGS
     )
     return path
 
@@ -159,7 +162,7 @@ def test_run_rerun_one_patient_and_keep_going(tmp_path):
     image = nib.load(lge)
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj) * 1.01, image.affine, image.header), lge)
     counts = _job_counts(snakemake("-n", "--configfile", str(config), cwd=tmp_path).stdout)
-    assert counts == {"segment": 1, "report": 1, "cohort_summary": 1, "all": 1}
+    assert counts == {"segment": 1, "mesh": 1, "report": 1, "cohort_summary": 1, "all": 1}
 
     # a failing patient does not lose the other's results (--keep-going)
     (tmp_path / "in" / "lv-healthy" / "wall.nii.gz").write_bytes(b"not a nifti")
