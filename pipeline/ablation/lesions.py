@@ -252,14 +252,26 @@ def random_control(
         steps = [0]
         for k in range(1, 64):
             steps += [k, -k]
+        def lesioned_ml(points) -> float:
+            owner = lesion_elements(mesh, np.array(points), np.full(len(points), radius_mm))
+            return volume[(owner >= 0) & conducting].sum() / 1000.0
+
         for k in steps:
-            wanted = graph.points_mm[start] + k * 1.5 * radius_mm * direction
-            centre = graph.points_mm[tree.query(wanted)[1]]
-            if any(np.linalg.norm(centre - c) < 0.5 * radius_mm for c in centres):
+            # the point that completes the volume is moved in from a full step as far as it
+            # can be while still reaching it: the control matches the target's volume
+            # from above as closely as its spheres allow
+            for fraction in (0.25, 0.5, 0.75, 1.0) if k else (1.0,):
+                offset = (abs(k) - 1 + fraction) * np.sign(k)
+                wanted = graph.points_mm[start] + offset * 1.5 * radius_mm * direction
+                centre = graph.points_mm[tree.query(wanted)[1]]
+                if any(np.linalg.norm(centre - c) < 0.5 * radius_mm for c in centres):
+                    continue
+                if fraction == 1.0 or lesioned_ml([*centres, centre]) >= volume_ml:
+                    break
+            else:
                 continue
             centres.append(centre)
-            owner = lesion_elements(mesh, np.array(centres), np.full(len(centres), radius_mm))
-            if volume[(owner >= 0) & conducting].sum() / 1000.0 >= volume_ml:
+            if lesioned_ml(centres) >= volume_ml:
                 break
         centres_arr = np.array(centres)
         if avoid.size and (cKDTree(centres_arr).query(avoid)[0] <= radius_mm).any():
