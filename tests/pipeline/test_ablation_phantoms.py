@@ -52,15 +52,16 @@ def ablate(tmp_path, case: str, settings: dict, ablation: dict, out: str) -> dic
 def test_lv_infarct_lesion_on_the_isthmus_makes_it_non_inducible(tmp_path):
     induction, truth = _pipeline(tmp_path, "lv-infarct", _nearest_to_isthmus)
     assert induction["inducible"], induction["note"]
-    report = ablate(tmp_path, "lv-infarct", PHANTOM_TISSUE, {"random_controls": 2}, "ablation")
+    report = ablate(tmp_path, "lv-infarct", PHANTOM_TISSUE, {"random_controls": 1}, "ablation")
     centreline = truth["isthmus"]["centerline_mm"]
     first = report["lesions"][0]
     assert _distance_to_polyline(first["center_mm"], centreline) <= first["radius_mm"]
     assert report["non_inducible_after"], report["note"]
     assert report["total_volume_ml"] > 0 and report["rounds"] >= 1
-    # random lesions of the targeted volume elsewhere: not all of them stop it
+    # a random lesion of the targeted volume elsewhere does not stop it (how often: the
+    # benchmark, with more draws)
     summary = report["controls_summary"]
-    assert summary["placed"] >= 1 and summary["non_inducible_after"] < summary["placed"]
+    assert summary["placed"] == 1 and summary["non_inducible_after"] == 0
 
 
 def test_la_fibrosis_driver_lesions_beat_pulmonary_vein_isolation(tmp_path):
