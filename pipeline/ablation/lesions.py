@@ -252,6 +252,7 @@ def random_control(
         steps = [0]
         for k in range(1, 64):
             steps += [k, -k]
+
         def lesioned_ml(points) -> float:
             owner = lesion_elements(mesh, np.array(points), np.full(len(points), radius_mm))
             return volume[(owner >= 0) & conducting].sum() / 1000.0

@@ -13,14 +13,16 @@ Boyle et al. 2019, ablates drivers that persist after PVI).
 How it ends (``status``), never a silent "non-inducible":
 
 - ``not inducible before ablation``: the input induced nothing (an empty, valid result);
-- ``non-inducible after ablation``: the last induction paced every site it could and
-  induced nothing (``non_inducible_after`` true). Sites swallowed by a lesion cannot be
-  paced and are listed;
+- ``non-inducible after ablation``: the last induction induced nothing from any site that
+  answered, and every site answered except those swallowed by a lesion and those that gave
+  no answer before ablation either (e.g. S1 not captured next to scar): both are listed,
+  in the JSON and the note (``non_inducible_after`` true);
 - ``budget reached (rounds)`` / ``budget reached (volume)``: still inducible when the budget
   ran out (the lesions that would have exceeded the volume are reported, not placed);
 - ``target unreachable``: no circuit of the round had a site that can be anchored;
-- ``induction incomplete``: sites that are not in a lesion gave no answer (the induction's
-  note says why), so non-inducibility cannot be claimed;
+- ``induction incomplete``: a site that answered before ablation and is not in a lesion
+  gave no answer after it (the induction's note says why), so non-inducibility cannot be
+  claimed;
 - ``pvi done``: the PVI baseline was applied and re-induced.
 
 Random controls (``random_controls`` > 0): copies of the input mesh each get one line of the
@@ -132,13 +134,31 @@ class AblationResult:
     controls: list[dict] = field(default_factory=list)
 
 
-def _non_inducible(mesh: Mesh, induction: InductionRound) -> bool:
+def unanswered(induction: InductionRound) -> set[str]:
+    """Sites of a study that gave no answer (not paced, S1 not captured, ...)."""
+    return {s["name"] for s in induction.sites if s["status"] != "ok"}
+
+
+def _non_inducible(mesh: Mesh, induction: InductionRound, before: set[str]) -> bool:
+    """Nothing induced, and every site answered except those a lesion swallowed and those
+    that gave no answer before ablation either (``before``: they cannot be paced at all)."""
     if induction.inducible:
         return False
     if induction.complete:
         return True
-    missing = {s["name"] for s in induction.sites if s["status"] != "ok"}
-    return missing <= set(sites_in_lesions(mesh, induction.sites))
+    return unanswered(induction) <= set(sites_in_lesions(mesh, induction.sites)) | before
+
+
+def _unpaced_note(induction: InductionRound, before: set[str]) -> str:
+    both = sorted(unanswered(induction) & before)
+    if not both:
+        return ""
+    return (
+        f" (site(s) {', '.join(both)} gave no answer before ablation either and are not "
+        "counted: " + "; ".join(
+            f"{s['name']}: {s['status']}" for s in induction.sites if s["name"] in both
+        ) + ")"
+    )  # fmt: skip
 
 
 def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
@@ -252,9 +272,12 @@ def run_ablation(
         record["induction"] = induction.summary(current)
         per_round.append(record)
         log.info("round %d: %s", round_no, induction.note)
-        if _non_inducible(current, induction):
+        if _non_inducible(current, induction, unanswered(first)):
             status = "non-inducible after ablation"
-            note = f"non-inducible after {round_no} round(s), {total:.3g} ml of lesions"
+            note = (
+                f"non-inducible after {round_no} round(s), {total:.3g} ml of lesions"
+                + _unpaced_note(induction, unanswered(first))
+            )
             break
         if not induction.inducible:
             status = "induction incomplete"
@@ -283,6 +306,7 @@ def run_controls(
     volume = sum(s.volume_ml for s in targets)
     if config.random_controls == 0 or not targets or volume <= 0:
         return []
+    before = {s["name"] for s in result.per_round[0]["induction"]["sites_without_answer"]}
     graph = TissueGraph.of(mesh)
     avoid = graph.local[_target_mesh_nodes(mesh, targets)]
     avoid = avoid[avoid >= 0]
@@ -304,7 +328,7 @@ def run_controls(
                 "lesion_set": lesion.as_dict(),
                 "lesions": [p.as_dict() for p in lesion.points],
                 "volume_ml": round(lesion.volume_ml, 5),
-                "non_inducible_after": _non_inducible(ablated, induction),
+                "non_inducible_after": _non_inducible(ablated, induction, before),
                 "induction": induction.summary(ablated),
             }
         )

@@ -336,6 +336,23 @@ def test_an_incomplete_study_that_induced_nothing_is_not_called_non_inducible():
     assert result.status == "induction incomplete" and not result.non_inducible_after
 
 
+def test_sites_that_could_not_be_paced_before_ablation_are_listed_not_counted():
+    # AHA-2 never captured (before and after): the claim is "non-inducible from every site
+    # that can be paced", and the note names AHA-2 and why
+    mesh = ring()
+    first = ring_round(mesh, complete=False)
+    result = run_ablation(
+        mesh,
+        first,
+        lambda m, k: ring_round(m, complete=False),
+        AblationConfig(lesion_radius_mm=3.0),
+    )
+    assert result.status == "non-inducible after ablation" and result.non_inducible_after
+    assert "AHA-2" in result.note and "S1 did not capture" in result.note
+    after = result.per_round[1]["induction"]
+    assert after["sites_without_answer"][0]["name"] == "AHA-2"
+
+
 def test_an_unreachable_target_ends_the_loop_with_a_label():
     mesh = open_sheet(block=False, named_edge=False)
     first = InductionRound(
