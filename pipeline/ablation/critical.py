@@ -6,7 +6,8 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
 
 1. **Open the circuit.** A re-entrant cycle has no start: its one-cycle map jumps from ≈ CL
    back to ≈ 0 across the wave front at the cut time (the *wrap*). Edges of the tissue graph
-   whose ends activate more than ``FRONT_FRACTION``·CL apart are that front: their early
+   whose ends activate more than 0.75·CL apart (0.5·CL where the front crosses very slow
+   conduction; ``FRONT_FRACTIONS``) are that front: their early
    ends are the sources, their late ends the sinks, and only these edges are removed. Lines
    of conduction block and tissue that did not activate in the cycle stay in the graph: a
    lesion must not lean on block that was only functional (it may conduct once the circuit
@@ -30,8 +31,13 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
    extended along the shortest path through the tissue to the nearest further anchor
    (with 2, from its end furthest from the first). No anchor reachable: the site is
    returned ``reachable=False`` with the reason (no lesion is placed), never dropped.
-4. A map without a wrap (no re-entry in it) is treated as **focal**: the earliest-activated
-   tissue is the target.
+4. **No front edge**: the front at the cycle's cut can run through tissue that did not
+   activate in that cycle (block, or conduction slower than a cycle: seen on coarse meshes
+   in the border zone), and the circuit cannot be opened. If its latest 5 % of nodes lie
+   beside its earliest (the circuit closes there), the target is its **exit**, the
+   earliest-activated tissue, joined to an anchor like a cut (``mechanism="exit"``, the note
+   says why); if they lie far apart (over half the activated extent), the map spreads from
+   a **focus** and the earliest tissue is the target alone (``mechanism="focal"``).
 
 Limitation: the cut is counted in nodes of the mesh graph, whose edges run in preferred
 directions (on box meshes the Kuhn diagonals make a cut along them ~√2 cheaper per mm), so a
@@ -57,13 +63,22 @@ from cardiotwin.pipeline.ablation.graph import Anchors, TissueGraph
 from cardiotwin.solvers.fem import element_gradients
 
 #: edges whose ends activate further apart than this fraction of the cycle length are the
-#: wave front at the cycle's cut (they separate the circuit's start from its end)
-FRONT_FRACTION = 0.75
+#: wave front at the cycle's cut (they separate the circuit's start from its end): 0.75
+#: first (clear of lines of block, whose sides differ by about half a cycle); where the
+#: front crosses conduction so slow that one edge takes a quarter cycle (coarse meshes in
+#: the border zone), 0.5, the least a wrap can differ by (the delay across the edge, CL − gap,
+#: is then below half a cycle)
+FRONT_FRACTIONS = (0.75, 0.5)
 #: integer resolution of the node costs in the flow network (scipy needs integers)
 COST_LEVELS = 10_000
 #: capacity of the unbounded arcs (above any cut: COST_LEVELS × nodes stays far below it for
 #: meshes of up to ~10⁵ nodes in a cut)
 UNBOUNDED = 2**30
+#: without a front edge: the earliest and latest this fraction of the activated nodes ...
+BAND_FRACTION = 0.05
+#: ... lying further apart than this fraction of the activated tissue's extent (from the
+#: earliest) make a focal map; closer, a circuit whose front the map does not show
+FOCAL_APART = 0.5
 #: focal target: nodes activated within this of the earliest, ms
 FOCAL_WINDOW_MS = 5.0
 
@@ -93,7 +108,7 @@ class CriticalSite:
     """Where a circuit must be cut (tissue-node indices of :attr:`graph`); see module doc."""
 
     circuit_id: int
-    mechanism: str  # "re-entry" or "focal"
+    mechanism: str  # "re-entry", "exit" (no front in the map) or "focal"
     reachable: bool
     note: str
     nodes: np.ndarray  # cut + extension: every node the lesion must remove
@@ -280,22 +295,36 @@ def find_critical_site(
     i, j = graph.edges[:, 0], graph.edges[:, 1]
     both = active[i] & active[j]
     gap = np.where(both, np.abs(np.nan_to_num(t[j]) - np.nan_to_num(t[i])), 0.0)
-    front = both & (gap > FRONT_FRACTION * cl)
     cost = node_costs(graph, border_zone_cost)
     tets, speed = _velocities(graph, t, cl)
     cv_median = float(np.nanmedian(speed)) if np.isfinite(speed).any() else None
 
-    if front.any():
+    sources = sinks = np.zeros(0, dtype=np.int64)
+    for fraction in FRONT_FRACTIONS:
+        front = both & (gap > fraction * cl)
         early = np.where(t[i] < t[j], i, j)[front]
         late = np.where(t[i] < t[j], j, i)[front]
         sources, sinks = np.unique(early), np.unique(late)
         both_ends = np.intersect1d(sources, sinks)
         sources, sinks = np.setdiff1d(sources, both_ends), np.setdiff1d(sinks, both_ends)
-    if front.any() and sources.size and sinks.size:
+        if sources.size and sinks.size:
+            break
+    if sources.size and sinks.size:
         mechanism = "re-entry"
         cut = minimum_vertex_cut(graph, cost, sources, sinks, ~front)
     else:
-        mechanism = "focal"
+        # no front edge: the front at the cycle's cut runs through tissue that did not
+        # activate in the cycle (block, or conduction slower than a cycle), so the circuit
+        # cannot be opened there. Its exit, the earliest-activated tissue, is the target
+        # (an exit-site lesion, joined to an anchor below) when the latest activation lies
+        # beside it (the circuit closes there); when it lies far away, the map spreads
+        # from a focus and the earliest tissue is ablated as such
+        low, high = np.nanquantile(t, [BAND_FRACTION, 1.0 - BAND_FRACTION])
+        earliest = np.nonzero(active & (t <= low))[0]
+        tree = cKDTree(graph.points_mm[earliest])
+        apart = tree.query(graph.points_mm[active & (t >= high)])[0].min()
+        extent = tree.query(graph.points_mm[active])[0].max()
+        mechanism = "focal" if apart > FOCAL_APART * extent else "exit"
         cut = np.nonzero(active & (t <= np.nanmin(t) + FOCAL_WINDOW_MS))[0]
 
     if cut.size == 0:
@@ -306,7 +335,7 @@ def find_critical_site(
     extension = 0.0
     reachable, note = True, ""
     tolerance = max(graph.max_edge_mm, 1e-9)
-    if mechanism == "re-entry":
+    if mechanism != "focal":
         far = max(2.0 * radius_mm, 4.0 * graph.spacing_mm)
         clusters = _touch_clusters(graph, anchors, nodes, tolerance)
         for _ in range(anchors_per_line):
@@ -340,9 +369,19 @@ def find_critical_site(
                 break
         if reachable and extension > 0:
             note = f"cut extended {extension:.1f} mm through tissue to reach an anchor"
+        if mechanism == "exit":
+            hidden = (
+                "no wave front in the map (it runs through tissue that did not activate in "
+                "the cycle: block or very slow conduction), so the circuit could not be "
+                "opened; the target is its exit, the earliest-activated tissue"
+            )
+            note = f"{hidden}; {note}" if note else hidden
     else:
         clusters = _touch_clusters(graph, anchors, nodes, tolerance)
-        note = "no re-entrant wrap in the map: the earliest-activated tissue is the target"
+        note = (
+            "no re-entrant wrap in the map and its latest activation lies far from its "
+            "earliest: a focal source; the earliest-activated tissue is the target"
+        )
 
     points = graph.points_mm[cut]
     # the site's centre: the cut node nearest the circuit's phase singularities (a driver's

@@ -175,6 +175,21 @@ def test_a_target_with_no_anchor_is_labelled_unreachable_not_dropped():
     assert "no path reaches an anchor" in site.note
 
 
+def test_a_circuit_whose_front_the_map_does_not_show_is_targeted_at_its_exit():
+    # the tissue at the wrap (±8° of 0°) did not activate in the cycle (block, or conduction
+    # slower than a cycle): no edge shows the front, so the circuit cannot be opened; its
+    # exit (the earliest activation, just past 8°) is the target, joined to a scar anchor
+    mesh = ring()
+    activation = rotating_map(mesh, 0.0)
+    theta = angles_deg(mesh.points_mm)
+    activation[np.abs(theta) <= 8.0] = np.nan
+    _, site = site_of(mesh, activation)
+    assert site.mechanism == "exit" and site.reachable
+    assert "no wave front in the map" in site.note
+    assert 8.0 < angles_deg(site.centre_mm[None])[0] < 14.0
+    assert site.anchors  # the line reaches the core or the outer scar
+
+
 def test_a_map_of_a_circuit_the_mesh_no_longer_carries_is_labelled():
     # the ring's map on the ring already cut at its neck: nothing is left to cut
     mesh = ring()
