@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "add missing surfaces, coordinates, fibres, AHA segments and pacing sites to a mesh",
     ),
     "induce": ("cardiotwin.pipeline.commands.induce", "programmed stimulation: inducibility, VTs"),
+    "ablate": ("cardiotwin.pipeline.commands.ablate", "virtual ablation until non-inducible"),
 }
 
 

@@ -416,6 +416,59 @@ class InductionConfig(StrictModel):
 # --- ablation section (ablation issue) -----------------------------------------------------
 
 
+class AblationConfig(StrictModel):
+    """Virtual ablation (pipeline.ablation): critical sites, lesion shape, budget, controls.
+
+    Each round finds the critical site of every induced circuit (the smallest cut of the
+    conducting tissue that the circuit must pass, joined to non-conducting anchors), places
+    spherical ablation points along it, re-runs the whole induction protocol and repeats
+    until non-inducible or the budget is spent (VAAT, Prakosa et al. 2018; OPTIMA, Boyle et
+    al. 2019).
+    """
+
+    lesion_radius_mm: float = Field(
+        4.0, ge=3.0, le=5.0, description="radius of one ablation point (clinical RF: 3-5 mm)"
+    )
+    max_rounds: int = Field(
+        4, ge=0, le=50, description="ablate / re-induce rounds at most (0: no ablation)"
+    )
+    max_total_volume_ml: float = Field(
+        20.0, ge=0, description="total lesion volume at most, ml (0: no ablation)"
+    )
+    border_zone_cost: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="cost of cutting border zone / fibrosis relative to healthy tissue of the "
+        "same volume: below 1 the cut prefers the remodelled channel (the clinical target)",
+    )
+    anchors_per_line: Literal[1, 2] = Field(
+        1,
+        description="a lesion line must touch this many separate non-conducting anchors "
+        "(scar, earlier lesions, openings such as the base, valves, veins); the minimum cut "
+        "already joins scar to scar around an obstacle and a functional core to the nearest "
+        "boundary (OPTIMA), so 1 only extends cuts that end on wall faces alone; 2 also "
+        "extends a core's line on to a second anchor",
+    )
+    strategy: Literal["targeted", "pvi", "pvi+targeted"] = Field(
+        "targeted",
+        description="targeted: lesions at each circuit's critical site; pvi: atrial pulmonary "
+        "vein isolation only (one round, the baseline); pvi+targeted: PVI first, then targets",
+    )
+    pvi_distance_mm: float = Field(
+        6.0, gt=0, le=30, description="PVI: ring lesions this far from each vein opening, mm"
+    )
+    random_controls: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="after the loop, re-induce this many copies of the input mesh, each with "
+        "a lesion of the first round's volume at a random border-zone location away from the "
+        "targets (shows that the target, not the volume, matters)",
+    )
+    seed: int = Field(0, ge=0, description="random-control draws (numpy SeedSequence)")
+
+
 class Config(StrictModel):
     """A whole cardiotwin configuration."""
 
@@ -429,6 +482,7 @@ class Config(StrictModel):
     anatomy: AnatomyConfig = Field(default_factory=AnatomyConfig)
     tissue: TissueConfig = Field(default_factory=TissueConfig)
     induction: InductionConfig = Field(default_factory=InductionConfig)
+    ablation: AblationConfig = Field(default_factory=AblationConfig)
 
 
 def _location(error: dict) -> str:

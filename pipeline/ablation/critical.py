@@ -1,0 +1,413 @@
+"""The critical site of a re-entrant circuit: the smallest cut of tissue the circuit must pass.
+
+Input: one cycle of the circuit's activation map (ms from the cycle's start, per mesh node;
+:class:`Circuit`) and the tissue (:class:`~.graph.TissueGraph`). Method
+(:func:`find_critical_site`):
+
+1. **Open the circuit.** A re-entrant cycle has no start: its one-cycle map jumps from ≈ CL
+   back to ≈ 0 across the wave front at the cut time (the *wrap*). Edges of the tissue graph
+   whose ends activate more than 0.75·CL apart (0.5·CL where the front crosses very slow
+   conduction; ``FRONT_FRACTIONS``) are that front: their early
+   ends are the sources, their late ends the sinks, and only these edges are removed. Lines
+   of conduction block and tissue that did not activate in the cycle stay in the graph: a
+   lesion must not lean on block that was only functional (it may conduct once the circuit
+   is changed).
+2. **Minimum cut.** The smallest set of nodes whose removal disconnects sources from sinks,
+   each node costing its volume (× ``border_zone_cost`` in border zone / fibrosis): a
+   minimum vertex cut, computed as a maximum flow on the split-node network (each node an
+   in→out arc of its cost, each edge two arcs of unbounded capacity; Ford–Fulkerson's
+   max-flow/min-cut theorem; scipy's Dinic). It is the narrowest cross-section of the
+   circuit, found wherever it lies, whichever cycle cut the map was taken at: for a
+   figure-of-eight around two scar islands every path through either loop crosses the
+   shared isthmus, so the cut lies across the isthmus, from scar to scar. The cut always
+   runs between boundaries of the tissue: around an anatomical obstacle from it to the next
+   one; for a functional rotor from its core to the nearest boundary the loop cannot go
+   around (the outer boundary, not an island: a line from a core to an island leaves loops
+   around both), which is OPTIMA's "connect the driver to the nearest non-conducting
+   boundary" found by topology rather than by distance.
+3. **Anchor it.** The cut's ends are checked against the anchors (:mod:`.graph`: scar,
+   lesions, openings; not the endo/epicardial faces, nor the faces of a mesh whose surfaces
+   are not named). A line touching fewer than ``anchors_per_line`` separate anchors is
+   extended along the shortest path through the tissue to the nearest further anchor
+   (with 2, from its end furthest from the first). No anchor reachable: the site is
+   returned ``reachable=False`` with the reason (no lesion is placed), never dropped.
+4. **No front edge**: the front at the cycle's cut can run through tissue that did not
+   activate in that cycle (block, or conduction slower than a cycle: seen on coarse meshes
+   in the border zone), and the circuit cannot be opened. If its latest 5 % of nodes lie
+   beside its earliest (the circuit closes there), the target is its **exit**, the
+   earliest-activated tissue, joined to an anchor like a cut (``mechanism="exit"``, the note
+   says why); if they lie far apart (over half the activated extent), the map spreads from
+   a **focus** and the earliest tissue is the target alone (``mechanism="focal"``).
+
+Limitation: the cut is counted in nodes of the mesh graph, whose edges run in preferred
+directions (on box meshes the Kuhn diagonals make a cut along them ~√2 cheaper per mm), so a
+long cut (a core to a distant boundary) may take a direction up to ~√2 longer than the
+Euclidean shortest (metrication error of graph cuts; Boykov & Kolmogorov 2003). Across a
+narrow isthmus this does not change where the cut lies.
+
+The site reports where the cut lies, its volume and cross-section, the share of border
+zone, the local conduction velocity there against the circuit's median (1/|∇t| per element)
+and the line joining its two ends (principal axis of the site's nodes), all in mesh mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order, connected_components, maximum_flow
+from scipy.spatial import cKDTree
+
+from cardiotwin.pipeline.ablation.graph import Anchors, TissueGraph
+from cardiotwin.solvers.fem import element_gradients
+
+#: edges whose ends activate further apart than this fraction of the cycle length are the
+#: wave front at the cycle's cut (they separate the circuit's start from its end): 0.75
+#: first (clear of lines of block, whose sides differ by about half a cycle); where the
+#: front crosses conduction so slow that one edge takes a quarter cycle (coarse meshes in
+#: the border zone), 0.5, the least a wrap can differ by (the delay across the edge, CL − gap,
+#: is then below half a cycle)
+FRONT_FRACTIONS = (0.75, 0.5)
+#: integer resolution of the node costs in the flow network (scipy needs integers)
+COST_LEVELS = 10_000
+#: capacity of the unbounded arcs (above any cut: COST_LEVELS × nodes stays far below it for
+#: meshes of up to ~10⁵ nodes in a cut)
+UNBOUNDED = 2**30
+#: without a front edge: the earliest and latest this fraction of the activated nodes ...
+BAND_FRACTION = 0.05
+#: ... lying further apart than this fraction of the activated tissue's extent (from the
+#: earliest) make a focal map; closer, a circuit whose front the map does not show
+FOCAL_APART = 0.5
+#: focal target: nodes activated within this of the earliest, ms
+FOCAL_WINDOW_MS = 5.0
+
+
+class CriticalSiteError(ValueError):
+    """An activation map that cannot be used (wrong size, no activation); names the circuit."""
+
+
+@dataclass(frozen=True, eq=False)
+class Circuit:
+    """One induced circuit (a VT, an atrial driver) as the ablation stage needs it.
+
+    ``activation_ms``: (n_mesh_nodes,) one cycle of activation, ms from the cycle's start
+    (0 ≤ t < CL), NaN where a node did not activate; ``phase_singularities_mm`` (k, 3).
+    """
+
+    id: int
+    cycle_length_ms: float
+    activation_ms: np.ndarray
+    phase_singularities_mm: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    exit_mm: tuple | None = None
+    sites: tuple[str, ...] = ()
+
+
+@dataclass(eq=False)
+class CriticalSite:
+    """Where a circuit must be cut (tissue-node indices of :attr:`graph`); see module doc."""
+
+    circuit_id: int
+    mechanism: str  # "re-entry", "exit" (no front in the map) or "focal"
+    reachable: bool
+    note: str
+    nodes: np.ndarray  # cut + extension: every node the lesion must remove
+    cut_nodes: np.ndarray
+    centre_mm: np.ndarray
+    line_ends_mm: np.ndarray  # (2, 3)
+    anchors: list[str]  # names of the anchors the line touches
+    cut_volume_mm3: float
+    cross_section_mm2: float
+    border_zone_fraction: float
+    extension_mm: float
+    cv_site_m_per_s: float | None
+    cv_median_m_per_s: float | None
+
+    def as_dict(self) -> dict:
+        def vec(v):
+            return [round(float(x), 3) for x in v]
+
+        return {
+            "vt_id": self.circuit_id,
+            "mechanism": self.mechanism,
+            "reachable": self.reachable,
+            "note": self.note,
+            "centre_mm": vec(self.centre_mm),
+            "line_ends_mm": [vec(p) for p in self.line_ends_mm],
+            "anchors": list(self.anchors),
+            "cut_nodes": int(self.cut_nodes.size),
+            "cut_volume_mm3": round(self.cut_volume_mm3, 3),
+            "cross_section_mm2": round(self.cross_section_mm2, 3),
+            "border_zone_fraction": round(self.border_zone_fraction, 4),
+            "extension_mm": round(self.extension_mm, 3),
+            "cv_site_m_per_s": None
+            if self.cv_site_m_per_s is None
+            else round(self.cv_site_m_per_s, 4),
+            "cv_median_m_per_s": None
+            if self.cv_median_m_per_s is None
+            else round(self.cv_median_m_per_s, 4),
+        }
+
+
+def node_costs(graph: TissueGraph, border_zone_cost: float) -> np.ndarray:
+    """(N,) cost of removing each node: lumped volume mm³, × ``border_zone_cost`` in border
+    zone / fibrosis."""
+    return graph.volume_mm3 * np.where(graph.border, border_zone_cost, 1.0)
+
+
+def minimum_vertex_cut(
+    graph: TissueGraph,
+    cost: np.ndarray,
+    sources: np.ndarray,
+    sinks: np.ndarray,
+    keep_edges: np.ndarray,
+) -> np.ndarray:
+    """Tissue nodes of a minimum-cost set separating ``sources`` from ``sinks`` over the
+    ``keep_edges`` (max flow on the split-node network)."""
+    n = graph.n
+    s_node, t_node = 2 * n, 2 * n + 1
+    scale = COST_LEVELS / max(float(np.percentile(cost, 99)), 1e-12)
+    capacity = np.clip(np.rint(cost * scale), 1, 50 * COST_LEVELS).astype(np.int64)
+    act = np.arange(n)
+    e = graph.edges[keep_edges]
+    rows = [act, n + e[:, 0], n + e[:, 1], np.full(len(sources), s_node), n + sinks]
+    cols = [n + act, e[:, 1], e[:, 0], sources, np.full(len(sinks), t_node)]
+    caps = [
+        capacity[act],
+        np.full(len(e), UNBOUNDED),
+        np.full(len(e), UNBOUNDED),
+        np.full(len(sources), UNBOUNDED),
+        np.full(len(sinks), UNBOUNDED),
+    ]
+    size = 2 * n + 2
+    network = sp.csr_array(
+        (np.concatenate(caps), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
+    )
+    network.sum_duplicates()
+    flow = maximum_flow(network, s_node, t_node, method="dinic").flow
+    residual = (network - flow).tocsr()
+    residual.data[residual.data < 0] = 0
+    residual.eliminate_zeros()
+    reached = np.zeros(size, dtype=bool)
+    reached[breadth_first_order(residual, s_node, directed=True, return_predecessors=False)] = True
+    return np.nonzero(reached[:n] & ~reached[n : 2 * n])[0]
+
+
+def _touch_clusters(
+    graph: TissueGraph, anchors: Anchors, nodes: np.ndarray, tolerance_mm: float
+) -> list[tuple[int, np.ndarray]]:
+    """Places where ``nodes`` touch an anchor: (component, touching nodes) per place. Touching
+    nodes of one component within 2 mesh spacings of each other are one place."""
+    anchor_nodes = np.nonzero(anchors.component >= 0)[0]
+    if anchor_nodes.size == 0 or nodes.size == 0:
+        return []
+    tree = cKDTree(graph.points_mm[anchor_nodes])
+    distance, nearest = tree.query(graph.points_mm[nodes])
+    touching = distance <= tolerance_mm
+    if not touching.any():
+        return []
+    t_nodes = nodes[touching]
+    t_comp = anchors.component[anchor_nodes[nearest[touching]]]
+    pairs = cKDTree(graph.points_mm[t_nodes]).query_pairs(
+        2.0 * graph.spacing_mm, output_type="ndarray"
+    )
+    if pairs.size:
+        pairs = pairs[t_comp[pairs[:, 0]] == t_comp[pairs[:, 1]]]
+    link = sp.csr_array(
+        (np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])) if len(pairs) else ([], ([], [])),
+        shape=(t_nodes.size,) * 2,
+    )
+    _, label = connected_components(link, directed=False)
+    return [(int(t_comp[label == k][0]), t_nodes[label == k]) for k in range(label.max() + 1)]
+
+
+def _line_ends(points: np.ndarray) -> np.ndarray:
+    """The two extreme points along the principal axis of ``points`` (k, 3)."""
+    if len(points) == 1:
+        return np.vstack([points[0], points[0]])
+    centred = points - points.mean(axis=0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+    s = centred @ axis
+    return np.vstack([points[np.argmin(s)], points[np.argmax(s)]])
+
+
+def _velocities(graph: TissueGraph, t: np.ndarray, cycle_ms: float):
+    """Per conducting element local CV (m/s = mm/ms) from the map, NaN where not defined."""
+    tets = graph.local[graph.mesh.tets[graph.conducting]]
+    te = t[tets]
+    valid = np.all(np.isfinite(te), axis=1)
+    valid &= np.where(valid, np.ptp(np.nan_to_num(te), axis=1), np.inf) < 0.5 * cycle_ms
+    speed = np.full(len(tets), np.nan)
+    if valid.any():
+        grads, _ = element_gradients(graph.points_mm, tets[valid])
+        g = np.einsum("mk,mkj->mj", te[valid], grads)
+        speed[valid] = 1.0 / np.maximum(np.linalg.norm(g, axis=1), 1e-9)
+    return tets, speed
+
+
+def _interrupted(graph, circuit, sources, mechanism, cv_median) -> CriticalSite:
+    where = graph.points_mm[sources]
+    centre = where[np.argmin(np.linalg.norm(where - where.mean(axis=0), axis=1))]
+    return CriticalSite(
+        circuit_id=circuit.id,
+        mechanism=mechanism,
+        reachable=False,
+        note=f"the circuit of VT {circuit.id} is already interrupted in this mesh: its map "
+        "shows conduction through tissue that no longer conducts (a map from before a lesion?); "
+        "re-induce on this mesh for a current map",
+        nodes=np.zeros(0, dtype=np.int64),
+        cut_nodes=np.zeros(0, dtype=np.int64),
+        centre_mm=centre.copy(),
+        line_ends_mm=np.vstack([centre, centre]),
+        anchors=[],
+        cut_volume_mm3=0.0,
+        cross_section_mm2=0.0,
+        border_zone_fraction=0.0,
+        extension_mm=0.0,
+        cv_site_m_per_s=None,
+        cv_median_m_per_s=cv_median,
+    )
+
+
+def find_critical_site(
+    graph: TissueGraph,
+    anchors: Anchors,
+    circuit: Circuit,
+    *,
+    border_zone_cost: float = 0.5,
+    anchors_per_line: int = 1,
+    radius_mm: float = 4.0,
+) -> CriticalSite:
+    """The critical site of ``circuit`` on ``graph`` (module docstring)."""
+    t_mesh = np.asarray(circuit.activation_ms, dtype=np.float64)
+    if t_mesh.shape != (graph.mesh.n_points,):
+        raise CriticalSiteError(
+            f"VT {circuit.id}: the activation map has {t_mesh.size} values, the mesh "
+            f"{graph.mesh.n_points} nodes; the map belongs to another mesh"
+        )
+    cl = float(circuit.cycle_length_ms)
+    if not (np.isfinite(cl) and cl > 0):
+        raise CriticalSiteError(f"VT {circuit.id}: cycle length {cl} ms is not positive")
+    t = t_mesh[graph.nodes]
+    active = np.isfinite(t)
+    if not active.any():
+        raise CriticalSiteError(f"VT {circuit.id}: no tissue node activated in its map")
+    i, j = graph.edges[:, 0], graph.edges[:, 1]
+    both = active[i] & active[j]
+    gap = np.where(both, np.abs(np.nan_to_num(t[j]) - np.nan_to_num(t[i])), 0.0)
+    cost = node_costs(graph, border_zone_cost)
+    tets, speed = _velocities(graph, t, cl)
+    cv_median = float(np.nanmedian(speed)) if np.isfinite(speed).any() else None
+
+    sources = sinks = np.zeros(0, dtype=np.int64)
+    for fraction in FRONT_FRACTIONS:
+        front = both & (gap > fraction * cl)
+        early = np.where(t[i] < t[j], i, j)[front]
+        late = np.where(t[i] < t[j], j, i)[front]
+        sources, sinks = np.unique(early), np.unique(late)
+        both_ends = np.intersect1d(sources, sinks)
+        sources, sinks = np.setdiff1d(sources, both_ends), np.setdiff1d(sinks, both_ends)
+        if sources.size and sinks.size:
+            break
+    if sources.size and sinks.size:
+        mechanism = "re-entry"
+        cut = minimum_vertex_cut(graph, cost, sources, sinks, ~front)
+    else:
+        # no front edge: the front at the cycle's cut runs through tissue that did not
+        # activate in the cycle (block, or conduction slower than a cycle), so the circuit
+        # cannot be opened there. Its exit, the earliest-activated tissue, is the target
+        # (an exit-site lesion, joined to an anchor below) when the latest activation lies
+        # beside it (the circuit closes there); when it lies far away, the map spreads
+        # from a focus and the earliest tissue is ablated as such
+        low, high = np.nanquantile(t, [BAND_FRACTION, 1.0 - BAND_FRACTION])
+        earliest = np.nonzero(active & (t <= low))[0]
+        tree = cKDTree(graph.points_mm[earliest])
+        apart = tree.query(graph.points_mm[active & (t >= high)])[0].min()
+        extent = tree.query(graph.points_mm[active])[0].max()
+        mechanism = "focal" if apart > FOCAL_APART * extent else "exit"
+        cut = np.nonzero(active & (t <= np.nanmin(t) + FOCAL_WINDOW_MS))[0]
+
+    if cut.size == 0:
+        # sources and sinks are not connected: the map shows conduction this tissue no longer
+        # allows (a map from before a lesion), so there is nothing left to cut here
+        return _interrupted(graph, circuit, sources, mechanism, cv_median)
+    nodes = cut
+    extension = 0.0
+    reachable, note = True, ""
+    tolerance = max(graph.max_edge_mm, 1e-9)
+    if mechanism != "focal":
+        far = max(2.0 * radius_mm, 4.0 * graph.spacing_mm)
+        clusters = _touch_clusters(graph, anchors, nodes, tolerance)
+        for _ in range(anchors_per_line):
+            if len(clusters) >= anchors_per_line:
+                break
+            anchor_nodes = np.nonzero(anchors.component >= 0)[0]
+            if clusters:
+                # reach a different side: anchors away from where the line already touches,
+                # starting from the line's end furthest from there
+                touched = graph.points_mm[np.concatenate([c for _, c in clusters])]
+                d_anchor = cKDTree(touched).query(graph.points_mm[anchor_nodes])[0]
+                targets = anchor_nodes[d_anchor > far]
+                d_nodes = cKDTree(touched).query(graph.points_mm[nodes])[0]
+                start = nodes[d_nodes >= d_nodes.max() - 2.0 * graph.spacing_mm]
+            else:
+                targets, start = anchor_nodes, nodes
+            path, length = graph.nearest_path(start, targets)
+            before = len(clusters)
+            if path.size:
+                nodes = np.union1d(nodes, path)
+                extension += length
+                clusters = _touch_clusters(graph, anchors, nodes, tolerance)
+            if len(clusters) <= before:
+                reachable = False
+                what = "an anchor" if not before else "a second, separate anchor"
+                note = (
+                    f"the cut of VT {circuit.id} ends in conducting tissue and no path reaches "
+                    f"{what} (no scar, earlier lesion or opening such as the base, a valve or "
+                    "a vein); a lesion here would leave a gap the wave can turn around"
+                )
+                break
+        if reachable and extension > 0:
+            note = f"cut extended {extension:.1f} mm through tissue to reach an anchor"
+        if mechanism == "exit":
+            hidden = (
+                "no wave front in the map (it runs through tissue that did not activate in "
+                "the cycle: block or very slow conduction), so the circuit could not be "
+                "opened; the target is its exit, the earliest-activated tissue"
+            )
+            note = f"{hidden}; {note}" if note else hidden
+    else:
+        clusters = _touch_clusters(graph, anchors, nodes, tolerance)
+        note = (
+            "no re-entrant wrap in the map and its latest activation lies far from its "
+            "earliest: a focal source; the earliest-activated tissue is the target"
+        )
+
+    points = graph.points_mm[cut]
+    # the site's centre: the cut node nearest the circuit's phase singularities (a driver's
+    # core), else nearest the cut's centroid (the middle of an isthmus)
+    singularities = np.asarray(circuit.phase_singularities_mm, dtype=np.float64).reshape(-1, 3)
+    if singularities.size:
+        near = cKDTree(singularities).query(points)[0]
+    else:
+        near = np.linalg.norm(points - points.mean(axis=0), axis=1)
+    centre = points[np.argmin(near)]
+    cut_volume = float(graph.volume_mm3[cut].sum())
+    site_elements = np.any(np.isin(tets, cut), axis=1) & np.isfinite(speed)
+    return CriticalSite(
+        circuit_id=circuit.id,
+        mechanism=mechanism,
+        reachable=reachable,
+        note=note,
+        nodes=nodes,
+        cut_nodes=cut,
+        centre_mm=centre.copy(),
+        line_ends_mm=_line_ends(graph.points_mm[nodes]),
+        anchors=[anchors.names[c] for c, _ in clusters],
+        cut_volume_mm3=cut_volume,
+        cross_section_mm2=cut_volume / max(graph.spacing_mm, 1e-12),
+        border_zone_fraction=float(graph.border[cut].mean()) if cut.size else 0.0,
+        extension_mm=extension,
+        cv_site_m_per_s=float(np.median(speed[site_elements])) if site_elements.any() else None,
+        cv_median_m_per_s=cv_median,
+    )

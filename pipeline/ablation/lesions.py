@@ -1,0 +1,326 @@
+"""Lesions shaped like clinical ones: ablation points of 3–5 mm radius along a line.
+
+A radiofrequency lesion is roughly a sphere around the catheter tip; a clinical line is a
+row of such points. Here (:func:`plan_lesion`) the nodes a critical site must remove are
+covered with the fewest spheres of radius ``r`` centred on tissue nodes (greedy set cover,
+within ``r`` minus the distance from a node to the centroids of its elements, so that every
+element touching a covered node falls inside a sphere and the node leaves the tissue). The
+points are listed from the one nearest the site's centre outwards. :func:`apply_lesions`
+tags every conducting element whose centroid lies inside a sphere
+:data:`~cardiotwin.meshing.tags.LESION` (non-conducting: the engine drops it, no tiny σ)
+and gives each point the volume of the elements nearest to it, so the points' volumes add
+up to the lesion's.
+
+Controls and baselines: :func:`random_control` puts a line of the same volume at a random
+border-zone location away from the targets (the target, not the volume, should matter);
+:func:`pvi_lesions` isolates each pulmonary vein (surfaces ``vein-1``..) with a ring of
+points at a fixed path distance from its opening (wide antral PVI, the atrial baseline).
+Every position is in mesh mm (scanner mm for meshes from images).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
+
+from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.meshing.tags import LESION
+from cardiotwin.pipeline.ablation.critical import CriticalSite
+from cardiotwin.pipeline.ablation.graph import TissueGraph
+
+VEIN_SURFACE = re.compile(r"^vein-\d+$")
+
+
+class LesionError(ValueError):
+    """A lesion that cannot be made (mesh too coarse, nothing to cover); names the fix."""
+
+
+@dataclass(eq=False)
+class LesionPoint:
+    """One ablation point: centre (mesh mm), radius (mm), volume (ml, set when applied)."""
+
+    centre_mm: np.ndarray
+    radius_mm: float
+    vt_ids: list[int] = field(default_factory=list)
+    volume_ml: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "center_mm": [round(float(v), 3) for v in self.centre_mm],
+            "radius_mm": round(float(self.radius_mm), 3),
+            "volume_ml": round(float(self.volume_ml), 5),
+            "vt_ids": list(self.vt_ids),
+        }
+
+
+@dataclass(eq=False)
+class LesionSet:
+    """A lesion line: its points, the line's end points, what it targets (``kind``:
+    ``target``, ``pvi``, ``random-control``), the anchors it joins."""
+
+    kind: str
+    points: list[LesionPoint]
+    line_ends_mm: np.ndarray
+    vt_ids: list[int] = field(default_factory=list)
+    anchors: list[str] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def volume_ml(self) -> float:
+        return float(sum(p.volume_ml for p in self.points))
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "vt_ids": list(self.vt_ids),
+            "points": len(self.points),
+            "line_ends_mm": [[round(float(v), 3) for v in p] for p in self.line_ends_mm],
+            "anchors": list(self.anchors),
+            "volume_ml": round(self.volume_ml, 5),
+        }
+
+
+def _element_reach_mm(graph: TissueGraph, nodes: np.ndarray) -> float:
+    """Largest distance from one of ``nodes`` to the centroid of a conducting element it
+    belongs to, mm (a sphere reaching that far past a node takes its whole star)."""
+    mesh = graph.mesh
+    tets = mesh.tets[graph.conducting]
+    mesh_nodes = graph.nodes[nodes]
+    rows = np.nonzero(np.isin(tets, mesh_nodes).any(axis=1))[0]
+    if rows.size == 0:
+        return 0.0
+    t = tets[rows]
+    centroid = mesh.points_mm[t].mean(axis=1)
+    d = np.linalg.norm(mesh.points_mm[t] - centroid[:, None, :], axis=2)
+    return float(d[np.isin(t, mesh_nodes)].max())
+
+
+def cover_points(graph: TissueGraph, nodes: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(k, 3) centres (tissue node positions) of the fewest spheres found greedily whose
+    reach (``radius_mm`` less the element reach) covers every one of ``nodes``."""
+    nodes = np.unique(np.asarray(nodes, dtype=np.int64))
+    if nodes.size == 0:
+        raise LesionError("nothing to cover: the critical site has no tissue node")
+    reach = radius_mm - _element_reach_mm(graph, nodes)
+    if reach <= 0:
+        raise LesionError(
+            f"the mesh is too coarse for lesions of radius {radius_mm} mm: its elements reach "
+            f"{radius_mm - reach:.2f} mm from a node; use a finer mesh or a larger "
+            "ablation.lesion_radius_mm"
+        )
+    points = graph.points_mm[nodes]
+    tree = cKDTree(points)
+    covers = [np.asarray(c, dtype=np.int64) for c in tree.query_ball_point(points, reach)]
+    uncovered = np.ones(nodes.size, dtype=bool)
+    chosen = []
+    while uncovered.any():
+        gain = np.array([np.count_nonzero(uncovered[c]) for c in covers])
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        uncovered[covers[best]] = False
+    return points[chosen]
+
+
+def covered_nodes(graph: TissueGraph, lesion_set: LesionSet, nodes: np.ndarray) -> np.ndarray:
+    """(len(nodes),) bool: which of ``nodes`` (tissue indices) ``lesion_set`` removes (every
+    conducting element around them lies inside one of its spheres)."""
+    nodes = np.asarray(nodes, dtype=np.int64)
+    if not lesion_set.points or nodes.size == 0:
+        return np.zeros(nodes.size, dtype=bool)
+    centres = np.array([p.centre_mm for p in lesion_set.points])
+    radii = np.array([p.radius_mm for p in lesion_set.points])
+    mesh = graph.mesh
+    inside = lesion_elements(mesh, centres, radii) >= 0
+    tets = mesh.tets[graph.conducting]
+    outside_nodes = np.zeros(mesh.n_points, dtype=bool)
+    outside_nodes[tets[~inside[graph.conducting]].ravel()] = True
+    return ~outside_nodes[graph.nodes[nodes]]
+
+
+def plan_lesion(graph: TissueGraph, site: CriticalSite, radius_mm: float) -> LesionSet:
+    """Ablation points of ``radius_mm`` covering ``site``'s nodes, nearest its centre first."""
+    centres = cover_points(graph, site.nodes, radius_mm)
+    order = np.argsort(np.linalg.norm(centres - site.centre_mm, axis=1), kind="stable")
+    points = [LesionPoint(c.copy(), radius_mm, [site.circuit_id]) for c in centres[order]]
+    return LesionSet(
+        kind="target",
+        points=points,
+        line_ends_mm=site.line_ends_mm.copy(),
+        vt_ids=[site.circuit_id],
+        anchors=list(site.anchors),
+        label=f"critical site of VT {site.circuit_id} ({site.mechanism})",
+    )
+
+
+def lesion_elements(mesh: Mesh, centres_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
+    """(m,) index of the sphere nearest each element centroid among those containing it
+    (−1: none)."""
+    out = np.full(mesh.n_elements, -1, dtype=np.int64)
+    if len(centres_mm) == 0:
+        return out
+    centroids = mesh.element_centres_mm()
+    tree = cKDTree(centroids)
+    best = np.full(mesh.n_elements, np.inf)
+    for k, (c, r) in enumerate(zip(centres_mm, radii_mm, strict=True)):
+        rows = np.asarray(tree.query_ball_point(c, r), dtype=np.int64)
+        if rows.size == 0:
+            continue
+        d = np.linalg.norm(centroids[rows] - c, axis=1)
+        closer = d < best[rows]
+        out[rows[closer]] = k
+        best[rows[closer]] = d[closer]
+    return out
+
+
+def apply_lesions(mesh: Mesh, lesion_sets: list[LesionSet]) -> Mesh:
+    """A copy of ``mesh`` with every conducting element inside a lesion point tagged
+    ``LESION``; each point's ``volume_ml`` is set to the newly lesioned volume nearest it."""
+    points = [p for s in lesion_sets for p in s.points]
+    centres = np.array([p.centre_mm for p in points]).reshape(-1, 3)
+    radii = np.array([p.radius_mm for p in points])
+    owner = lesion_elements(mesh, centres, radii)
+    from cardiotwin.meshing.tags import NONCONDUCTING
+
+    new = (owner >= 0) & ~np.isin(mesh.region, NONCONDUCTING)
+    volume = np.abs(mesh.signed_volumes_mm3())
+    per_point = np.bincount(owner[new], volume[new], len(points)) / 1000.0
+    for p, v in zip(points, per_point, strict=True):
+        p.volume_ml = float(v)
+    region = mesh.region.copy()
+    region[new] = LESION
+    return Mesh(
+        points_mm=mesh.points_mm,
+        tets=mesh.tets,
+        region=region,
+        fibres=mesh.fibres,
+        sheets=mesh.sheets,
+        surfaces=mesh.surfaces,
+        node_sets=mesh.node_sets,
+        point_data=mesh.point_data,
+        affine=mesh.affine,
+    )
+
+
+def _tangent_direction(graph: TissueGraph, node: int, span_mm: float, rng) -> np.ndarray:
+    """A random unit direction in the local plane of the wall around ``node`` (the two main
+    axes of the tissue within ``span_mm``)."""
+    near = cKDTree(graph.points_mm).query_ball_point(graph.points_mm[node], span_mm)
+    local = graph.points_mm[near] - graph.points_mm[near].mean(axis=0)
+    axes = np.linalg.svd(local, full_matrices=False)[2] if len(near) >= 3 else np.eye(3)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    d = np.cos(angle) * axes[0] + np.sin(angle) * axes[1]
+    return d / np.linalg.norm(d)
+
+
+def random_control(
+    graph: TissueGraph,
+    targets: list[LesionSet],
+    avoid_nodes: np.ndarray,
+    volume_ml: float,
+    radius_mm: float,
+    rng: np.random.Generator,
+    attempts: int = 200,
+) -> LesionSet:
+    """A line of points of ``radius_mm`` at a random border-zone location, at least two radii
+    from every target point and sphere-free of ``avoid_nodes`` (the targets' critical nodes),
+    grown point by point along a random direction in the wall until its volume reaches
+    ``volume_ml``."""
+    mesh = graph.mesh
+    target_centres = np.array([p.centre_mm for s in targets for p in s.points]).reshape(-1, 3)
+    candidates = np.nonzero(graph.border)[0]
+    if target_centres.size:
+        d = cKDTree(target_centres).query(graph.points_mm[candidates])[0]
+        candidates = candidates[d > 3.0 * radius_mm]
+    if candidates.size == 0:
+        raise LesionError(
+            "no border-zone / fibrosis tissue lies away from the targets: a random control "
+            "lesion cannot be placed"
+        )
+    tree = cKDTree(graph.points_mm)
+    avoid = graph.points_mm[np.asarray(avoid_nodes, dtype=np.int64)]
+    volume = np.abs(mesh.signed_volumes_mm3())
+    conducting = graph.conducting
+    for _ in range(attempts):
+        start = int(rng.choice(candidates))
+        direction = _tangent_direction(graph, start, 3.0 * radius_mm, rng)
+        centres: list[np.ndarray] = []
+        steps = [0]
+        for k in range(1, 64):
+            steps += [k, -k]
+
+        def lesioned_ml(points) -> float:
+            owner = lesion_elements(mesh, np.array(points), np.full(len(points), radius_mm))
+            return volume[(owner >= 0) & conducting].sum() / 1000.0
+
+        for k in steps:
+            # the point that completes the volume is moved in from a full step as far as it
+            # can be while still reaching it: the control matches the target's volume
+            # from above as closely as its spheres allow
+            for fraction in (0.25, 0.5, 0.75, 1.0) if k else (1.0,):
+                offset = (abs(k) - 1 + fraction) * np.sign(k)
+                wanted = graph.points_mm[start] + offset * 1.5 * radius_mm * direction
+                centre = graph.points_mm[tree.query(wanted)[1]]
+                if any(np.linalg.norm(centre - c) < 0.5 * radius_mm for c in centres):
+                    continue
+                if fraction == 1.0 or lesioned_ml([*centres, centre]) >= volume_ml:
+                    break
+            else:
+                continue
+            centres.append(centre)
+            if lesioned_ml(centres) >= volume_ml:
+                break
+        centres_arr = np.array(centres)
+        if avoid.size and (cKDTree(centres_arr).query(avoid)[0] <= radius_mm).any():
+            continue  # it would cut the target itself: draw again
+        points = [LesionPoint(c.copy(), radius_mm) for c in centres_arr]
+        return LesionSet(
+            kind="random-control",
+            points=points,
+            line_ends_mm=centres_arr[[0, -1]] if len(centres_arr) > 1 else centres_arr[[0, 0]],
+            label=f"random border-zone control of {volume_ml:.3g} ml",
+        )
+    raise LesionError(
+        f"no random border-zone location away from the targets was found in {attempts} draws"
+    )
+
+
+def pvi_lesions(graph: TissueGraph, distance_mm: float, radius_mm: float) -> list[LesionSet]:
+    """Pulmonary vein isolation: per surface ``vein-N`` a ring of points at ``distance_mm``
+    path distance (through the tissue) from the vein's opening. An atrium without vein
+    surfaces cannot be isolated (:class:`LesionError`)."""
+    veins = sorted(name for name in graph.mesh.surfaces if VEIN_SURFACE.match(name))
+    if not veins:
+        raise LesionError(
+            "pulmonary vein isolation needs the vein openings as surfaces vein-1..vein-N "
+            "(the atrial mesher names them); this mesh has none"
+        )
+    adjacency = graph.adjacency()
+    sets = []
+    for name in veins:
+        ostium = graph.local[np.unique(graph.mesh.surfaces[name])]
+        ostium = ostium[ostium >= 0]
+        if ostium.size == 0:
+            continue
+        d = dijkstra(adjacency, directed=False, indices=ostium, min_only=True)
+        ring = np.nonzero((d >= distance_mm) & (d <= distance_mm + graph.max_edge_mm))[0]
+        if ring.size == 0:
+            raise LesionError(
+                f"no tissue lies {distance_mm} mm from the opening of {name}: lower "
+                "ablation.pvi_distance_mm"
+            )
+        centres = cover_points(graph, ring, radius_mm)
+        sets.append(
+            LesionSet(
+                kind="pvi",
+                points=[LesionPoint(c.copy(), radius_mm) for c in centres],
+                line_ends_mm=centres[[0, -1]] if len(centres) > 1 else centres[[0, 0]],
+                anchors=[f"surface {name}"],
+                label=f"isolation of {name} at {distance_mm:g} mm",
+            )
+        )
+    return sets

@@ -1,0 +1,345 @@
+"""The virtual ablation loop: target, ablate, re-induce from every site, repeat.
+
+:func:`run_ablation` starts from an induction study of the mesh (an :class:`InductionRound`)
+and, while the heart is inducible and the budget (``max_rounds``, ``max_total_volume_ml``)
+allows, finds the critical site of every induced circuit (:mod:`.critical`), places a lesion
+line on each (:mod:`.lesions`), and re-runs the *whole* induction protocol on the ablated mesh
+through the caller's ``induce(mesh, round)`` (new circuits may appear after ablation; VAAT,
+Prakosa et al. 2018). Every round's targets, lesions and induction summary are kept. With
+``strategy: pvi`` the one round is pulmonary vein isolation (the atrial baseline);
+``pvi+targeted`` isolates the veins first, then targets what is still induced (OPTIMA,
+Boyle et al. 2019, ablates drivers that persist after PVI).
+
+How it ends (``status``), never a silent "non-inducible":
+
+- ``not inducible before ablation``: the input induced nothing (an empty, valid result);
+- ``non-inducible after ablation``: the last induction induced nothing from any site that
+  answered, and every site answered except those swallowed by a lesion and those that gave
+  no answer before ablation either (e.g. S1 not captured next to scar): both are listed,
+  in the JSON and the note (``non_inducible_after`` true);
+- ``budget reached (rounds)`` / ``budget reached (volume)``: still inducible when the budget
+  ran out (the lesions that would have exceeded the volume are reported, not placed);
+- ``target unreachable``: no circuit of the round had a site that can be anchored;
+- ``induction incomplete``: a site that answered before ablation and is not in a lesion
+  gave no answer after it (the induction's note says why), so non-inducibility cannot be
+  claimed;
+- ``pvi done``: the PVI baseline was applied and re-induced.
+
+Random controls (``random_controls`` > 0): copies of the input mesh each get one line of the
+targeted lesions' total volume at a random border-zone location away from the targets, and
+are re-induced; how many stay inducible shows that the target, not the volume, matters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.meshing.tags import LESION, NONCONDUCTING
+from cardiotwin.pipeline.ablation.critical import Circuit, find_critical_site
+from cardiotwin.pipeline.ablation.graph import TissueGraph, anchors
+from cardiotwin.pipeline.ablation.lesions import (
+    LesionError,
+    LesionSet,
+    apply_lesions,
+    covered_nodes,
+    plan_lesion,
+    pvi_lesions,
+    random_control,
+)
+from cardiotwin.pipeline.config import AblationConfig
+
+log = logging.getLogger(__name__)
+
+
+class AblationError(ValueError):
+    """An ablation run that cannot start (zero budget, unusable input); names the fix."""
+
+
+@dataclass(eq=False)
+class InductionRound:
+    """One induction study as the loop needs it: the verdict, the circuits (activation maps on
+    mesh nodes) and a JSON-ready summary (``report``: the induction's own report)."""
+
+    inducible: bool
+    complete: bool
+    note: str
+    circuits: list[Circuit]
+    sites: list[dict]  # per site: name, status, induced, vt_id
+    report: dict = field(default_factory=dict)
+
+    def summary(self, mesh: Mesh | None = None) -> dict:
+        swallowed = [] if mesh is None else sites_in_lesions(mesh, self.sites)
+        return {
+            "inducible": self.inducible,
+            "complete": self.complete,
+            "note": self.note,
+            "sites_paced": sum(1 for s in self.sites if s["status"] == "ok"),
+            "sites_inducing": [s["name"] for s in self.sites if s["induced"]],
+            "sites_without_answer": [
+                {"name": s["name"], "status": s["status"]}
+                for s in self.sites
+                if s["status"] != "ok"
+            ],
+            "sites_in_lesions": swallowed,
+            "unique_vts": [
+                {
+                    "id": c.id,
+                    "cycle_length_ms": round(float(c.cycle_length_ms), 3),
+                    "exit_site_mm": None if c.exit_mm is None else list(c.exit_mm),
+                    "sites": list(c.sites),
+                }
+                for c in self.circuits
+            ],
+        }
+
+
+#: induce(mesh, round number) -> the induction study of that mesh
+Inducer = Callable[[Mesh, int], InductionRound]
+
+
+def sites_in_lesions(mesh: Mesh, sites: list[dict]) -> list[str]:
+    """Names of the sites that gave no answer because every node of theirs lies in
+    non-conducting tissue that includes a lesion."""
+    lesion_nodes = np.zeros(mesh.n_points, dtype=bool)
+    lesion_nodes[mesh.tets[mesh.region == LESION].ravel()] = True
+    graph_nodes = np.zeros(mesh.n_points, dtype=bool)
+    graph_nodes[mesh.tets[~np.isin(mesh.region, NONCONDUCTING)].ravel()] = True
+    out = []
+    for s in sites:
+        nodes = mesh.node_sets.get(s["name"])
+        if s["status"] == "ok" or nodes is None or nodes.size == 0:
+            continue
+        if not graph_nodes[nodes].any() and lesion_nodes[nodes].any():
+            out.append(s["name"])
+    return out
+
+
+@dataclass(eq=False)
+class AblationResult:
+    """Everything the loop did (see :mod:`cardiotwin.pipeline.ablation.report`)."""
+
+    status: str
+    note: str
+    non_inducible_after: bool
+    lesion_sets: list[tuple[int, LesionSet]]  # (round, set)
+    per_round: list[dict]
+    rounds: int
+    total_volume_ml: float
+    mesh: Mesh
+    controls: list[dict] = field(default_factory=list)
+
+
+def unanswered(induction: InductionRound) -> set[str]:
+    """Sites of a study that gave no answer (not paced, S1 not captured, ...)."""
+    return {s["name"] for s in induction.sites if s["status"] != "ok"}
+
+
+def _non_inducible(mesh: Mesh, induction: InductionRound, before: set[str]) -> bool:
+    """Nothing induced, and every site answered except those a lesion swallowed and those
+    that gave no answer before ablation either (``before``: they cannot be paced at all)."""
+    if induction.inducible:
+        return False
+    if induction.complete:
+        return True
+    return unanswered(induction) <= set(sites_in_lesions(mesh, induction.sites)) | before
+
+
+def _unpaced_note(induction: InductionRound, before: set[str]) -> str:
+    both = sorted(unanswered(induction) & before)
+    if not both:
+        return ""
+    return (
+        f" (site(s) {', '.join(both)} gave no answer before ablation either and are not "
+        "counted: " + "; ".join(
+            f"{s['name']}: {s['status']}" for s in induction.sites if s["name"] in both
+        ) + ")"
+    )  # fmt: skip
+
+
+def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
+    """Critical sites of ``circuits`` and their lesion lines. A circuit whose site the lines
+    planned so far already cover (the same circuit turning the other way, a second VT
+    through the same isthmus) adds its id to those lines instead of a new one; a partly
+    covered site gets points for the rest only."""
+    graph = TissueGraph.of(mesh)
+    anchor_set = anchors(graph)
+    radius = config.lesion_radius_mm
+    sites, sets = [], []
+    for circuit in circuits:
+        site = find_critical_site(
+            graph,
+            anchor_set,
+            circuit,
+            border_zone_cost=config.border_zone_cost,
+            anchors_per_line=config.anchors_per_line,
+            radius_mm=radius,
+        )
+        sites.append(site)
+        if not site.reachable:
+            log.warning("VT %d: %s", circuit.id, site.note)
+            continue
+        covered = np.zeros(site.nodes.size, dtype=bool)
+        for lesion_set in sets:
+            inside = covered_nodes(graph, lesion_set, site.nodes)
+            if inside.any():
+                lesion_set.vt_ids.append(circuit.id)
+                for point in lesion_set.points:
+                    point.vt_ids.append(circuit.id)
+                covered |= inside
+        if covered.all():
+            continue
+        rest = replace(site, nodes=site.nodes[~covered])
+        sets.append(plan_lesion(graph, rest, radius))
+    return graph, sites, sets
+
+
+def run_ablation(
+    mesh: Mesh, first: InductionRound, induce: Inducer, config: AblationConfig
+) -> AblationResult:
+    """The ablation loop on ``mesh`` from its induction study ``first`` (module docstring)."""
+    if config.max_rounds == 0 or config.max_total_volume_ml == 0:
+        raise AblationError(
+            "the lesion budget is zero (ablation.max_rounds = "
+            f"{config.max_rounds}, ablation.max_total_volume_ml = {config.max_total_volume_ml}"
+            "): nothing can be ablated; give at least one round and a positive volume"
+        )
+    per_round = [{"round": 0, "induction": first.summary(mesh)}]
+    if not first.inducible:
+        if first.complete:
+            status, note = (
+                "not inducible before ablation",
+                f"the input is not inducible ({first.note}): nothing to ablate",
+            )
+        else:
+            status, note = (
+                "induction incomplete",
+                f"the input induced nothing, but not every site gave an answer ({first.note}):"
+                " nothing targeted, and non-inducibility is not claimed",
+            )
+        log.info("%s", note)
+        return AblationResult(status, note, first.complete, [], per_round, 0, 0.0, mesh)
+
+    current, induction = mesh, first
+    placed: list[tuple[int, LesionSet]] = []
+    total = 0.0
+    status, note = "budget reached (rounds)", ""
+    for round_no in range(1, config.max_rounds + 1):
+        record: dict = {"round": round_no, "targets": []}
+        use_pvi = config.strategy == "pvi" or (config.strategy == "pvi+targeted" and round_no == 1)
+        if use_pvi:
+            sets = pvi_lesions(
+                TissueGraph.of(current), config.pvi_distance_mm, config.lesion_radius_mm
+            )
+        else:
+            _, sites, sets = _targets(current, induction.circuits, config)
+            record["targets"] = [s.as_dict() for s in sites]
+            if not sets:
+                status = "target unreachable"
+                note = "; ".join(s.note for s in sites) or "no circuit to target"
+                record["note"] = note
+                per_round.append(record)
+                break
+        ablated = apply_lesions(current, sets)
+        volume = sum(s.volume_ml for s in sets)
+        record["lesion_sets"] = [s.as_dict() for s in sets]
+        record["volume_ml"] = round(volume, 5)
+        if total + volume > config.max_total_volume_ml + 1e-12:
+            status = "budget reached (volume)"
+            note = (
+                f"round {round_no} would bring the lesion volume to {total + volume:.3g} ml, "
+                f"above ablation.max_total_volume_ml = {config.max_total_volume_ml} ml; its "
+                "lesions were not placed"
+            )
+            record["placed"] = False
+            record["note"] = note
+            per_round.append(record)
+            break
+        record["placed"] = True
+        total += volume
+        record["total_volume_ml"] = round(total, 5)
+        placed += [(round_no, s) for s in sets]
+        current = ablated
+        log.info(
+            "round %d: %d lesion line(s), %d points, %.3g ml (total %.3g ml); re-inducing",
+            round_no, len(sets), sum(len(s.points) for s in sets), volume, total,
+        )  # fmt: skip
+        induction = induce(current, round_no)
+        record["induction"] = induction.summary(current)
+        per_round.append(record)
+        log.info("round %d: %s", round_no, induction.note)
+        if _non_inducible(current, induction, unanswered(first)):
+            status = "non-inducible after ablation"
+            note = (
+                f"non-inducible after {round_no} round(s), {total:.3g} ml of lesions"
+                + _unpaced_note(induction, unanswered(first))
+            )
+            break
+        if not induction.inducible:
+            status = "induction incomplete"
+            note = f"nothing induced after round {round_no}, but {induction.note}"
+            break
+        if config.strategy == "pvi":
+            status = "pvi done"
+            note = f"still inducible after pulmonary vein isolation: {induction.note}"
+            break
+    else:
+        note = (
+            f"still inducible after ablation.max_rounds = {config.max_rounds} round(s) "
+            f"({total:.3g} ml of lesions): {induction.note}"
+        )
+    rounds = sum(1 for r in per_round[1:] if r.get("placed"))
+    non_inducible = status == "non-inducible after ablation"
+    return AblationResult(status, note, non_inducible, placed, per_round, rounds, total, current)
+
+
+def run_controls(
+    mesh: Mesh, result: AblationResult, induce: Inducer, config: AblationConfig
+) -> list[dict]:
+    """Random border-zone controls of the targeted volume on the input ``mesh`` (module
+    docstring); one record per draw."""
+    targets = [s for _, s in result.lesion_sets if s.kind == "target"]
+    volume = sum(s.volume_ml for s in targets)
+    if config.random_controls == 0 or not targets or volume <= 0:
+        return []
+    before = {s["name"] for s in result.per_round[0]["induction"]["sites_without_answer"]}
+    graph = TissueGraph.of(mesh)
+    avoid = graph.local[_target_mesh_nodes(mesh, targets)]
+    avoid = avoid[avoid >= 0]
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed))
+    controls = []
+    for draw in range(1, config.random_controls + 1):
+        try:
+            lesion = random_control(graph, targets, avoid, volume, config.lesion_radius_mm, rng)
+        except LesionError as exc:
+            controls.append({"draw": draw, "placed": False, "note": str(exc)})
+            break
+        ablated = apply_lesions(mesh, [lesion])
+        log.info("control %d: %.3g ml at random border zone; re-inducing", draw, lesion.volume_ml)
+        induction = induce(ablated, -draw)
+        controls.append(
+            {
+                "draw": draw,
+                "placed": True,
+                "lesion_set": lesion.as_dict(),
+                "lesions": [p.as_dict() for p in lesion.points],
+                "volume_ml": round(lesion.volume_ml, 5),
+                "non_inducible_after": _non_inducible(ablated, induction, before),
+                "induction": induction.summary(ablated),
+            }
+        )
+    return controls
+
+
+def _target_mesh_nodes(mesh: Mesh, targets: list[LesionSet]) -> np.ndarray:
+    """Mesh nodes inside the targets' spheres, less one radius (their core)."""
+    centres = np.array([p.centre_mm for s in targets for p in s.points]).reshape(-1, 3)
+    radii = np.array([p.radius_mm for s in targets for p in s.points])
+    from scipy.spatial import cKDTree
+
+    d, k = cKDTree(centres).query(mesh.points_mm)
+    return np.nonzero(d <= 0.5 * radii[k])[0]

@@ -1,0 +1,155 @@
+"""``cardiotwin ablate``: virtual ablation until the heart is non-inducible.
+
+``cardiotwin ablate --mesh MESH --induction DIR/induction.json --config CFG --out DIR2
+[--backend auto|cpu|cuda] [--no-progress]`` reads the induction study of MESH (its unique VTs
+and their activation maps ``vt-<id>.vtu``), runs the ablation loop
+(:mod:`cardiotwin.pipeline.ablation.loop`: lesions at each circuit's critical site, the whole
+induction protocol again from every site of the study, until non-inducible or the budget of
+the configuration's ``ablation`` section), and writes, all or nothing:
+
+- ``DIR2/ablation.json`` (:mod:`cardiotwin.pipeline.ablation.report`, with provenance);
+- ``DIR2/ablated.vtu``: the mesh with the lesions tagged 4;
+- ``DIR2/round-<k>-induction.json``: the induction report after each round (and
+  ``control-<k>-induction.json`` per random control).
+
+Progress (rounds, and the induction's bars per batch of trials) goes to stderr, a one-line
+summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from cardiotwin.pipeline.cli import CommandError
+
+log = logging.getLogger(__name__)
+
+ABLATED_MESH = "ablated.vtu"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mesh", required=True, type=Path, help="the mesh the induction ran on")
+    parser.add_argument(
+        "--induction", required=True, type=Path, help="induction.json of cardiotwin induce"
+    )
+    parser.add_argument("--config", type=Path, help="configuration file (YAML/JSON)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "cpu", "cuda", "reference"),
+        help="simulation backend (default: the configuration's simulation.backend)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _same_protocol(config, report: dict) -> bool:
+    """Whether ``config`` is the one the induction ran with (up to its ablation section)."""
+    from cardiotwin.pipeline.config import AblationConfig, config_hash
+
+    wanted = report.get("config_hash")
+    return wanted in (
+        config_hash(config),
+        config_hash(config.model_copy(update={"ablation": AblationConfig()})),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cardiotwin.files import write_all_or_nothing
+    from cardiotwin.meshing.io import read_mesh, write_mesh
+    from cardiotwin.meshing.mesh import MeshError
+    from cardiotwin.pipeline.ablation.critical import CriticalSiteError
+    from cardiotwin.pipeline.ablation.inputs import (
+        InductionInputError,
+        round_from_file,
+        round_from_result,
+    )
+    from cardiotwin.pipeline.ablation.lesions import LesionError
+    from cardiotwin.pipeline.ablation.loop import AblationError, run_ablation, run_controls
+    from cardiotwin.pipeline.ablation.report import build_report
+    from cardiotwin.pipeline.commands.induce import _backend
+    from cardiotwin.pipeline.config import ConfigError, load_config
+    from cardiotwin.pipeline.induction import InductionError, run_induction
+    from cardiotwin.pipeline.induction.protocols import ProtocolError
+    from cardiotwin.pipeline.provenance import StageTimer, backend_record, provenance
+    from cardiotwin.pipeline.tissue import TissueError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    requested = args.backend or config.simulation.backend
+    backend = _backend(requested)
+    try:
+        mesh = read_mesh(args.mesh)
+    except (MeshError, OSError, ValueError) as exc:
+        raise CommandError(f"cannot read the mesh: {exc}") from None
+    with StageTimer() as timer:
+        try:
+            first = round_from_file(args.induction, mesh)
+        except InductionInputError as exc:
+            raise CommandError(str(exc)) from None
+        if not _same_protocol(config, first.report):
+            log.warning(
+                "the configuration differs from the one the induction ran with (config hash "
+                "%s…); the re-inductions use this configuration's protocol",
+                str(first.report.get("config_hash"))[:12],
+            )
+        sites = [s["name"] for s in first.sites]
+        reports: dict[str, dict] = {}
+
+        def induce(ablated, round_no: int):
+            result = run_induction(
+                ablated, config, backend=backend, sites=sites, progress=not args.no_progress
+            )
+            induction = round_from_result(result, ablated)
+            name = (
+                f"round-{round_no}-induction.json"
+                if round_no > 0
+                else f"control-{-round_no}-induction.json"
+            )
+            reports[name] = induction.report
+            return induction
+
+        try:
+            result = run_ablation(mesh, first, induce, config.ablation)
+            result.controls = run_controls(mesh, result, induce, config.ablation)
+        except (AblationError, CriticalSiteError, LesionError) as exc:
+            raise CommandError(str(exc)) from None
+        except (InductionError, TissueError, ProtocolError) as exc:
+            raise CommandError(f"re-induction failed: {exc}") from None
+    report = build_report(
+        result,
+        input_inducible=first.inducible,
+        mesh_fingerprint=mesh.fingerprint(),
+        ablated_mesh=ABLATED_MESH,
+        radius_mm=config.ablation.lesion_radius_mm,
+        strategy=config.ablation.strategy,
+        provenance=provenance(
+            "ablation",
+            inputs={"mesh": args.mesh, "induction": args.induction},
+            config=config,
+            backend=backend_record(requested, backend),
+            seeds={"random_controls": config.ablation.seed},
+            wall_s=timer.wall_s,
+        ),
+    )
+    writers = {
+        args.out / "ablation.json": lambda p: Path(p).write_text(
+            report.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        ),
+        args.out / ABLATED_MESH: lambda p: write_mesh(result.mesh, p),
+    }
+    for name, data in reports.items():
+        writers[args.out / name] = lambda p, data=data: Path(p).write_text(
+            json.dumps(data, indent=1) + "\n", encoding="utf-8"
+        )
+    write_all_or_nothing(writers)
+    print(
+        f"{report.status}: {report.note or 'done'}; {len(report.lesions)} ablation point(s), "
+        f"{report.total_volume_ml:.3g} ml in {report.rounds} round(s); wrote "
+        f"{args.out / 'ablation.json'}"
+    )
+    return 0

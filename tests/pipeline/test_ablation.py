@@ -1,0 +1,555 @@
+"""Virtual ablation: critical sites, lesions, the loop, ablation.json, bad input (fast tests).
+
+The geometry decides every expected answer: on a ring of tissue around a scar core with one
+narrowing (the "neck") a circulating wave must be cut at the neck, wherever its cycle map
+starts; a rotor in an open sheet must be cut from its core to the sheet's edge; a lesion
+must remove every node of the cut. The loop is tested with a stand-in for the induction
+study that calls the ring inducible exactly while a closed path of tissue still runs around
+the core (the condition for anatomical re-entry). The simulated figure-of-eight (re-entry
+induced by the real protocol, ablated, re-induced) is in test_ablation_sheet.py.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import connected_components
+
+from cardiotwin.meshing.io import read_mesh, write_mesh
+from cardiotwin.meshing.mesh import Mesh, boundary_triangles, box_mesh
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, LESION
+from cardiotwin.pipeline.ablation import (
+    AblationError,
+    Circuit,
+    InductionRound,
+    TissueGraph,
+    anchors,
+    apply_lesions,
+    find_critical_site,
+    plan_lesion,
+    run_ablation,
+)
+from cardiotwin.pipeline.ablation.critical import CriticalSiteError
+from cardiotwin.pipeline.ablation.inputs import InductionInputError, round_from_file
+from cardiotwin.pipeline.ablation.lesions import LesionError, pvi_lesions
+from cardiotwin.pipeline.cli import main
+from cardiotwin.pipeline.config import AblationConfig, Config, ConfigError, config_from_dict
+
+R_IN_MM, R_OUT_MM = 8.0, 20.0
+NECK_DEG, NECK_HALF_WIDTH_DEG, NECK_R_MM = 100.0, 10.0, 13.0
+CL_MS = 300.0
+
+
+def ring(
+    second_neck_deg: float | None = None,
+    border_zone_neck: float | None = None,
+    r_out_mm: float = R_OUT_MM,
+) -> Mesh:
+    """Tissue between r = 8 and 20 mm around a scar core, scar outside; at 100° a scar bump
+    from outside narrows the ring to 5 mm (8-13 mm); optionally a second identical neck,
+    and a neck filled with border zone instead of healthy tissue at ``border_zone_neck``."""
+    mesh = box_mesh((50.0, 50.0, 1.0), 1.0, origin_mm=(-25.0, -25.0, 0.0))
+    c = mesh.element_centres_mm()
+    r = np.hypot(c[:, 0], c[:, 1])
+    angle = np.degrees(np.arctan2(c[:, 1], c[:, 0]))
+
+    def near(deg):
+        return np.abs((angle - deg + 180.0) % 360.0 - 180.0) < NECK_HALF_WIDTH_DEG
+
+    necks = [NECK_DEG] + ([second_neck_deg] if second_neck_deg is not None else [])
+    for deg in necks:
+        mesh.region[near(deg) & (r > NECK_R_MM)] = DENSE_SCAR
+    if border_zone_neck is not None:
+        mesh.region[near(border_zone_neck) & (r <= NECK_R_MM) & (r >= R_IN_MM)] = BORDER_ZONE
+    mesh.region[(r < R_IN_MM) | (r > r_out_mm)] = DENSE_SCAR
+    return mesh
+
+
+def rotating_map(mesh: Mesh, wrap_deg: float = 0.0, centre=(0.0, 0.0)) -> np.ndarray:
+    """One cycle of a wave turning counter-clockwise around ``centre``, starting (t = 0) on
+    the ray at ``wrap_deg``: t = CL · (θ − wrap) / 360°."""
+    p = mesh.points_mm
+    theta = np.degrees(np.arctan2(p[:, 1] - centre[1], p[:, 0] - centre[0]))
+    return CL_MS * ((theta - wrap_deg) % 360.0) / 360.0
+
+
+def angles_deg(points) -> np.ndarray:
+    return np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+
+
+def has_loop_around_core(mesh: Mesh) -> bool:
+    """Whether conducting tissue still runs all the way round the core: with the nodes on
+    the ray at 270° (x = 0, y < 0) taken out, are the two sides of that ray connected?"""
+    graph = TissueGraph.of(mesh)
+    p = graph.points_mm
+    slit = (np.abs(p[:, 0]) < 1e-9) & (p[:, 1] < 0)
+    keep = ~slit[graph.edges].any(axis=1)
+    _, label = connected_components(graph.adjacency(keep), directed=False)
+    left = np.nonzero((np.abs(p[:, 0] + 1.0) < 1e-9) & (p[:, 1] < 0))[0]
+    right = np.nonzero((np.abs(p[:, 0] - 1.0) < 1e-9) & (p[:, 1] < 0))[0]
+    return bool(np.intersect1d(label[left], label[right]).size)
+
+
+def site_of(mesh, activation, **options):
+    graph = TissueGraph.of(mesh)
+    return graph, find_critical_site(
+        graph, anchors(graph), Circuit(1, CL_MS, activation), **options
+    )
+
+
+# --- critical sites ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrap_deg", [0.0, 90.0, 200.0, 300.0])
+def test_the_cut_crosses_the_narrowest_part_of_the_circuit_wherever_its_cycle_starts(wrap_deg):
+    mesh = ring()
+    graph, site = site_of(mesh, rotating_map(mesh, wrap_deg), border_zone_cost=1.0)
+    cut = graph.points_mm[site.cut_nodes]
+    assert site.mechanism == "re-entry" and site.reachable
+    # every cut node lies in the neck (100° ± 10°), and the cut spans it from the core
+    # (r = 8 mm) to the bump (r = 13 mm): 5 mm of tissue against 12 mm elsewhere
+    assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
+    r = np.hypot(cut[:, 0], cut[:, 1])
+    assert r.min() < R_IN_MM + 1.0 and r.max() > NECK_R_MM - 1.0
+    assert site.anchors == ["dense scar", "dense scar"]  # the core and the outer scar
+    assert site.extension_mm == 0.0
+
+
+def test_of_two_equal_necks_the_border_zone_one_is_cut():
+    # necks at 100° (healthy) and 250° (border zone): same width; with border zone at half the
+    # cost (the default) the cut lies in the border-zone neck
+    mesh = ring(second_neck_deg=250.0, border_zone_neck=250.0)
+    graph, site = site_of(mesh, rotating_map(mesh, 0.0))
+    cut = graph.points_mm[site.cut_nodes]
+    assert np.all(np.abs(angles_deg(cut) - 250.0 + 360.0 * (angles_deg(cut) < 0)) < 10.0)
+    assert site.border_zone_fraction > 0.5
+
+
+def open_sheet(block: bool, named_edge: bool) -> Mesh:
+    """A 40 x 30 x 1 mm sheet; optionally a 4 mm scar block at x 25-29, y 13-17 and its
+    lateral faces named as an opening ('edge'; top and bottom faces are 'endo'/'epi')."""
+    mesh = box_mesh((40.0, 30.0, 1.0), 1.0)
+    c = mesh.element_centres_mm()
+    if block:
+        mesh.region[(c[:, 0] > 25) & (c[:, 0] < 29) & (c[:, 1] > 13) & (c[:, 1] < 17)] = DENSE_SCAR
+    triangles, _ = boundary_triangles(mesh.tets)
+    z = mesh.points_mm[triangles][:, :, 2]
+    bottom, top = np.all(z < 1e-9, axis=1), np.all(z > 1.0 - 1e-9, axis=1)
+    mesh.surfaces = {"endo": triangles[bottom], "epi": triangles[top]}
+    if named_edge:
+        mesh.surfaces["edge"] = triangles[~(bottom | top)]
+    return mesh
+
+
+ROTOR_CORE_MM = (20.2, 15.2)
+
+
+def test_a_rotor_is_cut_from_its_core_to_the_edge_of_the_sheet():
+    # a functional rotor has no obstacle: the cut must run from its core to a boundary the
+    # wave cannot turn around (a line from the core to the scar island would leave loops
+    # around both): here the sheet's edge
+    mesh = open_sheet(block=True, named_edge=True)
+    activation = rotating_map(mesh, 0.0, ROTOR_CORE_MM)
+    circuit = Circuit(
+        1, CL_MS, activation, phase_singularities_mm=np.array([[*ROTOR_CORE_MM, 0.5]])
+    )
+    graph = TissueGraph.of(mesh)
+    site = find_critical_site(graph, anchors(graph), circuit)
+    cut = graph.points_mm[site.cut_nodes]
+    assert np.linalg.norm(cut[:, :2] - ROTOR_CORE_MM, axis=1).min() < 1.5
+    assert site.anchors == ["surface edge"]
+    # the site's centre is at the core (the phase singularity); the first point covers it
+    assert np.linalg.norm(site.centre_mm[:2] - ROTOR_CORE_MM) < 1.5
+    lesion = plan_lesion(graph, site, 3.0)
+    assert np.linalg.norm(lesion.points[0].centre_mm[:2] - ROTOR_CORE_MM) < 3.0
+    # two anchors asked for: the line goes on from its far end to a second obstacle
+    two = find_critical_site(graph, anchors(graph), circuit, anchors_per_line=2)
+    assert two.reachable and len(two.anchors) == 2 and two.extension_mm > 0
+
+
+def test_a_target_with_no_anchor_is_labelled_unreachable_not_dropped():
+    # no scar, no named opening: nothing for the line to end on
+    mesh = open_sheet(block=False, named_edge=False)
+    _, site = site_of(mesh, rotating_map(mesh, 0.0, ROTOR_CORE_MM))
+    assert not site.reachable
+    assert "no path reaches an anchor" in site.note
+
+
+def test_a_circuit_whose_front_the_map_does_not_show_is_targeted_at_its_exit():
+    # the tissue at the wrap (±8° of 0°) did not activate in the cycle (block, or conduction
+    # slower than a cycle): no edge shows the front, so the circuit cannot be opened; its
+    # exit (the earliest activation, just past 8°) is the target, joined to a scar anchor
+    mesh = ring()
+    activation = rotating_map(mesh, 0.0)
+    theta = angles_deg(mesh.points_mm)
+    activation[np.abs(theta) <= 8.0] = np.nan
+    _, site = site_of(mesh, activation)
+    assert site.mechanism == "exit" and site.reachable
+    assert "no wave front in the map" in site.note
+    assert 8.0 < angles_deg(site.centre_mm[None])[0] < 14.0
+    assert site.anchors  # the line reaches the core or the outer scar
+
+
+def test_a_map_of_a_circuit_the_mesh_no_longer_carries_is_labelled():
+    # the ring's map on the ring already cut at its neck: nothing is left to cut
+    mesh = ring()
+    graph, site = site_of(mesh, rotating_map(mesh, 0.0))
+    ablated = apply_lesions(mesh, [plan_lesion(graph, site, 3.0)])
+    _, stale = site_of(ablated, rotating_map(ablated, 0.0))
+    assert not stale.reachable and "already interrupted" in stale.note
+    assert stale.cut_nodes.size == 0
+
+
+def test_a_map_without_a_wrap_is_a_focal_source():
+    mesh = box_mesh((20.0, 20.0, 1.0), 1.0)
+    source = np.array([6.0, 9.0, 0.0])
+    activation = np.linalg.norm(mesh.points_mm - source, axis=1) / 0.5  # 0.5 mm/ms outwards
+    _, site = site_of(mesh, activation)
+    assert site.mechanism == "focal"
+    assert np.linalg.norm(site.centre_mm - source) <= 1.5
+
+
+def test_a_map_from_another_mesh_is_refused():
+    mesh = ring()
+    with pytest.raises(CriticalSiteError, match="another mesh"):
+        site_of(mesh, np.zeros(mesh.n_points + 5))
+
+
+# --- lesions ---------------------------------------------------------------------------------
+
+
+def test_lesion_points_remove_every_node_of_the_cut_and_their_volumes_add_up():
+    mesh = ring()
+    graph, site = site_of(mesh, rotating_map(mesh, 0.0))
+    lesion = plan_lesion(graph, site, 3.0)
+    ablated = apply_lesions(mesh, [lesion])
+    # the cut's nodes are no longer tissue, so the ring is open: no loop, no re-entry
+    remaining = TissueGraph.of(ablated)
+    assert not np.isin(graph.nodes[site.nodes], remaining.nodes).any()
+    assert has_loop_around_core(mesh) and not has_loop_around_core(ablated)
+    assert ablated.volume_ml(LESION) == pytest.approx(lesion.volume_ml, rel=1e-12)
+    assert all(p.radius_mm == 3.0 for p in lesion.points)
+    distances = [np.linalg.norm(p.centre_mm - site.centre_mm) for p in lesion.points]
+    assert distances == sorted(distances)
+    # the input mesh is untouched
+    assert not np.any(mesh.region == LESION)
+
+
+def test_lesions_need_a_mesh_fine_enough_for_their_radius():
+    mesh = box_mesh((40.0, 40.0, 4.0), 4.0, origin_mm=(-20.0, -20.0, 0.0))
+    c = mesh.element_centres_mm()
+    mesh.region[np.hypot(c[:, 0], c[:, 1]) < 6.0] = DENSE_SCAR
+    graph, site = site_of(mesh, rotating_map(mesh, 0.0))
+    with pytest.raises(LesionError, match="too coarse for lesions of radius 3"):
+        plan_lesion(graph, site, 3.0)
+
+
+def test_pulmonary_vein_isolation_separates_each_vein_from_the_atrium():
+    # a sheet with two holes named vein-1, vein-2 (openings): a ring 4 mm from each
+    mesh = box_mesh((40.0, 20.0, 1.0), 1.0)
+    c = mesh.element_centres_mm()
+    holes = [(10.0, 10.0), (30.0, 10.0)]
+    inside = [np.hypot(c[:, 0] - x, c[:, 1] - y) < 3.0 for x, y in holes]
+    keep = ~(inside[0] | inside[1])
+    sub = Mesh(mesh.points_mm, mesh.tets[keep], region=mesh.region[keep], fibres=mesh.fibres[keep])
+    triangles, _ = boundary_triangles(sub.tets)
+    centre = sub.points_mm[triangles].mean(axis=1)
+    for k, (x, y) in enumerate(holes, start=1):
+        sub.surfaces[f"vein-{k}"] = triangles[np.hypot(centre[:, 0] - x, centre[:, 1] - y) < 4.0]
+    graph = TissueGraph.of(sub)
+    sets = pvi_lesions(graph, distance_mm=4.0, radius_mm=3.0)
+    assert [s.anchors for s in sets] == [["surface vein-1"], ["surface vein-2"]]
+    ablated = apply_lesions(sub, sets)
+    after = TissueGraph.of(ablated)
+    _, label = connected_components(after.adjacency(), directed=False)
+    corner = label[after.local[np.argmin(np.linalg.norm(sub.points_mm - [0.0, 0.0, 0.0], axis=1))]]
+    for name in ("vein-1", "vein-2"):
+        ostium = after.local[np.unique(sub.surfaces[name])]
+        ostium = ostium[ostium >= 0]
+        assert ostium.size and not np.any(label[ostium] == corner)
+    with pytest.raises(LesionError, match="vein-1..vein-N"):
+        pvi_lesions(TissueGraph.of(ring()), 4.0, 3.0)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def ring_round(mesh: Mesh, *, inducible: bool | None = None, complete: bool = True):
+    """The stand-in induction: inducible while tissue runs round the core (or as told)."""
+    if inducible is None:
+        inducible = has_loop_around_core(mesh)
+    activation = rotating_map(mesh, 0.0)
+    circuits = [Circuit(1, CL_MS, activation, sites=("AHA-1",))] if inducible else []
+    status = "ok" if complete else "S1 did not capture (stimuli [1] of 6)"
+    sites = [
+        {"name": "AHA-1", "status": "ok", "induced": inducible, "vt_id": 1 if inducible else None}
+    ]
+    sites.append({"name": "AHA-2", "status": status, "induced": False, "vt_id": None})
+    note = "inducible from 1 of 2 paced sites" if inducible else "not inducible from any site"
+    return InductionRound(inducible, complete, note, circuits, sites)
+
+
+def test_the_loop_ablates_until_no_site_induces():
+    mesh = ring()
+    calls = []
+
+    def induce(ablated, round_no):
+        calls.append(round_no)
+        return ring_round(ablated)
+
+    result = run_ablation(mesh, ring_round(mesh), induce, AblationConfig(lesion_radius_mm=3.0))
+    assert result.status == "non-inducible after ablation" and result.non_inducible_after
+    assert calls == [1] and result.rounds == 1
+    assert result.per_round[0]["induction"]["inducible"] is True
+    assert result.per_round[1]["induction"]["inducible"] is False
+    assert result.total_volume_ml == pytest.approx(result.mesh.volume_ml(LESION))
+    assert result.per_round[1]["targets"][0]["anchors"] == ["dense scar", "dense scar"]
+
+
+def test_a_circuit_that_survives_ends_the_loop_at_the_round_budget():
+    mesh = ring()
+    result = run_ablation(
+        mesh,
+        ring_round(mesh),
+        lambda m, k: ring_round(m, inducible=True),
+        AblationConfig(lesion_radius_mm=3.0, max_rounds=1),
+    )
+    assert result.status == "budget reached (rounds)" and not result.non_inducible_after
+    assert result.rounds == 1 and "max_rounds = 1" in result.note
+
+
+def test_a_lesion_beyond_the_volume_budget_is_reported_not_placed():
+    mesh = ring()
+    result = run_ablation(
+        mesh,
+        ring_round(mesh),
+        lambda m, k: pytest.fail("no lesion was placed: nothing to re-induce"),
+        AblationConfig(lesion_radius_mm=3.0, max_total_volume_ml=1e-4),
+    )
+    assert result.status == "budget reached (volume)" and result.rounds == 0
+    assert result.per_round[1]["placed"] is False and result.per_round[1]["volume_ml"] > 1e-4
+    assert not np.any(result.mesh.region == LESION)
+
+
+def test_a_zero_budget_is_an_error():
+    mesh = ring()
+    with pytest.raises(AblationError, match="budget is zero"):
+        run_ablation(mesh, ring_round(mesh), None, AblationConfig(max_rounds=0))
+
+
+def test_a_non_inducible_input_gives_an_empty_result_that_says_so():
+    mesh = ring()
+    result = run_ablation(mesh, ring_round(mesh, inducible=False), None, AblationConfig())
+    assert result.status == "not inducible before ablation"
+    assert result.lesion_sets == [] and result.rounds == 0 and result.total_volume_ml == 0
+
+
+def test_an_incomplete_study_that_induced_nothing_is_not_called_non_inducible():
+    mesh = ring()
+    first = ring_round(mesh, inducible=False, complete=False)
+    result = run_ablation(mesh, first, None, AblationConfig())
+    assert result.status == "induction incomplete" and not result.non_inducible_after
+
+
+def test_sites_that_could_not_be_paced_before_ablation_are_listed_not_counted():
+    # AHA-2 never captured (before and after): the claim is "non-inducible from every site
+    # that can be paced", and the note names AHA-2 and why
+    mesh = ring()
+    first = ring_round(mesh, complete=False)
+    result = run_ablation(
+        mesh,
+        first,
+        lambda m, k: ring_round(m, complete=False),
+        AblationConfig(lesion_radius_mm=3.0),
+    )
+    assert result.status == "non-inducible after ablation" and result.non_inducible_after
+    assert "AHA-2" in result.note and "S1 did not capture" in result.note
+    after = result.per_round[1]["induction"]
+    assert after["sites_without_answer"][0]["name"] == "AHA-2"
+
+
+def test_an_unreachable_target_ends_the_loop_with_a_label():
+    mesh = open_sheet(block=False, named_edge=False)
+    first = InductionRound(
+        True, True, "inducible", [Circuit(1, CL_MS, rotating_map(mesh, 0.0, ROTOR_CORE_MM))],
+        [{"name": "AHA-1", "status": "ok", "induced": True, "vt_id": 1}],
+    )  # fmt: skip
+    result = run_ablation(mesh, first, None, AblationConfig())
+    assert result.status == "target unreachable" and not result.non_inducible_after
+    assert "no path reaches an anchor" in result.note
+
+
+VEIN_MM = (-16.0, 0.0)
+
+
+def ring_with_vein() -> Mesh:
+    """A wider ring (8-24 mm) with a 1 mm hole at 180°, r = 16 mm, named ``vein-1``."""
+    mesh = ring(r_out_mm=24.0)
+    c = mesh.element_centres_mm()
+    keep = np.hypot(c[:, 0] - VEIN_MM[0], c[:, 1] - VEIN_MM[1]) >= 1.0
+    out = Mesh(mesh.points_mm, mesh.tets[keep], region=mesh.region[keep], fibres=mesh.fibres[keep])
+    triangles, _ = boundary_triangles(out.tets)
+    centre = out.points_mm[triangles].mean(axis=1)
+    near = np.hypot(centre[:, 0] - VEIN_MM[0], centre[:, 1] - VEIN_MM[1]) < 2.0
+    out.surfaces["vein-1"] = triangles[near]
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["pvi", "pvi+targeted"])
+def test_vein_isolation_alone_leaves_a_circuit_that_does_not_use_the_vein(strategy):
+    # the ring's circuit runs past the vein, not round it: PVI (3 mm points 1 mm round the
+    # opening: lesion within ~6 mm of the vein's centre, r = 10-22 mm of the 8-24 mm ring)
+    # leaves it inducible; then the target at the neck removes it
+    mesh = ring_with_vein()
+    settings = AblationConfig(lesion_radius_mm=3.0, strategy=strategy, pvi_distance_mm=1.0)
+    result = run_ablation(mesh, ring_round(mesh), lambda m, k: ring_round(m), settings)
+    kinds = [(k, s.kind) for k, s in result.lesion_sets]
+    assert kinds[0] == (1, "pvi") and result.per_round[1]["induction"]["inducible"]
+    if strategy == "pvi":
+        assert result.status == "pvi done" and result.rounds == 1
+    else:
+        assert kinds[-1] == (2, "target")
+        assert result.status == "non-inducible after ablation" and result.rounds == 2
+
+
+# --- files, command line, configuration ----------------------------------------------------------
+
+
+def write_induction(folder, mesh_path, mesh: Mesh, *, inducible=True, fingerprint=None):
+    """An induction.json and vt-1.vtu as cardiotwin induce writes them (the fields the
+    ablation stage reads; pipeline/risk.py has the whole schema)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = read_mesh(mesh_path)
+    vts = []
+    if inducible:
+        maps = Mesh(stored.points_mm, stored.tets, region=stored.region,
+                    point_data={"activation_ms": rotating_map(stored, 0.0)})  # fmt: skip
+        write_mesh(maps, folder / "vt-1.vtu")
+        vts.append({"id": 1, "cycle_length_ms": CL_MS, "exit_site_mm": [0.0, 10.0, 0.0],
+                    "phase_singularities": [], "sites": ["AHA-1"],
+                    "activation_map": "vt-1.vtu"})  # fmt: skip
+    report = {
+        "format": 1,
+        "chamber": "ventricle",
+        "inducible": inducible,
+        "complete": True,
+        "note": "inducible from 1 of 1 paced sites" if inducible else "not inducible",
+        "unique_vts": vts,
+        "sites": [
+            {
+                "name": "AHA-1",
+                "status": "ok",
+                "induced": inducible,
+                "vt_id": 1 if inducible else None,
+            }
+        ],
+        "mesh_fingerprint": fingerprint or stored.fingerprint(),
+        "config_hash": "",
+    }
+    (folder / "induction.json").write_text(json.dumps(report))
+    return folder / "induction.json"
+
+
+def test_an_induction_file_is_read_with_its_maps_and_checked_against_the_mesh(tmp_path):
+    mesh = ring()
+    write_mesh(mesh, tmp_path / "ring.vtu")
+    stored = read_mesh(tmp_path / "ring.vtu")
+    path = write_induction(tmp_path / "ind", tmp_path / "ring.vtu", mesh)
+    first = round_from_file(path, stored)
+    assert first.inducible and [c.id for c in first.circuits] == [1]
+    np.testing.assert_allclose(first.circuits[0].activation_ms, rotating_map(stored, 0.0))
+    other = ring(second_neck_deg=250.0)
+    with pytest.raises(InductionInputError, match="computed on another mesh"):
+        round_from_file(path, other)
+    (tmp_path / "ind" / "vt-1.vtu").unlink()
+    with pytest.raises(InductionInputError, match="activation map of VT 1"):
+        round_from_file(path, stored)
+
+
+def test_cardiotwin_ablate_with_a_non_inducible_input_writes_an_empty_valid_result(
+    tmp_path, capsys
+):
+    mesh = ring()
+    write_mesh(mesh, tmp_path / "ring.vtu")
+    path = write_induction(tmp_path / "ind", tmp_path / "ring.vtu", mesh, inducible=False)
+    rc = main(["ablate", "--mesh", str(tmp_path / "ring.vtu"), "--induction", str(path),
+               "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    report = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert report["status"] == "not inducible before ablation"
+    assert report["lesions"] == [] and report["rounds"] == 0 and report["total_volume_ml"] == 0
+    assert report["input_inducible"] is False
+    assert report["provenance"]["stage"] == "ablation"
+    assert set(report["provenance"]["inputs_sha256"]) == {"mesh", "induction"}
+    assert "not inducible before ablation" in capsys.readouterr().out
+    ablated = read_mesh(tmp_path / "out" / "ablated.vtu")
+    assert ablated.fingerprint() == read_mesh(tmp_path / "ring.vtu").fingerprint()
+
+
+def test_cardiotwin_ablate_labels_an_unreachable_target(tmp_path):
+    mesh = open_sheet(block=False, named_edge=False)
+    write_mesh(mesh, tmp_path / "sheet.vtu")
+    stored = read_mesh(tmp_path / "sheet.vtu")
+    (tmp_path / "ind").mkdir()
+    maps = Mesh(stored.points_mm, stored.tets, region=stored.region,
+                point_data={"activation_ms": rotating_map(stored, 0.0, ROTOR_CORE_MM)})  # fmt: skip
+    write_mesh(maps, tmp_path / "ind" / "vt-1.vtu")
+    report = {"inducible": True, "complete": True, "note": "inducible",
+              "unique_vts": [{"id": 1, "cycle_length_ms": CL_MS, "activation_map": "vt-1.vtu"}],
+              "sites": [{"name": "AHA-1", "status": "ok", "induced": True, "vt_id": 1}],
+              "mesh_fingerprint": stored.fingerprint()}  # fmt: skip
+    (tmp_path / "ind" / "induction.json").write_text(json.dumps(report))
+    induction = str(tmp_path / "ind" / "induction.json")
+    rc = main(["ablate", "--mesh", str(tmp_path / "sheet.vtu"), "--induction", induction,
+               "--out", str(tmp_path / "out")])  # fmt: skip
+    assert rc == 0
+    out = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert out["status"] == "target unreachable" and out["non_inducible_after"] is False
+    assert out["per_round"][1]["targets"][0]["reachable"] is False
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("other mesh", "computed on another mesh"),
+        ("zero budget", "budget is zero"),
+        ("unknown key", "unknown key 'ablation.lesion_radius'"),
+        ("small radius", "'ablation.lesion_radius_mm'"),
+        ("not an induction file", "not an induction file"),
+    ],
+)
+def test_cardiotwin_ablate_bad_input_is_one_line(tmp_path, capsys, case, message):
+    mesh = ring()
+    write_mesh(mesh, tmp_path / "ring.vtu")
+    fingerprint = "0" * 64 if case == "other mesh" else None
+    path = write_induction(tmp_path / "ind", tmp_path / "ring.vtu", mesh, fingerprint=fingerprint)
+    ablation = {
+        "zero budget": {"max_rounds": 0},
+        "unknown key": {"lesion_radius": 4.0},
+        "small radius": {"lesion_radius_mm": 2.0},
+    }.get(case, {})
+    (tmp_path / "cfg.json").write_text(json.dumps({"ablation": ablation}))
+    if case == "not an induction file":
+        path.write_text(json.dumps({"hello": 1}))
+    rc = main(["ablate", "--mesh", str(tmp_path / "ring.vtu"), "--induction", str(path),
+               "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("cardiotwin ablate: error:") and message in err[-1]
+    assert not (tmp_path / "out" / "ablation.json").exists()
+
+
+def test_the_lesion_radius_is_clinical():
+    with pytest.raises(ConfigError, match="ablation.lesion_radius_mm"):
+        config_from_dict({"ablation": {"lesion_radius_mm": 6.0}})
+    assert Config().ablation.lesion_radius_mm == 4.0
+
+
+def test_report_schema_file_is_generated_from_the_model():
+    from pathlib import Path
+
+    from cardiotwin.pipeline.ablation.report import SCHEMA_PATH, report_schema
+
+    assert json.loads(Path(SCHEMA_PATH).read_text()) == report_schema(), (
+        "pipeline/schemas/ablation.schema.json is stale: regenerate it from report_schema()"
+    )
