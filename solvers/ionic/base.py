@@ -22,7 +22,10 @@ own remodelling without a parameter array per node (see :class:`ParameterTable`)
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
@@ -257,6 +260,166 @@ def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dic
         rebound = FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
         namespace[name] = jit(rebound)
     return namespace
+
+
+# ---------------------------------------------------------------------------------------
+# Split state: V apart, the other states in a float32 and a float64 array
+#
+# The tissue backends keep the membrane potential out of the state array: the cell kernel
+# reads V from one buffer and writes it to another, and the diffusion step then reads that
+# one and writes the first ("ping-pong": no copy per step). Under precision="mixed" the
+# states that float32 carries live in a float32 array, the others in a float64 array
+# (``cardiotwin.solvers.precision``). The model's ``step`` stays written once against
+# ``y[STATE, k]``: compiling rewrites each such access (a transform of its syntax tree) to
+# ``v_in[k]`` (read) / ``v_out[k]`` (write), ``y32[row, k]`` or ``y64[row, k]``. Values read
+# from float32 storage are widened with ``float(...)``, so the arithmetic is float64
+# whatever the storage; with every state in float64 the numbers are those of ``step``.
+# ---------------------------------------------------------------------------------------
+
+#: where a state lives in the split layout: ("v", 0), ("y32", row) or ("y64", row)
+Placement = tuple[tuple[str, int], ...]
+
+SPLIT_STEP_ARGUMENTS = ("v_in", "v_out", "y32", "y64")
+
+
+class StepSourceError(ValueError):
+    """A model's ``step`` cannot be compiled for the split state layout (the message says
+    which line does what the rewrite does not understand)."""
+
+
+def compile_split_step(
+    module_name: str, jit: Callable, use_table: bool, placement: Placement
+) -> Callable:
+    """The model file's ``step`` rewritten for the split layout and compiled by ``jit``.
+
+    The result is ``step(v_in, v_out, y32, y64, p, k, s, dt_ms, i_stim[, table])``; the
+    membrane potential (state 0) comes from ``v_in[k]`` and goes to ``v_out[k]`` (they may be
+    the same array), state i ≥ 1 lives at ``placement[i]``. Raises :class:`StepSourceError`
+    when ``step`` touches ``y`` other than as ``y[STATE, k]`` with a constant ``STATE``, or
+    reads V after writing it.
+    """
+    module = importlib.import_module(module_name)
+    namespace = _compiled_namespace(module_name, jit, use_table)
+    function = _split_step_function(module, placement)
+    code = compile(function, filename=inspect.getsourcefile(module.step) or module_name,
+                   mode="exec")  # fmt: skip
+    exec(code, namespace)  # defines "split_step" in the model's (compiled) namespace
+    return jit(namespace["split_step"])
+
+
+def _split_step_function(module: ModuleType, placement: Placement) -> ast.Module:
+    lines, first_line = inspect.getsourcelines(module.step)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    ast.increment_lineno(tree, first_line - 1)
+    function = tree.body[0]
+    if not isinstance(function, ast.FunctionDef) or function.args.args[0].arg != "y":
+        raise StepSourceError(f"{module.__name__}.step must be def step(y, p, k, s, ...)")
+    constants = {n: v for n, v in vars(module).items() if type(v) is int}
+    _SplitRewriter(module.__name__, placement, constants).visit(function)
+    _check_v_read_before_written(module.__name__, function)
+    function.name = "split_step"
+    function.decorator_list = []
+    function.args.args = [ast.arg(name) for name in SPLIT_STEP_ARGUMENTS] + function.args.args[1:]
+    return ast.fix_missing_locations(tree)
+
+
+def _is_state_access(node) -> bool:
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and (node.value.id == "y")
+    )
+
+
+class _SplitRewriter(ast.NodeTransformer):
+    def __init__(self, module_name: str, placement: Placement, constants: dict[str, int]):
+        self.module_name, self.placement, self.constants = module_name, placement, constants
+
+    def _fail(self, node, what: str):
+        raise StepSourceError(
+            f"{self.module_name}.step, line {node.lineno}: {what}; write state accesses as "
+            "y[STATE, k] with STATE a module-level integer constant (e.g. y[CA_I, k])"
+        )
+
+    def _state(self, node: ast.Subscript) -> int:
+        index = node.slice
+        if not (isinstance(index, ast.Tuple) and len(index.elts) == 2):
+            self._fail(node, "y indexed other than y[STATE, k]")
+        row, column = index.elts
+        if not (isinstance(column, ast.Name) and column.id == "k"):
+            self._fail(node, "a state of another node than k")
+        if isinstance(row, ast.Constant) and type(row.value) is int:
+            state = row.value
+        elif isinstance(row, ast.Name) and row.id in self.constants:
+            state = self.constants[row.id]
+        else:
+            self._fail(node, "a state index that is not a constant")
+        if not 0 <= state < len(self.placement):
+            self._fail(node, f"state index {state} out of range")
+        return state
+
+    def _access(self, node: ast.Subscript, ctx) -> ast.expr:
+        where, row = self.placement[self._state(node)]
+        k = ast.Name("k", ast.Load())
+        if where == "v":
+            name = "v_in" if isinstance(ctx, ast.Load) else "v_out"
+            new = ast.Subscript(ast.Name(name, ast.Load()), k, ctx)
+        else:
+            index = ast.Tuple([ast.Constant(row), k], ast.Load())
+            new = ast.Subscript(ast.Name(where, ast.Load()), index, ctx)
+            if where == "y32" and isinstance(ctx, ast.Load):  # widen: float64 arithmetic
+                new = ast.Call(ast.Name("float", ast.Load()), [new], [])
+        return ast.copy_location(new, node)
+
+    def visit_AugAssign(self, node: ast.AugAssign):
+        if not _is_state_access(node.target):
+            return self.generic_visit(node)
+        # y[X, k] op= e  ->  y'[X, k] = y[X, k] op (e): the same arithmetic
+        value = ast.BinOp(self._access(node.target, ast.Load()), node.op, self.visit(node.value))
+        store = self._access(node.target, ast.Store())
+        return ast.copy_location(ast.Assign([store], ast.copy_location(value, node)), node)
+
+    def visit_Subscript(self, node: ast.Subscript):
+        if _is_state_access(node):
+            return self._access(node, node.ctx)
+        return self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name):
+        if node.id == "y":
+            self._fail(node, "y used other than as y[STATE, k] (passed on, sliced or rebound)")
+        return node
+
+
+def _check_v_read_before_written(module_name: str, function: ast.FunctionDef) -> None:
+    """V comes from ``v_in`` and goes to ``v_out``: a read after the write would see the old
+    value when the two differ, so it is refused (statements in source order; a statement's
+    right-hand side counts before its target)."""
+    written = None
+
+    def names(node) -> set[str]:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+    statements = [n for n in ast.walk(function) if isinstance(n, ast.stmt)]
+    for statement in sorted(statements, key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(statement, ast.FunctionDef):
+            continue
+        if isinstance(statement, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            reads = names(statement.value) if statement.value is not None else set()
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            writes = set().union(*(names(t) for t in targets))
+        elif isinstance(statement, ast.If | ast.While):
+            reads, writes = names(statement.test), set()
+        elif isinstance(statement, ast.Return | ast.Expr) and statement.value is not None:
+            reads, writes = names(statement.value), set()
+        else:
+            continue
+        if written is not None and "v_in" in reads:
+            raise StepSourceError(
+                f"{module_name}.step, line {statement.lineno}: reads the membrane potential "
+                f"after writing it (line {written}); read V once into a local at the start"
+            )
+        if "v_out" in writes and written is None:
+            written = statement.lineno
 
 
 def n_table_columns(model: IonicModel) -> int:
