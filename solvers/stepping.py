@@ -55,7 +55,7 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
-from cardiotwin.solvers.ionic.base import build_table, n_table_columns
+from cardiotwin.solvers.ionic.base import TABLE_ROWS, build_table, n_table_columns
 from cardiotwin.solvers.monodomain import MonodomainProblem
 from cardiotwin.solvers.precision import state_layout
 
@@ -112,12 +112,29 @@ class StopSimulation(Exception):
 
 def cuda_usable() -> bool:
     """Whether a CUDA device is usable (False without numba-cuda or a driver)."""
+    return cuda_unavailable_reason() is None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why no CUDA device can be used here (for provenance), or None when one can."""
     try:
         from numba import cuda
+    except Exception as exc:  # numba-cuda missing or broken
+        return f"numba-cuda cannot be imported ({type(exc).__name__}: {exc})"
+    try:
+        if cuda.is_available():
+            return None
+    except Exception as exc:  # a driver that fails to initialise
+        return f"the CUDA driver failed ({type(exc).__name__}: {exc})"
+    try:
+        import cupy  # noqa: F401
 
-        return bool(cuda.is_available())
-    except Exception:  # no numba-cuda, no driver, broken install: all mean "no"
-        return False
+        has_cupy = True
+    except Exception:
+        has_cupy = False
+    return "no usable CUDA device" + (
+        " (CuPy is installed, but it needs a device too)" if has_cupy else ""
+    )
 
 
 class BackendUnavailable(ValueError):
@@ -289,17 +306,17 @@ class _Theta(_PingPong):
         self.rhs_matrix = ops.sparse((m - (1.0 - theta) * h * k).tocsr(), dtype)
         solver = getattr(ops, "ConjugateGradient", ConjugateGradient)
         self.cg = solver(ops, (m + theta * h * k).tocsr(), n_cols, rtol, max_iterations, dtype)
-        self.rhs = ops.empty((problem.n_nodes, n_cols), dtype)
+        self.fused = hasattr(self.cg, "solve_product")  # b formed inside the solver's kernel
+        self.rhs = None if self.fused else ops.empty((problem.n_nodes, n_cols), dtype)
         self.increment = ops.zeros((problem.n_nodes, n_cols), dtype)  # last V⁺ − V, mV
 
     def _apply(self, src, spare):
         ops = self.ops
-        fused = hasattr(self.cg, "solve_product")  # b formed inside the solver's first kernel
         for _ in range(self.substeps):
-            if not fused:
+            if not self.fused:
                 ops.spmm(self.rhs_matrix, src, self.rhs)
             ops.axpbyz(1.0, self.increment, 1.0, src, spare)  # initial guess V + last increment
-            if fused:
+            if self.fused:
                 self.cg.solve_product(self.rhs_matrix, src, spare)
             else:
                 self.cg.solve(self.rhs, spare)
@@ -391,6 +408,7 @@ class SplitStepper:
                 "backend is the float64 oracle. Use precision='fp64' or backend='cpu'"
             )
         self.n_nodes, self.batch_size = problem.n_nodes, problem.batch_size
+        self._check_device_memory()
 
         diffusion_dt = self.dt_ms / 2 if splitting == "strang" else self.dt_ms
         self.substeps = 1
@@ -511,6 +529,43 @@ class SplitStepper:
             *args, theta, self.mass, self.substeps, b, self.cg_rtol, self.cg_max_iterations,
             dtype,
         )  # fmt: skip
+
+    def memory_bytes(self) -> tuple[int, int]:
+        """Backend memory this stepper allocates: (per batch member, shared by the batch),
+        bytes. Per member and node: V twice, the float32 and float64 state rows, the stimulus
+        current and, for CG, the increment and four CG vectors, plus 64 bytes for trackers;
+        shared: the sparse matrices (value + int32 index per non-zero, one row pointer per
+        node) and the lookup table."""
+        problem, layout = self.problem, self.layout
+        value = layout.value_dtype.itemsize
+        per_node = 2 * value + 4 * layout.n32 + 8 * layout.n64 + 8 + 64
+        nnz = problem.stiffness.nnz
+        matrices = 1
+        if not (self.diffusion == "explicit" and self.mass == "lumped"):
+            per_node += 5 * value
+            matrices = 2
+        shared = matrices * (nnz * (value + 4) + 4 * (self.n_nodes + 1))
+        n_sets = problem.parameters.as_array().shape[1]
+        shared += 8 * max(1, n_table_columns(problem.model)) * TABLE_ROWS * n_sets
+        return per_node * self.n_nodes, shared
+
+    def _check_device_memory(self) -> None:
+        free = getattr(self.ops, "free_memory_bytes", None)
+        if free is None:
+            return
+        available = free()
+        per_member, shared = self.memory_bytes()
+        needed = shared + self.batch_size * per_member
+        if needed <= 0.9 * available:
+            return
+        fit = max(0, int((0.9 * available - shared) // per_member))
+        raise BackendUnavailable(
+            f"the GPU has {available / 2**30:.2f} GiB free, but {self.batch_size} batch "
+            f"members of {self.n_nodes} nodes need about {needed / 2**30:.2f} GiB "
+            f"({per_member / 2**20:.1f} MiB per member, {shared / 2**20:.1f} MiB shared); at "
+            f"most {fit} member(s) fit. Run the batch in parts of {fit} or fewer, use "
+            "precision='mixed' (about half the memory), or backend='cpu'"
+        )
 
     def _check_state(self, y: np.ndarray) -> None:
         model = self.problem.model

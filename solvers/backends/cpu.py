@@ -43,7 +43,9 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 #: small helpers taking arrays: a real call per lookup costs more than the lookup itself
 #: (measured 3.9e6 -> 5.5e6 TP06 node-steps/s on one thread). Inlining the exact
 #: ``voltage_term`` too would paste its whole if-chain into every lookup: minutes of compiling.
-_INLINED = frozenset({"lookup", "table_position"})
+#: The split step is inlined into the node loop of its kernel: one call per node with some
+#: forty arguments costs about 8 % of the TP06 table step (thread time, 58 176 nodes).
+_INLINED = frozenset({"lookup", "table_position", "split_step"})
 
 
 def _njit(f):
@@ -95,13 +97,17 @@ def make_split_cell_kernel(
     stepper's split state (see :func:`~cardiotwin.solvers.ionic.base.compile_split_step`):
     V read from ``v_in`` and written to ``v_out`` (may be the same array), the other states
     at ``placement``. ``single_set``: every node uses parameter set 0, and ``pset`` is not
-    read (no per-node gather)."""
+    read (no per-node gather), and the parameters reach the kernel as a tuple of values, so
+    their terms are computed once per call (``parameter_tuple`` of
+    :func:`~cardiotwin.solvers.ionic.base.compile_split_step`)."""
     return _split_kernel(model.module, use_table, takes_table(model), placement, single_set)
 
 
 @cache
 def _split_kernel(module_name, use_table, with_table, placement, single_set) -> Callable:
-    step = compile_split_step(module_name, _njit, use_table, placement)
+    step = compile_split_step(
+        module_name, _njit, use_table, placement, unsigned_rows=True, parameter_tuple=single_set
+    )
     namespace = {"numba": numba, "step": step}
     node_set = "0" if single_set else "pset[k]"
     table = ", table" if with_table else ""
@@ -116,6 +122,8 @@ def _split_kernel(module_name, use_table, with_table, placement, single_set) -> 
 
     def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):
         table = placeholder if table is None else table
+        if single_set:
+            p = tuple(p[:, 0].tolist())
         kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)
 
     launch.compiled = kernel

@@ -154,7 +154,7 @@ def _split_kernel(module_name, use_table, with_table, placement, single_set, rul
 def split_kernel_source(module_name, use_table, with_table, placement, single_set, rules=()):
     """The Python function the split cell kernel is compiled from (also used to emit PTX
     for ``benchmarks/ptxas_report.py``)."""
-    step = compile_split_step(module_name, _device, use_table, placement)
+    step = compile_split_step(module_name, _device, use_table, placement, unsigned_rows=True)
     namespace = {"cuda": cuda, "step": step}
     node_set = "0" if single_set else "pset[k]"
     table = ", table" if with_table else ""
@@ -230,6 +230,11 @@ class CSRMatrix:
 
 def run_context(n_entries: int):
     return nullcontext()
+
+
+def free_memory_bytes() -> int:
+    """Free memory of the current device, bytes (the stepper checks a batch fits)."""
+    return int(cuda.current_context().get_memory_info()[0])
 
 
 def asarray(a, dtype=np.float64):

@@ -208,13 +208,26 @@ TABLE_ROWS = int(round((TABLE_V_MAX_MV - TABLE_V_MIN_MV) / TABLE_DV_MV)) + 1
 
 
 def table_position(V, table):
-    """Row and fraction of ``V`` (mV) in the lookup-table grid (clamped to the grid)."""
+    """Row and fraction of ``V`` (mV) in the lookup-table grid (clamped to the grid; NaN
+    reads row 0, so a diverged node reads inside the table and its NaN V propagates)."""
     x = (V - TABLE_V_MIN_MV) * (1.0 / TABLE_DV_MV)
-    if x < 0.0:
+    if not x >= 0.0:
         x = 0.0
     elif x > TABLE_ROWS - 1.000001:
         x = TABLE_ROWS - 1.000001
     row = int(x)
+    return row, x - row
+
+
+def _table_position_unsigned(V, table):
+    """:func:`table_position` with an unsigned row, for compiled backends: Numba tests every
+    signed index for wrap-around (``a[-1]``), an unsigned one it does not."""
+    x = (V - TABLE_V_MIN_MV) * (1.0 / TABLE_DV_MV)
+    if not x >= 0.0:
+        x = 0.0
+    elif x > TABLE_ROWS - 1.000001:
+        x = TABLE_ROWS - 1.000001
+    row = uint64(x)  # noqa: F821 - numba.uint64, bound when compiled
     return row, x - row
 
 
@@ -227,6 +240,11 @@ def lookup(c, V, p, s, dt_ms, table, row, frac):
 def _table_lookup(c, V, p, s, dt_ms, table, row, frac):
     a = table[s, row, c]
     return a + frac * (table[s, row + 1, c] - a)
+
+
+def _table_lookup_unsigned(c, V, p, s, dt_ms, table, row, frac):
+    a = table[s, row, c]
+    return a + frac * (table[s, row + uint64(1), c] - a)  # noqa: F821 - see above
 
 
 def compile_step(model: IonicModel, jit: Callable, use_table: bool = False) -> Callable:
@@ -244,8 +262,16 @@ def compile_step_of_module(module_name: str, jit: Callable, use_table: bool = Fa
     return _compiled_namespace(module_name, jit, use_table)["step"]
 
 
-def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dict:
-    """A copy of the model file's namespace whose functions are all compiled by ``jit``."""
+def _compiled_namespace(
+    module_name: str,
+    jit: Callable,
+    use_table: bool,
+    unsigned_rows: bool = False,
+    parameter_tuple: bool = False,
+) -> dict:
+    """A copy of the model file's namespace whose functions are all compiled by ``jit``
+    (``unsigned_rows``: table rows as numba.uint64, for the compiled backends;
+    ``parameter_tuple``: see :func:`compile_split_step`)."""
     module = importlib.import_module(module_name)
     namespace = dict(vars(module))
     own = {
@@ -253,8 +279,22 @@ def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dic
         for name, f in vars(module).items()
         if isinstance(f, FunctionType) and f.__module__ == module.__name__
     }
-    own["table_position"] = table_position
-    own["lookup"] = _table_lookup if use_table else lookup
+    if parameter_tuple:  # the model's own functions that index p, rewritten from source
+        for name, f in list(own.items()):
+            if "p" in f.__code__.co_varnames[: f.__code__.co_argcount]:
+                tree = _function_ast(f)
+                _ParameterTupleRewriter(module_name).visit(tree)
+                exec(_compile_tree(tree, f), namespace)
+                own[name] = namespace[name]
+    if unsigned_rows:
+        import numba
+
+        namespace["uint64"] = numba.uint64
+        own["table_position"] = _table_position_unsigned
+        own["lookup"] = _table_lookup_unsigned if use_table else lookup
+    else:
+        own["table_position"] = table_position
+        own["lookup"] = _table_lookup if use_table else lookup
     namespace.update(TABLE_V_MIN_MV=TABLE_V_MIN_MV, TABLE_DV_MV=TABLE_DV_MV, TABLE_ROWS=TABLE_ROWS)
     for name, f in own.items():
         rebound = FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
@@ -288,7 +328,12 @@ class StepSourceError(ValueError):
 
 
 def compile_split_step(
-    module_name: str, jit: Callable, use_table: bool, placement: Placement
+    module_name: str,
+    jit: Callable,
+    use_table: bool,
+    placement: Placement,
+    unsigned_rows: bool = False,
+    parameter_tuple: bool = False,
 ) -> Callable:
     """The model file's ``step`` rewritten for the split layout and compiled by ``jit``.
 
@@ -296,21 +341,60 @@ def compile_split_step(
     membrane potential (state 0) comes from ``v_in[k]`` and goes to ``v_out[k]`` (they may be
     the same array), state i ≥ 1 lives at ``placement[i]``. Raises :class:`StepSourceError`
     when ``step`` touches ``y`` other than as ``y[STATE, k]`` with a constant ``STATE``, or
-    reads V after writing it.
+    reads V after writing it. ``unsigned_rows``: see :func:`_table_position_unsigned`.
+
+    ``parameter_tuple``: every node uses parameter set 0, given as a tuple ``p`` of the
+    parameter values instead of the (n_parameters, n_sets) array: each ``p[NAME, s]`` of the
+    model file becomes ``p[NAME]``. A tuple is a value, not memory the state stores might
+    overwrite, so the compiler computes the parameter-only terms (F/RT, √(K_o/5.4), volume
+    ratios, …) once per kernel call instead of once per node; the arithmetic is unchanged.
     """
     module = importlib.import_module(module_name)
-    namespace = _compiled_namespace(module_name, jit, use_table)
-    function = _split_step_function(module, placement)
-    code = compile(function, filename=inspect.getsourcefile(module.step) or module_name,
-                   mode="exec")  # fmt: skip
-    exec(code, namespace)  # defines "split_step" in the model's (compiled) namespace
+    namespace = _compiled_namespace(module_name, jit, use_table, unsigned_rows, parameter_tuple)
+    tree = _split_step_function(module, placement)
+    if parameter_tuple:
+        _ParameterTupleRewriter(module_name).visit(tree)
+    exec(_compile_tree(tree, module.step), namespace)  # defines "split_step"
     return jit(namespace["split_step"])
 
 
-def _split_step_function(module: ModuleType, placement: Placement) -> ast.Module:
-    lines, first_line = inspect.getsourcelines(module.step)
+def _function_ast(f: FunctionType) -> ast.Module:
+    """The syntax tree of ``f``'s source, with the line numbers of its file."""
+    lines, first_line = inspect.getsourcelines(f)
     tree = ast.parse(textwrap.dedent("".join(lines)))
     ast.increment_lineno(tree, first_line - 1)
+    return tree
+
+
+def _compile_tree(tree: ast.Module, original: FunctionType):
+    filename = inspect.getsourcefile(original) or original.__module__
+    return compile(ast.fix_missing_locations(tree), filename=filename, mode="exec")
+
+
+class _ParameterTupleRewriter(ast.NodeTransformer):
+    """``p[NAME, s]`` → ``p[NAME]`` (see ``parameter_tuple`` in :func:`compile_split_step`)."""
+
+    def __init__(self, module_name: str):
+        self.module_name = module_name
+
+    def visit_Subscript(self, node: ast.Subscript):
+        if isinstance(node.value, ast.Name) and node.value.id == "p":
+            index = node.slice
+            if not (
+                isinstance(index, ast.Tuple)
+                and len(index.elts) == 2
+                and isinstance(index.elts[1], ast.Name)
+                and index.elts[1].id == "s"
+            ):
+                raise StepSourceError(
+                    f"{self.module_name}, line {node.lineno}: parameters must be read as p[NAME, s]"
+                )
+            return ast.copy_location(ast.Subscript(node.value, index.elts[0], node.ctx), node)
+        return self.generic_visit(node)
+
+
+def _split_step_function(module: ModuleType, placement: Placement) -> ast.Module:
+    tree = _function_ast(module.step)
     function = tree.body[0]
     if not isinstance(function, ast.FunctionDef) or function.args.args[0].arg != "y":
         raise StepSourceError(f"{module.__name__}.step must be def step(y, p, k, s, ...)")
@@ -320,7 +404,7 @@ def _split_step_function(module: ModuleType, placement: Placement) -> ast.Module
     function.name = "split_step"
     function.decorator_list = []
     function.args.args = [ast.arg(name) for name in SPLIT_STEP_ARGUMENTS] + function.args.args[1:]
-    return ast.fix_missing_locations(tree)
+    return tree
 
 
 def _is_state_access(node) -> bool:

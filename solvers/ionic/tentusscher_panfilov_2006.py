@@ -170,21 +170,36 @@ _INV_5P4 = 1.0 / 5.4
 #: Quantities that depend only on V (and parameters, dt): gate steady states, Rush–Larsen
 #: factors e^(−dt/τ), and the voltage factors of I_pK, I_NaK, I_NaCa and I_CaL. ``step`` gets
 #: them through ``lookup``: exact, or interpolated from a table (see ``base.build_table``).
+#: The last column, I_K1's rectification α_K1/(α_K1 + β_K1), depends on V − E_K instead: its
+#: table is read at V − E_K (same grid), as openCARP and TorchCor do (three exponentials
+#: fewer per node and step).
 TABULATED = (
     "m_inf", "m_rl", "hj_inf", "h_rl", "j_rl", "xr1_inf", "xr1_rl", "xr2_inf", "xr2_rl",
     "xs_inf", "xs_rl", "r_inf", "r_rl", "s_inf", "s_rl", "d_inf", "d_rl", "f_inf", "f_rl",
     "f2_inf", "f2_rl", "ipk_factor", "inak_factor", "naca_e_gamma", "naca_e_gamma_m1",
-    "cal_ca_ss_factor", "cal_ca_o_term",
+    "cal_ca_ss_factor", "cal_ca_o_term", "xk1_inf_of_v_minus_ek",
 )  # fmt: skip
 (
     T_M_INF, T_M_RL, T_HJ_INF, T_H_RL, T_J_RL, T_XR1_INF, T_XR1_RL, T_XR2_INF, T_XR2_RL,
     T_XS_INF, T_XS_RL, T_R_INF, T_R_RL, T_S_INF, T_S_RL, T_D_INF, T_D_RL, T_F_INF, T_F_RL,
-    T_F2_INF, T_F2_RL, T_IPK, T_INAK, T_NACA_EG, T_NACA_EGM1, T_CAL_A, T_CAL_B,
-) = range(27)  # fmt: skip
+    T_F2_INF, T_F2_RL, T_IPK, T_INAK, T_NACA_EG, T_NACA_EGM1, T_CAL_A, T_CAL_B, T_XK1_INF,
+) = range(28)  # fmt: skip
 
 
 def voltage_term(c, v, p, s, dt_ms):
-    """Column ``c`` of :data:`TABULATED` at membrane potential ``v`` (mV)."""
+    """Column ``c`` of :data:`TABULATED` at membrane potential ``v`` (mV); for
+    ``T_XK1_INF``, ``v`` is V − E_K."""
+    if c == T_XK1_INF:
+        e_k1 = math.exp(0.1 * v)
+        e_k1_5 = e_k1 * e_k1
+        e_k1_5 = e_k1_5 * e_k1_5 * e_k1  # e^(0.5(V-E_K))
+        alpha_k1 = 0.1 / (1.0 + math.exp(0.06 * (v - 200.0)))
+        beta_k1 = (
+            (3.0 * math.exp(0.0002 * (v + 100.0)) + e_k1 * _E_M1)  # e^(0.1(V-E_K-10))
+            * e_k1_5
+            / (e_k1_5 + 1.0)  # 1/(1 + e^(-0.5(V-E_K)))
+        )
+        return alpha_k1 / (alpha_k1 + beta_k1)
     if c == T_M_INF:
         sig = 1.0 + math.exp((-56.86 - v) * (1.0 / 9.03))
         return 1.0 / (sig * sig)
@@ -359,16 +374,9 @@ def step(y, p, k, s, dt_ms, i_stim, table):
 
     sqrt_ko = math.sqrt(k_o * _INV_5P4)
     dv_k = v - e_k
-    e_k1 = math.exp(0.1 * dv_k)
-    e_k1_5 = e_k1 * e_k1
-    e_k1_5 = e_k1_5 * e_k1_5 * e_k1  # e^(0.5(V-E_K))
-    alpha_k1 = 0.1 / (1.0 + math.exp(0.06 * (dv_k - 200.0)))
-    beta_k1 = (
-        (3.0 * math.exp(0.0002 * (dv_k + 100.0)) + e_k1 * _E_M1)  # e^(0.1(V-E_K-10))
-        * e_k1_5
-        / (e_k1_5 + 1.0)  # 1/(1 + e^(-0.5(V-E_K)))
-    )
-    i_k1 = p[G_K1, s] * sqrt_ko * alpha_k1 / (alpha_k1 + beta_k1) * dv_k
+    row_k, frac_k = table_position(dv_k, table)  # I_K1's rectification is read at V − E_K
+    x_k1 = lookup(T_XK1_INF, dv_k, p, s, dt_ms, table, row_k, frac_k)
+    i_k1 = p[G_K1, s] * sqrt_ko * x_k1 * dv_k
 
     i_kr = p[G_KR, s] * sqrt_ko * y[XR1, k] * y[XR2, k] * dv_k
     xs = y[XS, k]
