@@ -30,8 +30,9 @@ backend-owned arrays, so nothing of size N crosses between host and device per s
 ``sparse``, ``reduction_workspace``, ``spmm``, ``spmm_dot``, ``col_dot``, ``axpby``, ``axpbyz``,
 ``copy``, ``fill``, ``set_at``, ``precondition``, ``cg_update``, ``cg_direction`` and, for the
 trackers, ``activation_update``, ``apd_update``, ``first_bad_index``, ``count_nan``. Host work
-per step is O(1) (plus O(B) scalars per CG iteration on the CPU; a backend may bring its own
-``ConjugateGradient`` that keeps those on the device, as the CUDA backend does).
+per step is O(1) (plus O(B) scalars per CG iteration on the CPU). A backend may instead bring
+its own ``ConjugateGradient`` that keeps the scalars on the device, as the CUDA backend does;
+it then needs none of the reduction operations (``reduction_workspace`` … ``cg_direction``).
 
 State and precision. The membrane potential lives apart from the other states, in two
 buffers: the cell kernel reads V from one and writes the other, and the diffusion step reads

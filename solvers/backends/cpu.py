@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import numba
 import numpy as np
@@ -48,9 +48,14 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 _INLINED = frozenset({"lookup", "table_position", "split_step"})
 
 
-def _njit(f):
+#: LLVM fast-math flags of the tissue cell kernel (``make_split_cell_kernel``); empty: IEEE
+#: arithmetic, the reference backend's numbers to the last bit
+CELL_FASTMATH: frozenset = frozenset()
+
+
+def _njit(f, fastmath=False):
     inline = "always" if f.__name__ in _INLINED else "never"
-    return numba.njit(f, error_model="numpy", inline=inline)
+    return numba.njit(f, error_model="numpy", inline=inline, fastmath=fastmath)
 
 
 def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
@@ -105,9 +110,11 @@ def make_split_cell_kernel(
 
 @cache
 def _split_kernel(module_name, use_table, with_table, placement, single_set) -> Callable:
+    fastmath = set(CELL_FASTMATH) or False
     step = compile_split_step(
-        module_name, _njit, use_table, placement, unsigned_rows=True, parameter_tuple=single_set
-    )
+        module_name, partial(_njit, fastmath=fastmath), use_table, placement,
+        unsigned_rows=True, parameter_tuple=single_set,
+    )  # fmt: skip
     namespace = {"numba": numba, "step": step}
     node_set = "0" if single_set else "pset[k]"
     table = ", table" if with_table else ""
@@ -117,7 +124,7 @@ def _split_kernel(module_name, use_table, with_table, placement, single_set) -> 
         f"        step(v_in, v_out, y32, y64, p, k, {node_set}, dt_ms, i_stim[k]{table})\n",
         namespace,
     )
-    kernel = numba.njit(namespace["_kernel"], parallel=True, error_model="numpy")
+    kernel = numba.njit(namespace["_kernel"], parallel=True, error_model="numpy", fastmath=fastmath)
     placeholder = empty_table(1)
 
     def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):

@@ -8,13 +8,19 @@ transfers, ``tests/solvers/test_cuda_launches.py``) without a GPU.
 What runs per time step (no transfer between host and device inside the step loop):
 
 - lumped mass, explicit diffusion: the cell kernel (V from one buffer into the other, see
-  ``solvers/stepping.py``) and one sparse product per diffusion substep, which writes V back
-  into the first buffer: 1 + substeps launches;
-- θ-scheme / consistent mass: the cell kernel, the right-hand side product, the initial
-  guess, then :class:`ConjugateGradient` entirely on the device (α, β, residuals and which
-  batch members are still iterating live in small device arrays; 3 launches per iteration),
-  and the new increment: 5 + 3 per issued CG iteration. Convergence is read on the host
-  through one asynchronous copy of two integers every :data:`CG_CHECK_EVERY` iterations.
+  ``solvers/stepping.py``; the activation and APD trackers' updates run inside it) and one
+  sparse product per diffusion substep, which writes V back into the first buffer:
+  1 + substeps launches;
+- θ-scheme / consistent mass: the cell kernel, the initial guess, then
+  :class:`ConjugateGradient` entirely on the device (its first kernel forms the right-hand
+  side row by row; α, β, residuals and which batch members are still iterating live in
+  small device arrays; 3 launches per iteration), and the new increment: 4 + 3 per issued
+  CG iteration. Convergence is read on the host through one asynchronous copy of two
+  integers per group of :data:`CG_CHECK_EVERY` iterations.
+
+Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. Not here: a CuPy
+path (cuSPARSE SpMV, CUDA graphs); the numba-cuda kernels are measured against the
+bandwidth ceiling by ``benchmarks/gpu_check.sh`` first.
 
 Reductions are deterministic: a fixed number of row chunks (a function of the problem size
 only), a fixed tree inside each block, and the chunks' partial sums added in a fixed order
@@ -232,9 +238,10 @@ def run_context(n_entries: int):
     return nullcontext()
 
 
-def free_memory_bytes() -> int:
-    """Free memory of the current device, bytes (the stepper checks a batch fits)."""
-    return int(cuda.current_context().get_memory_info()[0])
+def free_memory_bytes() -> float:
+    """Free memory of the current device, bytes (the stepper checks a batch fits; the CUDA
+    simulator reports infinity)."""
+    return float(cuda.current_context().get_memory_info()[0])
 
 
 def asarray(a, dtype=np.float64):
@@ -261,10 +268,6 @@ def zeros(shape, dtype=np.float64):
 
 def sparse(matrix, dtype=np.float64) -> CSRMatrix:
     return CSRMatrix(matrix, dtype)
-
-
-def reduction_workspace(n_rows: int, n_cols: int):
-    return cuda.device_array((3, _chunks(n_rows, n_cols), n_cols))
 
 
 def _chunks(n_rows: int, n_cols: int) -> int:
@@ -356,47 +359,6 @@ def spmm(matrix: CSRMatrix, x, out) -> None:
 
 
 @cuda.jit
-def _col_dot_kernel(x, y, partial, n_threads):
-    n, n_cols = x.shape
-    c, t = cuda.blockIdx.x, cuda.threadIdx.x
-    n_chunks = partial.shape[1]
-    lo = c * n // n_chunks
-    hi = (c + 1) * n // n_chunks
-    acc = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
-    total = 0.0
-    if t < n_threads:
-        for e in range(lo * n_cols + t, hi * n_cols, n_threads):
-            i = e // n_cols
-            b = e - i * n_cols
-            total += float(x[i, b]) * y[i, b]
-    acc[t] = total
-    _reduce_block(acc, t, n_cols, n_threads)
-    if t < n_cols:
-        partial[0, c, t] = acc[t]
-
-
-def _sum_chunks(partial) -> np.ndarray:
-    host = to_host(partial)
-    out = np.zeros(host.shape[1])
-    for row in host:  # fixed order: deterministic
-        out += row
-    return out
-
-
-def col_dot(x, y, work) -> np.ndarray:
-    """Column-wise dot products of (n, B) device arrays: host array (B,). (Not used by the
-    stepper, whose CG keeps its scalars on the device; part of the backend contract.)"""
-    n_cols = x.shape[1]
-    _col_dot_kernel[work.shape[1], THREADS_PER_BLOCK, stream()](x, y, work, _threads_for(n_cols))
-    return _sum_chunks(work[0])
-
-
-def spmm_dot(matrix: CSRMatrix, x, out, work) -> np.ndarray:
-    spmm(matrix, x, out)
-    return col_dot(x, out, work)
-
-
-@cuda.jit
 def _axpby_kernel(a, x, b, y):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for k in range(start, y.size, stride):
@@ -454,79 +416,6 @@ def set_at(a, index, value: float) -> None:
     """``a.flat[index] = value`` for a device integer array ``index``."""
     if index.size:
         _launch(_set_at_kernel, index.size)(_flat(a), index, float(value))
-
-
-@cuda.jit
-def _cg_update_kernel(alpha, p, q, x, r, diag_inv, z, partial, n_threads):
-    n, n_cols = x.shape
-    c, t = cuda.blockIdx.x, cuda.threadIdx.x
-    n_chunks = partial.shape[1]
-    lo = c * n // n_chunks
-    hi = (c + 1) * n // n_chunks
-    acc_rr = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
-    acc_rz = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
-    srr = 0.0
-    srz = 0.0
-    if t < n_threads:
-        for e in range(lo * n_cols + t, hi * n_cols, n_threads):
-            i = e // n_cols
-            b = e - i * n_cols
-            a = alpha[b]
-            x[i, b] += a * p[i, b]
-            r[i, b] = r[i, b] - a * q[i, b]
-            ri = float(r[i, b])
-            z[i, b] = diag_inv[i] * ri
-            zi = float(z[i, b])
-            srr += ri * ri
-            srz += ri * zi
-    acc_rr[t] = srr
-    acc_rz[t] = srz
-    _reduce_block(acc_rr, t, n_cols, n_threads)
-    _reduce_block(acc_rz, t, n_cols, n_threads)
-    if t < n_cols:
-        partial[0, c, t] = acc_rr[t]
-        partial[1, c, t] = acc_rz[t]
-
-
-def cg_update(alpha, p, q, x, r, diag_inv, z, work):
-    """x += αp, r −= αq, z = D⁻¹r per column; returns host (r·r, r·z), each (B,). (The
-    stepper's CG uses :class:`ConjugateGradient` instead, without host round trips.)"""
-    d_alpha = asarray(np.ascontiguousarray(alpha, dtype=np.float64))
-    _cg_update_kernel[work.shape[1], THREADS_PER_BLOCK, stream()](
-        d_alpha, p, q, x, r, diag_inv, z, work, _threads_for(x.shape[1])
-    )
-    return _sum_chunks(work[0]), _sum_chunks(work[1])
-
-
-@cuda.jit
-def _jacobi_kernel(r, diag_inv, z):
-    n_cols = r.shape[1]
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for k in range(start, r.shape[0] * n_cols, stride):
-        i = k // n_cols
-        b = k - i * n_cols
-        z[i, b] = diag_inv[i] * r[i, b]
-
-
-def precondition(r, diag_inv, z, work) -> np.ndarray:
-    """z = D⁻¹ r (Jacobi); returns host column-wise r·z (B,)."""
-    _launch(_jacobi_kernel, r.size)(r, diag_inv, z)
-    return col_dot(r, z, work)
-
-
-@cuda.jit
-def _cg_direction_kernel(z, beta, p):
-    n_cols = p.shape[1]
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for k in range(start, p.shape[0] * n_cols, stride):
-        i = k // n_cols
-        b = k - i * n_cols
-        p[i, b] = z[i, b] + beta[b] * p[i, b]
-
-
-def cg_direction(z, beta, p) -> None:
-    d_beta = asarray(np.ascontiguousarray(beta, dtype=np.float64))
-    _launch(_cg_direction_kernel, p.size)(z, d_beta, p)
 
 
 # --- conjugate gradients on the device ------------------------------------------------------

@@ -170,25 +170,37 @@ _INV_5P4 = 1.0 / 5.4
 #: Quantities that depend only on V (and parameters, dt): gate steady states, Rush–Larsen
 #: factors e^(−dt/τ), and the voltage factors of I_pK, I_NaK, I_NaCa and I_CaL. ``step`` gets
 #: them through ``lookup``: exact, or interpolated from a table (see ``base.build_table``).
-#: The last column, I_K1's rectification α_K1/(α_K1 + β_K1), depends on V − E_K instead: its
-#: table is read at V − E_K (same grid), as openCARP and TorchCor do (three exponentials
-#: fewer per node and step).
+#: Two columns are read at another argument on the same grid, as openCARP and TorchCor do:
+#: I_K1's rectification α_K1/(α_K1 + β_K1) at V − E_K (three exponentials fewer per node and
+#: step), and the fCass gate's steady state and Rush–Larsen factor at
+#: :data:`CA_SS_GRID_PER_MM` · Ca_ss (an exponential and two divisions fewer; the grid then
+#: spans Ca_ss ≤ 4 mM in steps of 1 µM, where the gate varies on a scale of 50 µM).
 TABULATED = (
     "m_inf", "m_rl", "hj_inf", "h_rl", "j_rl", "xr1_inf", "xr1_rl", "xr2_inf", "xr2_rl",
     "xs_inf", "xs_rl", "r_inf", "r_rl", "s_inf", "s_rl", "d_inf", "d_rl", "f_inf", "f_rl",
     "f2_inf", "f2_rl", "ipk_factor", "inak_factor", "naca_e_gamma", "naca_e_gamma_m1",
-    "cal_ca_ss_factor", "cal_ca_o_term", "xk1_inf_of_v_minus_ek",
+    "cal_ca_ss_factor", "cal_ca_o_term", "xk1_inf_of_v_minus_ek", "fcass_inf_of_ca_ss",
+    "fcass_rl_of_ca_ss",
 )  # fmt: skip
 (
     T_M_INF, T_M_RL, T_HJ_INF, T_H_RL, T_J_RL, T_XR1_INF, T_XR1_RL, T_XR2_INF, T_XR2_RL,
     T_XS_INF, T_XS_RL, T_R_INF, T_R_RL, T_S_INF, T_S_RL, T_D_INF, T_D_RL, T_F_INF, T_F_RL,
     T_F2_INF, T_F2_RL, T_IPK, T_INAK, T_NACA_EG, T_NACA_EGM1, T_CAL_A, T_CAL_B, T_XK1_INF,
-) = range(28)  # fmt: skip
+    T_FCASS_INF, T_FCASS_RL,
+) = range(30)  # fmt: skip
+#: table grid units per mM of Ca_ss for the fCass columns (the grid runs to 200 units)
+CA_SS_GRID_PER_MM = 50.0
 
 
 def voltage_term(c, v, p, s, dt_ms):
     """Column ``c`` of :data:`TABULATED` at membrane potential ``v`` (mV); for
-    ``T_XK1_INF``, ``v`` is V − E_K."""
+    ``T_XK1_INF``, ``v`` is V − E_K, for the fCass columns :data:`CA_SS_GRID_PER_MM` · Ca_ss."""
+    if c == T_FCASS_INF or c == T_FCASS_RL:
+        ca_ss_rel = v * (20.0 / CA_SS_GRID_PER_MM)  # Ca_ss / 0.05 mM
+        fcass_den = 1.0 / (1.0 + ca_ss_rel * ca_ss_rel)
+        if c == T_FCASS_INF:
+            return 0.6 * fcass_den + 0.4
+        return math.exp(-dt_ms / (80.0 * fcass_den + 2.0))
     if c == T_XK1_INF:
         e_k1 = math.exp(0.1 * v)
         e_k1_5 = e_k1 * e_k1
@@ -363,11 +375,6 @@ def step(y, p, k, s, dt_ms, i_stim, table):
 
     row, frac = table_position(v, table)
 
-    ca_ss_rel = ca_ss * 20.0  # Ca_ss / 0.05 mM
-    fcass_den = 1.0 / (1.0 + ca_ss_rel * ca_ss_rel)
-    fcass_inf = 0.6 * fcass_den + 0.4
-    tau_fcass = 80.0 * fcass_den + 2.0
-
     # Currents (pA/pF)
     m = y[M, k]
     i_na = p[G_NA, s] * m * m * m * y[H, k] * y[J, k] * (v - e_na)
@@ -469,7 +476,11 @@ def step(y, p, k, s, dt_ms, i_stim, table):
     y[K_I, k] = k_i + dt_ms * d_k_i
 
     # Rush–Larsen: x <- x_inf + (x - x_inf) e^(-dt/tau)
-    y[FCASS, k] = fcass_inf + (y[FCASS, k] - fcass_inf) * math.exp(-dt_ms / tau_fcass)
+    ca_ss_grid = ca_ss * CA_SS_GRID_PER_MM
+    row_c, frac_c = table_position(ca_ss_grid, table)
+    fcass_inf = lookup(T_FCASS_INF, ca_ss_grid, p, s, dt_ms, table, row_c, frac_c)
+    fcass_rl = lookup(T_FCASS_RL, ca_ss_grid, p, s, dt_ms, table, row_c, frac_c)
+    y[FCASS, k] = fcass_inf + (y[FCASS, k] - fcass_inf) * fcass_rl
     hj_inf = lookup(T_HJ_INF, v, p, s, dt_ms, table, row, frac)
     m_inf = lookup(T_M_INF, v, p, s, dt_ms, table, row, frac)
     y[M, k] = m_inf + (m - m_inf) * lookup(T_M_RL, v, p, s, dt_ms, table, row, frac)

@@ -8,6 +8,7 @@ every model's APD90 and the 1000-beat drift are benchmarks (benchmarks/precision
 benchmarks/RESULTS.md): too long for CI.
 """
 
+import sys
 import types
 
 import numba
@@ -18,7 +19,12 @@ from cardiotwin.meshing.mesh import box_mesh
 from cardiotwin.solvers.backends import cpu
 from cardiotwin.solvers.cell import action_potential_metrics, pace_cell
 from cardiotwin.solvers.ionic import aliev_panfilov, get_model
-from cardiotwin.solvers.ionic.base import build_table, compile_step_of_module, model_from_module
+from cardiotwin.solvers.ionic.base import (
+    build_table,
+    compile_step_of_module,
+    model_from_module,
+    takes_table,
+)
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.precision import (
     MAX_LOST_SHARE,
@@ -41,12 +47,17 @@ def _beat(model, dt_ms: float) -> np.ndarray:
     p = np.ascontiguousarray(model.default_parameters()[:, None])
     table = build_table(model, p, dt_ms)
     n_steps, stim_steps = round(1000.0 / dt_ms), round(1.0 / dt_ms)
+    with_table = takes_table(model)
 
     @numba.njit
     def run(y, out):
         out[:, 0] = y[:, 0]
         for n in range(n_steps):
-            step(y, p, 0, 0, dt_ms, 60.0 if n < stim_steps else 0.0, table)
+            i_stim = 60.0 if n < stim_steps else 0.0
+            if with_table:
+                step(y, p, 0, 0, dt_ms, i_stim, table)
+            else:
+                step(y, p, 0, 0, dt_ms, i_stim)
             out[:, n + 1] = y[:, 0]
 
     out = np.empty((model.n_states, n_steps + 1))
@@ -76,13 +87,20 @@ def test_layout_round_trips_float64_states_exactly():
     assert "Na_i, K_i" in layout.describe()
 
 
-def test_mixed_refuses_a_model_without_a_declaration_and_too_small_a_dt():
+def test_mixed_refuses_a_model_without_a_declaration_and_too_small_a_dt(monkeypatch):
     module = types.ModuleType("undeclared_model")
-    module.__dict__.update({k: v for k, v in vars(aliev_panfilov).items() if k != "FP64_STATES"})
+    module.__dict__.update(
+        {
+            k: v
+            for k, v in vars(aliev_panfilov).items()
+            if k != "FP64_STATES" and not k.startswith("__")
+        }  # fmt: skip
+    )
+    monkeypatch.setitem(sys.modules, "undeclared_model", module)
     model = model_from_module(module, "undeclared")
     with pytest.raises(PrecisionError, match="does not declare FP64_STATES.*precision='fp64'"):
         state_layout(model, "mixed")
-    with pytest.raises(PrecisionError, match=r"dt = 0\.001 ms.*Na_i, K_i.*dt ≥ 0\.005 ms"):
+    with pytest.raises(PrecisionError, match=r"dt = 0\.001 ms.*K_i, Na_i.*dt ≥ 0\.005 ms"):
         state_layout(get_model("tp06-epi"), "mixed", dt_ms=0.001)
     problem = MonodomainProblem(box_mesh((1.0, 0.5, 0.5), 0.25), "aliev-panfilov", SIGMA)
     with pytest.raises(ValueError, match="reference backend is the float64 oracle"):
