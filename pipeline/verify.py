@@ -56,6 +56,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="gate rates from voltage lookup tables (default; --no-cell-tables: exact rates)",
     )
     nv.add_argument(
+        "--precision",
+        choices=("fp64", "mixed"),
+        default="fp64",
+        help="fp64 (default) or mixed: V, gates and diffusion in float32, the states float32 "
+        "cannot resolve per step in float64 (arithmetic float64 throughout)",
+    )
+    nv.add_argument(
         "--max-time",
         type=float,
         default=300.0,
@@ -118,6 +125,7 @@ def _run_nversion(args: argparse.Namespace) -> dict:
             max_time_ms=args.max_time,
             progress=args.progress,
             cell_tables=args.cell_tables,
+            precision=args.precision,
         )
     except (ValueError, NotImplementedError) as exc:
         raise CommandError(str(exc)) from None

@@ -14,10 +14,12 @@ import numpy as np
 
 from cardiotwin.solvers.ionic.base import (
     IonicModel,
+    compile_split_step,
     compile_step_of_module,
     empty_table,
     takes_table,
 )
+from cardiotwin.solvers.precision import state_layout
 
 #: a beat counts as an action potential when V crosses this level (mV)
 EXCITATION_LEVEL_MV = 0.0
@@ -42,6 +44,17 @@ def _pace_loop(step, y, p, dt_ms, n_steps, bcl_steps, stim_steps, amplitude, rec
             out[n - record_from] = y[0, 0]
         step(y, p, 0, 0, dt_ms, i_stim)
     out[n_steps - record_from] = y[0, 0]
+
+
+def _split_pace_loop(step, v, y32, y64, p, dt_ms, n_steps, bcl_steps, stim_steps, amplitude,
+                     record_from, out):  # fmt: skip
+    """:func:`_pace_loop` for the split state of ``precision="mixed"`` (V in ``v[0]``)."""
+    for n in range(n_steps):
+        i_stim = amplitude if (n % bcl_steps) < stim_steps else 0.0
+        if n >= record_from:
+            out[n - record_from] = v[0]
+        step(v, v, y32, y64, p, 0, 0, dt_ms, i_stim)
+    out[n_steps - record_from] = v[0]
 
 
 def _cell_step(model: IonicModel, jit):
@@ -79,13 +92,44 @@ def _build_pace_loop(model: IonicModel):
     return run
 
 
-def _runner(model: IonicModel, backend: str):
+def _runner(model: IonicModel, backend: str, precision: str = "fp64"):
+    if precision != "fp64":
+        if backend != "cpu":
+            raise ValueError(f"precision={precision!r} single-cell runs use backend 'cpu'")
+        return _mixed_pace_loop(model, precision)
     if backend == "reference":
         step = _cell_step(model, lambda f: f)
         return lambda *args: _pace_loop(step, *args)
     if backend == "cpu":
         return _compiled_pace_loop(model)
     raise ValueError(f"single-cell pacing runs on 'cpu' or 'reference', not {backend!r}")
+
+
+def _mixed_pace_loop(model: IonicModel, precision: str):
+    """``run(y, p, ...)`` with the contract of :func:`_pace_loop`, the state kept in the
+    layout of ``precision`` (float32 where it declares float32) while it runs."""
+    layout = state_layout(model, precision)
+    key = (model.module, layout.placement)
+    if key not in _PACE_LOOPS:
+        jit = partial(numba.njit, error_model="numpy")
+        step = compile_split_step(model.module, jit, False, layout.placement)
+        if takes_table(model):
+            inner, table = step, empty_table(1)
+
+            def step9(v_in, v_out, y32, y64, p, k, s, dt_ms, i_stim):
+                inner(v_in, v_out, y32, y64, p, k, s, dt_ms, i_stim, table)
+
+            step = jit(step9)
+        loop = jit(_split_pace_loop)
+        _PACE_LOOPS[key] = lambda *args: loop(step, *args)
+    compiled = _PACE_LOOPS[key]
+
+    def run(y, p, *args):
+        v, y32, y64 = layout.split(y)
+        compiled(v, y32, y64, p, *args)
+        y[...] = layout.join(v, y32, y64)
+
+    return run
 
 
 def _steps(duration_ms: float, dt_ms: float, what: str) -> int:
@@ -108,12 +152,15 @@ def pace_cell(
     parameters: np.ndarray | None = None,
     initial_state: np.ndarray | None = None,
     backend: str = "cpu",
+    precision: str = "fp64",
 ) -> CellRun:
     """Pace one cell for ``beats`` cycles of ``bcl_ms``; record the last beat at every step.
 
     ``stim_amplitude`` (µA/µF) defaults to twice the threshold found by
-    :func:`stimulus_threshold`. ``parameters``: a vector of the model's parameters (default:
-    the model defaults). ``initial_state``: (n_states,) start state (default: the model's).
+    :func:`stimulus_threshold` (in float64). ``parameters``: a vector of the model's
+    parameters (default: the model defaults). ``initial_state``: (n_states,) start state
+    (default: the model's). ``precision``: ``"mixed"`` keeps the states as a tissue run with
+    ``precision="mixed"`` does (:mod:`cardiotwin.solvers.precision`; exact rates).
     """
     if dt_ms <= 0:
         raise ValueError(f"time step must be positive, got dt = {dt_ms} ms")
@@ -138,7 +185,7 @@ def pace_cell(
     n_steps = beats * bcl_steps
     record_from = n_steps - bcl_steps
     out = np.empty(bcl_steps + 1)
-    _runner(model, backend)(
+    _runner(model, backend, precision)(
         y, p, dt_ms, n_steps, bcl_steps, stim_steps, float(stim_amplitude), record_from, out
     )
     return CellRun(

@@ -42,7 +42,9 @@ CHECKPOINT_FORMAT = 2
 SNAPSHOT_FORMAT = 1
 
 #: the numerics a branch inherits from its snapshot (SplitStepper keyword arguments)
-NUMERICS = ("mass", "diffusion", "theta", "splitting", "substeps", "cg_rtol", "cell_tables")
+NUMERICS = (
+    "mass", "diffusion", "theta", "splitting", "substeps", "cg_rtol", "cell_tables", "precision",
+)  # fmt: skip
 
 #: cached discretisation of a MonodomainProblem that depends only on mesh and tissue
 _DISCRETISATION = (
@@ -135,7 +137,7 @@ def save_checkpoint(stepper, path: str | os.PathLike, trackers=()) -> Path:
         "step_index": np.array(stepper.step_index, dtype=np.int64),
         "dt_ms": np.array(stepper.dt_ms),
         "t_ms": np.array(stepper.t_ms),
-        "state": stepper.ops.to_host(stepper._y),
+        "state": stepper.state,
         "trackers": np.array(_tracker_keys(stateful) or [""]),
     }
     for name, value in stepper.diffusion_operator.state_dict().items():
@@ -207,7 +209,7 @@ def load_checkpoint(stepper, path: str | os.PathLike, trackers=()) -> None:
         stepper._check_state(state)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from None
-    stepper.ops.copy(stepper.ops.asarray(state), stepper._y)
+    stepper.set_state(state)
     stepper.step_index = int(data["step_index"])
     stepper.diffusion_operator.load_state_dict(
         {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("diffusion/")}
@@ -367,7 +369,7 @@ class Snapshot:
 def take_snapshot(stepper, members: Sequence[int] | None = None) -> Snapshot:
     """Snapshot of the stepper's current state (all members, or those listed)."""
     n, b = stepper.n_nodes, stepper.batch_size
-    state = stepper.ops.to_host(stepper._y).reshape(-1, n, b)
+    state = stepper.state.reshape(-1, n, b)
     diffusion = {
         name: np.asarray(value).reshape(n, b)
         for name, value in stepper.diffusion_operator.state_dict().items()

@@ -26,11 +26,20 @@ Backends (``backend=``): ``"cpu"`` (Numba), ``"reference"`` (numpy/scipy/plain P
 oracle), ``"cuda"`` (when it implements the tissue operations), ``"auto"`` (CUDA if a device
 is usable and supported, else CPU). The stepper uses only these backend operations, on
 backend-owned arrays, so nothing of size N crosses between host and device per step:
-``make_cell_kernel``, ``run_context``, ``asarray``, ``to_host``, ``empty``, ``zeros``, ``sparse``,
-``reduction_workspace``, ``spmm``, ``spmm_dot``, ``col_dot``, ``axpby``, ``copy``, ``fill``,
-``set_at``, ``precondition``, ``cg_update``, ``cg_direction`` and, for the trackers,
-``activation_update``, ``apd_update``, ``first_bad_index``, ``count_nan``. Host work per
-step is O(1) (plus O(B) scalars per CG iteration).
+``make_split_cell_kernel``, ``run_context``, ``asarray``, ``to_host``, ``empty``, ``zeros``,
+``sparse``, ``reduction_workspace``, ``spmm``, ``spmm_dot``, ``col_dot``, ``axpby``, ``axpbyz``,
+``copy``, ``fill``, ``set_at``, ``precondition``, ``cg_update``, ``cg_direction`` and, for the
+trackers, ``activation_update``, ``apd_update``, ``first_bad_index``, ``count_nan``. Host work
+per step is O(1) (plus O(B) scalars per CG iteration on the CPU). A backend may instead bring
+its own ``ConjugateGradient`` that keeps the scalars on the device, as the CUDA backend does;
+it then needs none of the reduction operations (``reduction_workspace`` … ``cg_direction``).
+
+State and precision. The membrane potential lives apart from the other states, in two
+buffers: the cell kernel reads V from one and writes the other, and the diffusion step reads
+that one and writes back ("ping-pong": no copy per step). ``precision="mixed"`` stores V, the
+gates and most concentrations, the matrices' values and the CG vectors in float32 and keeps
+the states float32 cannot resolve per step in float64 (:mod:`cardiotwin.solvers.precision`);
+the arithmetic is float64 in both.
 """
 
 from __future__ import annotations
@@ -47,8 +56,9 @@ from types import ModuleType
 import numpy as np
 import scipy.sparse as sp
 
-from cardiotwin.solvers.ionic.base import build_table, n_table_columns
+from cardiotwin.solvers.ionic.base import TABLE_ROWS, build_table, n_table_columns
 from cardiotwin.solvers.monodomain import MonodomainProblem
+from cardiotwin.solvers.precision import state_layout
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +113,29 @@ class StopSimulation(Exception):
 
 def cuda_usable() -> bool:
     """Whether a CUDA device is usable (False without numba-cuda or a driver)."""
+    return cuda_unavailable_reason() is None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why no CUDA device can be used here (for provenance), or None when one can."""
     try:
         from numba import cuda
+    except Exception as exc:  # numba-cuda missing or broken
+        return f"numba-cuda cannot be imported ({type(exc).__name__}: {exc})"
+    try:
+        if cuda.is_available():
+            return None
+    except Exception as exc:  # a driver that fails to initialise
+        return f"the CUDA driver failed ({type(exc).__name__}: {exc})"
+    try:
+        import cupy  # noqa: F401
 
-        return bool(cuda.is_available())
-    except Exception:  # no numba-cuda, no driver, broken install: all mean "no"
-        return False
+        has_cupy = True
+    except Exception:
+        has_cupy = False
+    return "no usable CUDA device" + (
+        " (CuPy is installed, but it needs a device too)" if has_cupy else ""
+    )
 
 
 class BackendUnavailable(ValueError):
@@ -161,15 +188,20 @@ class ConjugateGradient:
     """Batched preconditioned CG for SPD ``matrix`` (N, N) on (N, B) right-hand sides.
 
     Jacobi preconditioner; each column stops at ‖r‖ ≤ ``rtol``·‖b‖ (columns with b = 0
-    relative to their initial residual). Written once with the backend operations.
+    relative to their initial residual). Written once with the backend operations; the
+    scalars (α, β, residuals, which columns are still active) are (B,) host arrays. Vectors
+    and matrix values are stored as ``dtype``; sums and scalars are float64.
     """
 
-    def __init__(self, ops, matrix: sp.csr_matrix, n_cols: int, rtol: float, max_iterations):
+    def __init__(
+        self, ops, matrix: sp.csr_matrix, n_cols: int, rtol: float, max_iterations,
+        dtype=np.float64,
+    ):  # fmt: skip
         self.ops = ops
         n = matrix.shape[0]
-        self.matrix = ops.sparse(matrix)
-        self.diag_inv = ops.asarray(1.0 / matrix.diagonal())
-        self.r, self.z, self.p, self.q = (ops.empty((n, n_cols)) for _ in range(4))
+        self.matrix = ops.sparse(matrix, dtype)
+        self.diag_inv = ops.asarray(1.0 / matrix.diagonal(), dtype=dtype)
+        self.r, self.z, self.p, self.q = (ops.empty((n, n_cols), dtype) for _ in range(4))
         self.work = ops.reduction_workspace(n, n_cols)
         self.rtol = float(rtol)
         self.max_iterations = int(max_iterations)
@@ -211,26 +243,39 @@ class ConjugateGradient:
         )
 
 
-class _ExplicitLumped:
+class _PingPong:
+    """A diffusion scheme applied to V in ``src`` with a free buffer ``spare`` of the same
+    shape: :meth:`apply` returns whichever of the two holds the result (the other is free),
+    so no copy is needed; without ``spare`` the result is put back into ``src``."""
+
+    def apply(self, src, spare=None):
+        if spare is not None:
+            return self._apply(src, spare)
+        if getattr(self, "_spare", None) is None:
+            self._spare = self.ops.empty(src.shape, src.dtype)
+        result = self._apply(src, self._spare)
+        if result is not src:
+            self.ops.copy(result, src)
+        return src
+
+
+class _ExplicitLumped(_PingPong):
     """V ← (I − h M_L⁻¹K)^n V: one SpMM per substep."""
 
-    def __init__(self, ops, problem, dt_ms, substeps, n_cols):
+    def __init__(self, ops, problem, dt_ms, substeps, n_cols, dtype):
         self.ops, self.substeps = ops, substeps
         h = dt_ms / substeps
         step = (
             sp.identity(problem.n_nodes, format="csr")
             - h * sp.diags(1.0 / problem.lumped_mass) @ problem.stiffness
         )
-        self.matrix = ops.sparse(step.tocsr())
-        self.tmp = ops.empty((problem.n_nodes, n_cols))
+        self.matrix = ops.sparse(step.tocsr(), dtype)
 
-    def apply(self, v) -> None:
-        src, dst = v, self.tmp
+    def _apply(self, src, spare):
         for _ in range(self.substeps):
-            self.ops.spmm(self.matrix, src, dst)
-            src, dst = dst, src
-        if src is not v:
-            self.ops.copy(src, v)
+            self.ops.spmm(self.matrix, src, spare)
+            src, spare = spare, src
+        return src
 
     def state_dict(self) -> dict:
         return {}
@@ -239,7 +284,7 @@ class _ExplicitLumped:
         pass
 
 
-class _Theta:
+class _Theta(_PingPong):
     """(M + θh K) V⁺ = (M − (1−θ)h K) V by CG, ``substeps`` times.
 
     θ = 0 with the consistent mass is forward Euler: solving M V⁺ = (M − hK) V rather than
@@ -252,36 +297,43 @@ class _Theta:
     is state: it goes into checkpoints so a resumed run repeats the same iterations.
     """
 
-    def __init__(self, ops, problem, dt_ms, theta, mass, substeps, n_cols, rtol, max_iterations):
+    def __init__(
+        self, ops, problem, dt_ms, theta, mass, substeps, n_cols, rtol, max_iterations, dtype
+    ):
         self.ops, self.substeps = ops, substeps
         h = dt_ms / substeps
         m = sp.diags(problem.lumped_mass) if mass == "lumped" else problem.consistent_mass
         k = problem.stiffness
-        self.rhs_matrix = ops.sparse((m - (1.0 - theta) * h * k).tocsr())
-        self.cg = ConjugateGradient(ops, (m + theta * h * k).tocsr(), n_cols, rtol, max_iterations)
-        self.rhs = ops.empty((problem.n_nodes, n_cols))
-        self.increment = ops.zeros((problem.n_nodes, n_cols))  # last V⁺ − V, mV
-        self.before = ops.empty((problem.n_nodes, n_cols))
+        self.rhs_matrix = ops.sparse((m - (1.0 - theta) * h * k).tocsr(), dtype)
+        solver = getattr(ops, "ConjugateGradient", ConjugateGradient)
+        self.cg = solver(ops, (m + theta * h * k).tocsr(), n_cols, rtol, max_iterations, dtype)
+        self.fused = hasattr(self.cg, "solve_product")  # b formed inside the solver's kernel
+        self.rhs = None if self.fused else ops.empty((problem.n_nodes, n_cols), dtype)
+        self.increment = ops.zeros((problem.n_nodes, n_cols), dtype)  # last V⁺ − V, mV
 
-    def apply(self, v) -> None:
+    def _apply(self, src, spare):
         ops = self.ops
         for _ in range(self.substeps):
-            ops.spmm(self.rhs_matrix, v, self.rhs)
-            ops.copy(v, self.before)
-            ops.axpby(1.0, self.increment, 1.0, v)  # initial guess V + last increment
-            self.cg.solve(self.rhs, v)
-            ops.axpby(1.0, v, -1.0, self.before)  # before ← V⁺ − V
-            self.increment, self.before = self.before, self.increment
+            if not self.fused:
+                ops.spmm(self.rhs_matrix, src, self.rhs)
+            ops.axpbyz(1.0, self.increment, 1.0, src, spare)  # initial guess V + last increment
+            if self.fused:
+                self.cg.solve_product(self.rhs_matrix, src, spare)
+            else:
+                self.cg.solve(self.rhs, spare)
+            ops.axpbyz(1.0, spare, -1.0, src, self.increment)  # V⁺ − V
+            src, spare = spare, src
+        return src
 
     def state_dict(self) -> dict:
-        return {"increment": self.ops.to_host(self.increment)}
+        return {"increment": np.asarray(self.ops.to_host(self.increment), dtype=np.float64)}
 
     def load_state_dict(self, data) -> None:
         increment = data.get("increment")
         if increment is None:
             self.ops.fill(self.increment, 0.0)
         else:
-            self.ops.copy(self.ops.asarray(increment), self.increment)
+            self.ops.copy(self.ops.asarray(increment, dtype=self.increment.dtype), self.increment)
 
 
 class SplitStepper:
@@ -295,8 +347,10 @@ class SplitStepper:
     ``cg_max_iterations``, ``cell_tables`` (gate rates from the model's voltage lookup tables
     built for ``dt_ms`` on a 0.05 mV grid, as openCARP and TorchCor do: 3–6× faster for TP06
     and Courtemanche, and the default; ``False`` evaluates the exact rates every step;
-    models without tables ignore it), ``state`` (initial (n_states, N·B) array;
-    default the problem's).
+    models without tables ignore it), ``precision`` (``"fp64"``, the default, or
+    ``"mixed"``: see the module doc and :mod:`cardiotwin.solvers.precision`; a model or Δt
+    that mixed precision cannot serve is a :class:`~cardiotwin.solvers.precision.
+    PrecisionError`), ``state`` (initial (n_states, N·B) array; default the problem's).
 
     The stepper owns the state on the backend; :attr:`t_ms` is ``step_index · dt_ms``.
     """
@@ -316,6 +370,7 @@ class SplitStepper:
         cg_rtol: float = 1e-10,
         cg_max_iterations: int = 1000,
         cell_tables: bool = True,
+        precision: str = "fp64",
         state: np.ndarray | None = None,
     ) -> None:
         dt_ms = time_step_ms(dt_ms)
@@ -344,9 +399,17 @@ class SplitStepper:
         self.mass, self.diffusion, self.theta = mass, diffusion, float(theta)
         self.splitting, self.stability_bound = splitting, stability_bound
         self.cg_rtol, self.cg_max_iterations = float(cg_rtol), int(cg_max_iterations)
+        self.layout = state_layout(problem.model, precision, dt_ms)
+        self.precision = precision
         self.ops = select_backend(backend)
         self.backend = self.ops.NAME
+        if precision != "fp64" and not getattr(self.ops, "SUPPORTS_MIXED", False):
+            raise ValueError(
+                f"precision={precision!r} runs on the cpu and cuda backends; the {self.backend} "
+                "backend is the float64 oracle. Use precision='fp64' or backend='cpu'"
+            )
         self.n_nodes, self.batch_size = problem.n_nodes, problem.batch_size
+        self._check_device_memory()
 
         diffusion_dt = self.dt_ms / 2 if splitting == "strang" else self.dt_ms
         self.substeps = 1
@@ -356,8 +419,13 @@ class SplitStepper:
 
         self._p = self.ops.asarray(problem.parameters.as_array())
         self.cell_tables = bool(cell_tables) and n_table_columns(problem.model) > 0
+        pset = problem.parameter_sets()
+        #: every node uses parameter set 0: the cell kernel skips the per-node set lookup
+        self.single_parameter_set = problem.parameters.as_array().shape[1] == 1 or not pset.any()
+        self._table = None
         self._cell_kernel = self._make_cell_kernel()
-        self._pset = self.ops.asarray(problem.parameter_sets(), dtype=np.int32)
+        self._fused_kernels: dict[tuple, object] = {}
+        self._pset = self.ops.asarray(pset[:1] if self.single_parameter_set else pset, np.int32)
         n_flat = self.n_nodes * self.batch_size
         self._i_stim = self.ops.zeros(n_flat)
         self._stimulus_index = [
@@ -366,7 +434,12 @@ class SplitStepper:
         self._stimulus_key: tuple | None = None
         initial = problem.initial_state() if state is None else np.asarray(state, np.float64)
         self._check_state(initial)
-        self._y = self.ops.asarray(initial)
+        v, y32, y64 = self.layout.split(initial)
+        #: V in two buffers (ping-pong); ``_current`` holds it
+        self._v = [self.ops.asarray(v, v.dtype), self.ops.empty(v.shape, v.dtype)]
+        self._current = 0
+        self._y32 = self.ops.asarray(y32, np.float32)
+        self._y64 = self.ops.asarray(y64, np.float64)
         self.step_index = 0
         self.t_end_ms: float | None = None
         self.trackers: list = []
@@ -375,24 +448,35 @@ class SplitStepper:
 
     # --- set-up -------------------------------------------------------------------------
 
-    def _make_cell_kernel(self):
+    def _make_cell_kernel(self, rules: tuple = ()):
+        """The cell kernel ``(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, *rule_args)``;
+        with ``rules``, tracker rules run inside it (backends with ``FUSES_TRACKERS``)."""
         model = self.problem.model
-        if not self.cell_tables:
-            return self.ops.make_cell_kernel(model)
-        kernel = self.ops.make_cell_kernel(model, use_table=True)
-        table = self.ops.asarray(build_table(model, self.problem.parameters.as_array(), self.dt_ms))
+        options = {"rules": rules} if rules else {}
+        kernel = self.ops.make_split_cell_kernel(
+            model, self.layout.placement, self.cell_tables, self.single_parameter_set, **options
+        )
+        if self.cell_tables and self._table is None:
+            parameters = self.problem.parameters.as_array()
+            self._table = self.ops.asarray(build_table(model, parameters, self.dt_ms))
+        table = self._table
 
-        def cell_kernel(y, p, pset, dt_ms, i_stim):
-            kernel(y, p, pset, dt_ms, i_stim, table)
+        def cell_kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, *rule_args):
+            kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table, *rule_args)
 
         return cell_kernel
 
     def _warm_up(self) -> None:
         """Compile the cell kernel now (one step of a one-node copy), so that the time of a
         run is the stepping alone (TP06 takes tens of seconds to compile)."""
-        one = self.ops.asarray(self.ops.to_host(self._y[:, :1]))
-        pset = self.ops.asarray(self.ops.to_host(self._pset[:1]), dtype=np.int32)
-        self._cell_kernel(one, self._p, pset, self.dt_ms, self.ops.zeros(1))
+        ops = self.ops
+
+        def first(a):
+            return ops.asarray(ops.to_host(a)[..., :1], a.dtype)
+
+        v = first(self._v[0])
+        self._cell_kernel(v, ops.empty(1, v.dtype), first(self._y32), first(self._y64), self._p,
+                          first(self._pset), self.dt_ms, ops.zeros(1))  # fmt: skip
 
     def stability_limit_ms(self) -> float:
         """Largest stable forward-Euler diffusion substep, 2/λ_max(M⁻¹K), in ms (no margin).
@@ -438,12 +522,50 @@ class SplitStepper:
 
     def _make_diffusion(self, dt_ms: float):
         args = (self.ops, self.problem, dt_ms)
-        b = self.problem.batch_size
+        b, dtype = self.problem.batch_size, self.layout.value_dtype
         if self.diffusion == "explicit" and self.mass == "lumped":
-            return _ExplicitLumped(*args, self.substeps, b)
+            return _ExplicitLumped(*args, self.substeps, b, dtype)
         theta = self.theta if self.diffusion == "implicit" else 0.0
         return _Theta(
-            *args, theta, self.mass, self.substeps, b, self.cg_rtol, self.cg_max_iterations
+            *args, theta, self.mass, self.substeps, b, self.cg_rtol, self.cg_max_iterations,
+            dtype,
+        )  # fmt: skip
+
+    def memory_bytes(self) -> tuple[int, int]:
+        """Backend memory this stepper allocates: (per batch member, shared by the batch),
+        bytes. Per member and node: V twice, the float32 and float64 state rows, the stimulus
+        current and, for CG, the increment and four CG vectors, plus 64 bytes for trackers;
+        shared: the sparse matrices (value + int32 index per non-zero, one row pointer per
+        node) and the lookup table."""
+        problem, layout = self.problem, self.layout
+        value = layout.value_dtype.itemsize
+        per_node = 2 * value + 4 * layout.n32 + 8 * layout.n64 + 8 + 64
+        nnz = problem.stiffness.nnz
+        matrices = 1
+        if not (self.diffusion == "explicit" and self.mass == "lumped"):
+            per_node += 5 * value
+            matrices = 2
+        shared = matrices * (nnz * (value + 4) + 4 * (self.n_nodes + 1))
+        n_sets = problem.parameters.as_array().shape[1]
+        shared += 8 * max(1, n_table_columns(problem.model)) * TABLE_ROWS * n_sets
+        return per_node * self.n_nodes, shared
+
+    def _check_device_memory(self) -> None:
+        free = getattr(self.ops, "free_memory_bytes", None)
+        if free is None:
+            return
+        available = free()
+        per_member, shared = self.memory_bytes()
+        needed = shared + self.batch_size * per_member
+        if needed <= 0.9 * available:
+            return
+        fit = max(0, int((0.9 * available - shared) // per_member))
+        raise BackendUnavailable(
+            f"the GPU has {available / 2**30:.2f} GiB free, but {self.batch_size} batch "
+            f"members of {self.n_nodes} nodes need about {needed / 2**30:.2f} GiB "
+            f"({per_member / 2**20:.1f} MiB per member, {shared / 2**20:.1f} MiB shared); at "
+            f"most {fit} member(s) fit. Run the batch in parts of {fit} or fewer, use "
+            "precision='mixed' (about half the memory), or backend='cpu'"
         )
 
     def _check_state(self, y: np.ndarray) -> None:
@@ -472,26 +594,35 @@ class SplitStepper:
 
     @property
     def voltage(self):
-        """Backend (N, B) view of the membrane potential (mV); for trackers."""
-        return self._y[0].reshape(self.n_nodes, self.batch_size)
+        """Backend (N, B) view of the membrane potential (mV); for trackers. Under
+        ``precision="mixed"`` it is float32. The stepper alternates between two buffers:
+        fetch it again after each step rather than keeping it."""
+        return self._v[self._current].reshape(self.n_nodes, self.batch_size)
 
     @property
     def voltage_mv(self) -> np.ndarray:
-        """Host copy (N, B) of the membrane potential, mV."""
-        return self.ops.to_host(self.voltage)
+        """Host copy (N, B) of the membrane potential, mV (float64)."""
+        return np.asarray(self.ops.to_host(self.voltage), dtype=np.float64)
 
     @property
     def state(self) -> np.ndarray:
-        """Host copy (n_states, N·B) of the full state."""
-        return self.ops.to_host(self._y)
+        """Host copy (n_states, N·B) of the full state, float64."""
+        ops = self.ops
+        v = ops.to_host(self._v[self._current])
+        return self.layout.join(v, ops.to_host(self._y32), ops.to_host(self._y64))
 
     def set_state(self, y: np.ndarray, t_ms: float | None = None) -> None:
         """Replace the state (host array, same shape); optionally the time (a whole step)."""
         y = np.asarray(y, dtype=np.float64)
         self._check_state(y)
-        self.ops.copy(self.ops.asarray(y), self._y)
+        ops = self.ops
+        for host, device in zip(self.layout.split(y), self._state_arrays(), strict=True):
+            ops.copy(ops.asarray(host, device.dtype), device)
         if t_ms is not None:
             self.step_index = round(t_ms / self.dt_ms)
+
+    def _state_arrays(self):
+        return self._v[self._current], self._y32, self._y64
 
     # --- stepping -----------------------------------------------------------------------
 
@@ -508,20 +639,40 @@ class SplitStepper:
                 self.ops.set_at(self._i_stim, index, stimulus.strength_ua_per_uf)
         self._stimulus_key = key
 
-    def _ionic(self) -> None:
+    def _ionic(self, fused=()) -> None:
+        """The cell step: V from the current buffer into the other, which becomes current.
+        ``fused``: trackers whose update for the previous step runs inside the kernel."""
         self._set_stimulus(self.t_ms)
-        self._cell_kernel(self._y, self._p, self._pset, self.dt_ms, self._i_stim)
+        v_in, v_out = self._v[self._current], self._v[1 - self._current]
+        kernel, extra = self._cell_kernel, ()
+        if fused:
+            pairs = [tracker.fused_rule(self) for tracker in fused]
+            rules = tuple(rule for rule, _ in pairs)
+            if rules not in self._fused_kernels:
+                self._fused_kernels[rules] = self._make_cell_kernel(rules)
+            kernel = self._fused_kernels[rules]
+            extra = tuple(arg for _, args in pairs for arg in args)
+        kernel(v_in, v_out, self._y32, self._y64, self._p, self._pset, self.dt_ms, self._i_stim,
+               *extra)  # fmt: skip
+        self._current = 1 - self._current
 
-    def advance(self) -> None:
+    def _diffuse_voltage(self) -> None:
+        n, b = self.n_nodes, self.batch_size
+        src = self._v[self._current].reshape(n, b)
+        spare = self._v[1 - self._current].reshape(n, b)
+        result = self.diffusion_operator.apply(src, spare)
+        if result is spare:
+            self._current = 1 - self._current
+
+    def advance(self, _fused=()) -> None:
         """One split step of ``dt_ms`` (no trackers)."""
-        v = self.voltage
         if self.splitting == "godunov":
-            self._ionic()
-            self.diffusion_operator.apply(v)
+            self._ionic(_fused)
+            self._diffuse_voltage()
         else:
-            self.diffusion_operator.apply(v)
+            self._diffuse_voltage()
             self._ionic()
-            self.diffusion_operator.apply(v)
+            self._diffuse_voltage()
         self.step_index += 1
 
     def diffuse(self, v, steps: int = 1) -> None:
@@ -554,22 +705,43 @@ class SplitStepper:
             key=lambda t: getattr(t, "handle_last", False),
         )
         every = [max(1, round(t.interval_ms / self.dt_ms)) for t in handled]
+        # A backend that fuses trackers runs their update for step n inside the cell kernel
+        # of step n + 1 (no launch of their own); before any tracker is handled, finished or
+        # the run ends, a pending update is done the ordinary way.
+        fuse = getattr(self.ops, "FUSES_TRACKERS", False) and self.splitting == "godunov"
+        fused = [t for t in updating if fuse and hasattr(t, "fused_rule")]
+        plain = [t for t in updating if t not in fused]
+        pending = False
+
+        def flush() -> None:
+            nonlocal pending
+            if pending:
+                for tracker in fused:
+                    tracker.update(self)
+                pending = False
+
         stopped_by = None
         start_step = self.step_index
         started = time.perf_counter()
         try:
             with self.ops.run_context(self.n_nodes * self.batch_size):
                 while self.step_index < n_end:
-                    self.advance()
-                    for tracker in updating:
+                    owed, pending = (fused if pending else ()), False
+                    self.advance(owed)
+                    pending = bool(fused)
+                    for tracker in plain:
                         tracker.update(self)
-                    for tracker, n in zip(handled, every, strict=True):
-                        if self.step_index % n == 0 or self.step_index == n_end:
-                            tracker.handle(self)
+                    due = [tracker for tracker, n in zip(handled, every, strict=True)
+                           if self.step_index % n == 0 or self.step_index == n_end]  # fmt: skip
+                    if due:
+                        flush()
+                    for tracker in due:
+                        tracker.handle(self)
         except StopSimulation as stop:
             stopped_by = str(stop)
             log.info("stopped at t = %.4g ms: %s", self.t_ms, stopped_by)
         finally:
+            flush()
             for tracker in self.trackers:
                 tracker.finish(self)
         wall = time.perf_counter() - started
@@ -591,6 +763,8 @@ class SplitStepper:
 
             numerics = (self.dt_ms, self.mass, self.diffusion, self.theta, self.splitting,
                         self.substeps, self.cg_rtol, self.cell_tables)  # fmt: skip
+            if self.precision != "fp64":  # fp64 checkpoints of earlier versions stay valid
+                numerics += (self.precision,)
             text = self.problem.fingerprint() + repr(numerics)
             self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
         return self._fingerprint

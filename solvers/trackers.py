@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiotwin.solvers.backends import node_rules
 from cardiotwin.solvers.stepping import StopSimulation
 
 
@@ -104,6 +105,16 @@ class ActivationTracker(Tracker):
             self._v_prev, sim.voltage, sim.t_ms - sim.dt_ms, sim.dt_ms, self.threshold_mv,
             self._first, self._last, self._count,
         )  # fmt: skip
+
+    def fused_rule(self, sim):
+        """``(rule, arguments)`` of :meth:`update` as a per-node rule of
+        :mod:`~cardiotwin.solvers.backends.node_rules`: a backend that fuses trackers runs
+        it inside the next step's cell kernel instead of launching it (see
+        ``SplitStepper.run``)."""
+        v, t_prev, dt = sim.voltage.reshape(-1), float(sim.t_ms - sim.dt_ms), float(sim.dt_ms)
+        args = (self._v_prev, v, t_prev, dt, self.threshold_mv, self._first, self._last,
+                self._count)  # fmt: skip
+        return node_rules.activation_at, args
 
     def handle(self, sim) -> None:
         if self.stop_when_all_activated and self._ops.count_nan(self._first) == 0:
@@ -191,6 +202,14 @@ class APDTracker(Tracker):
             self.fraction, b["phase"], b["t_up"], b["v_min"], b["v_peak"], b["apd_ms"],
             b["count"],
         )  # fmt: skip
+
+    def fused_rule(self, sim):
+        """``(rule, arguments)`` of :meth:`update` (see :meth:`ActivationTracker.fused_rule`)."""
+        b = self._buffers
+        args = (b["v_prev"], sim.voltage.reshape(-1), float(sim.t_ms - sim.dt_ms),
+                float(sim.dt_ms), self.threshold_mv, self.fraction, b["phase"], b["t_up"],
+                b["v_min"], b["v_peak"], b["apd_ms"], b["count"])  # fmt: skip
+        return node_rules.apd_at, args
 
     @property
     def apd_ms(self) -> np.ndarray:

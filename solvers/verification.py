@@ -97,6 +97,7 @@ def run_nversion(
     progress: bool = False,
     model: str = "tp06-epi",
     cell_tables: bool = True,
+    precision: str = "fp64",
 ) -> dict:
     """Run the N-version benchmark; returns activation times (ms) and run facts.
 
@@ -107,8 +108,10 @@ def run_nversion(
     ``diagonal_mm`` / ``diagonal_ms`` (distance from P1 and time), ``nodes``, ``elements``,
     ``wall_s`` (time stepping), ``setup_s``, ``backend``, ``dx_mm``, ``dt_ms``, ``mass``,
     ``diffusion``, ``splitting``, ``substeps``, ``all_activated``, ``t_end_ms``,
-    ``node_steps_per_s``, ``cell_tables``. ``setup_s`` includes assembly, the stability bound
-    and compiling the cell kernel.
+    ``node_steps_per_s``, ``cell_tables``, ``precision`` (and ``storage``: which states are
+    float32 and which float64), ``backend_requested`` and ``fallback_reason`` (why ``auto``
+    did not take a GPU). ``setup_s`` includes assembly, the stability bound and compiling the
+    cell kernel.
     """
     for name, value in (("dx", dx_mm), ("dt", dt_ms)):
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -124,6 +127,7 @@ def run_nversion(
         diffusion=diffusion,
         splitting=splitting,
         cell_tables=cell_tables,
+        precision=precision,
     )
     log.info(
         "N-version dx %g mm, dt %g ms: %d nodes, backend %s, %s mass, %s diffusion "
@@ -181,4 +185,17 @@ def run_nversion(
         "t_end_ms": round(summary.t_ms, 9),
         "model": problem.model.name,
         "cell_tables": stepper.cell_tables,
+        "precision": stepper.precision,
+        "storage": stepper.layout.describe(),
+        "backend_requested": backend,
+        "fallback_reason": _fallback_reason(backend, stepper.backend),
     }
+
+
+def _fallback_reason(requested: str, used: str) -> str | None:
+    """Why the backend used is not the one asked for (``auto`` on a machine without a GPU)."""
+    if requested != "auto" or used == "cuda":
+        return None
+    from cardiotwin.solvers.stepping import cuda_unavailable_reason
+
+    return cuda_unavailable_reason() or "the CUDA backend is not supported here"

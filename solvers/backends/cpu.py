@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import numba
 import numpy as np
@@ -20,6 +20,8 @@ import numpy as np
 from cardiotwin.solvers.backends import node_rules
 from cardiotwin.solvers.ionic.base import (
     IonicModel,
+    Placement,
+    compile_split_step,
     compile_step_of_module,
     empty_table,
     takes_table,
@@ -41,12 +43,19 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 #: small helpers taking arrays: a real call per lookup costs more than the lookup itself
 #: (measured 3.9e6 -> 5.5e6 TP06 node-steps/s on one thread). Inlining the exact
 #: ``voltage_term`` too would paste its whole if-chain into every lookup: minutes of compiling.
-_INLINED = frozenset({"lookup", "table_position"})
+#: The split step is inlined into the node loop of its kernel: one call per node with some
+#: forty arguments costs about 8 % of the TP06 table step (thread time, 58 176 nodes).
+_INLINED = frozenset({"lookup", "table_position", "split_step"})
 
 
-def _njit(f):
+#: LLVM fast-math flags of the tissue cell kernel (``make_split_cell_kernel``); empty: IEEE
+#: arithmetic, the reference backend's numbers to the last bit
+CELL_FASTMATH: frozenset = frozenset()
+
+
+def _njit(f, fastmath=False):
     inline = "always" if f.__name__ in _INLINED else "never"
-    return numba.njit(f, error_model="numpy", inline=inline)
+    return numba.njit(f, error_model="numpy", inline=inline, fastmath=fastmath)
 
 
 def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
@@ -86,6 +95,48 @@ def _kernel_for_module(module_name: str, use_table: bool, with_table: bool) -> C
     return kernel
 
 
+def make_split_cell_kernel(
+    model: IonicModel, placement: Placement, use_table: bool = False, single_set: bool = False
+) -> Callable:
+    """Compiled ``kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)`` for the
+    stepper's split state (see :func:`~cardiotwin.solvers.ionic.base.compile_split_step`):
+    V read from ``v_in`` and written to ``v_out`` (may be the same array), the other states
+    at ``placement``. ``single_set``: every node uses parameter set 0, and ``pset`` is not
+    read (no per-node gather), and the parameters reach the kernel as a tuple of values, so
+    their terms are computed once per call (``parameter_tuple`` of
+    :func:`~cardiotwin.solvers.ionic.base.compile_split_step`)."""
+    return _split_kernel(model.module, use_table, takes_table(model), placement, single_set)
+
+
+@cache
+def _split_kernel(module_name, use_table, with_table, placement, single_set) -> Callable:
+    fastmath = set(CELL_FASTMATH) or False
+    step = compile_split_step(
+        module_name, partial(_njit, fastmath=fastmath), use_table, placement,
+        unsigned_rows=True, parameter_tuple=single_set,
+    )  # fmt: skip
+    namespace = {"numba": numba, "step": step}
+    node_set = "0" if single_set else "pset[k]"
+    table = ", table" if with_table else ""
+    exec(
+        "def _kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table):\n"
+        "    for k in numba.prange(v_in.shape[0]):\n"
+        f"        step(v_in, v_out, y32, y64, p, k, {node_set}, dt_ms, i_stim[k]{table})\n",
+        namespace,
+    )
+    kernel = numba.njit(namespace["_kernel"], parallel=True, error_model="numpy", fastmath=fastmath)
+    placeholder = empty_table(1)
+
+    def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):
+        table = placeholder if table is None else table
+        if single_set:
+            p = tuple(p[:, 0].tolist())
+        kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)
+
+    launch.compiled = kernel
+    return launch
+
+
 def set_threads(n_threads: int | None) -> int:
     """Limit Numba's worker threads (``None``: all); returns the number in use."""
     if n_threads is not None:
@@ -103,8 +154,10 @@ def as_state(y: np.ndarray) -> np.ndarray:
 # C-contiguous; element-wise operations take the flat (n_nodes·B,) view. Reductions return
 # small host arrays of B values; nothing of size n crosses to the host per step.
 
-#: this backend implements the tissue operations (the stepper checks it)
+#: this backend implements the tissue operations (the stepper checks it), in float64 and
+#: under precision="mixed" (float32 storage)
 SUPPORTS_TISSUE = True
+SUPPORTS_MIXED = True
 
 #: below this many (node, member) entries a run uses one thread: a parallel launch costs more
 #: than the work there, and much more when the cores are shared (measured on 2 loaded
@@ -118,11 +171,14 @@ REDUCTION_CHUNKS = 64
 
 @dataclass(frozen=True)
 class CSRMatrix:
-    """A CSR matrix as three arrays (uint64 ``indptr``, ``indices``; float64 ``data``).
+    """A CSR matrix as three arrays (unsigned ``indptr``, ``indices``; ``data`` float64, or
+    float32 under ``precision="mixed"``).
 
     Unsigned indices: Numba wraps negative signed indices (``x[-1]``), a test and branch on
-    every gathered ``x[indices[jj]]``; with uint64 there is none, and the sparse product runs
-    2.4× faster on 2 threads (0.47 vs 1.1 ms for the 0.2 mm slab's 827k non-zeros)."""
+    every gathered ``x[indices[jj]]``; with unsigned ones there is none, and the sparse
+    product runs 2.4× faster on 2 threads (0.47 vs 1.1 ms for the 0.2 mm slab's 827k
+    non-zeros). uint64 with float64 values (as measured), uint32 with float32 (half the
+    index traffic, to go with the halved value traffic)."""
 
     indptr: np.ndarray
     indices: np.ndarray
@@ -163,14 +219,17 @@ def zeros(shape, dtype=np.float64) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
-def sparse(matrix) -> CSRMatrix:
-    """Backend copy of a scipy CSR matrix (sorted indices)."""
+def sparse(matrix, dtype=np.float64) -> CSRMatrix:
+    """Backend copy of a scipy CSR matrix (sorted indices), values as ``dtype``."""
     matrix = matrix.tocsr()
     matrix.sort_indices()
+    index = np.uint64 if np.dtype(dtype) == np.float64 else np.uint32
+    if matrix.nnz >= np.iinfo(index).max:
+        raise ValueError(f"{matrix.nnz} non-zeros do not fit {np.dtype(index).name} indices")
     return CSRMatrix(
-        np.ascontiguousarray(matrix.indptr, dtype=np.uint64),
-        np.ascontiguousarray(matrix.indices, dtype=np.uint64),
-        np.ascontiguousarray(matrix.data, dtype=np.float64),
+        np.ascontiguousarray(matrix.indptr, dtype=index),
+        np.ascontiguousarray(matrix.indices, dtype=index),
+        np.ascontiguousarray(matrix.data, dtype=dtype),
         matrix.shape,
     )
 
@@ -201,9 +260,23 @@ def _spmm(indptr, indices, data, x, out):
                     out[i, b] += a * x[j, b]
 
 
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _spmm_wide(indptr, indices, data, x, out):
+    # float32 storage: products and sums in float64 registers, one rounding per entry
+    n = out.shape[0]
+    n_cols = x.shape[1]
+    for i in numba.prange(n):
+        for b in range(n_cols):
+            acc = 0.0
+            for jj in range(indptr[i], indptr[i + 1]):
+                acc += float(data[jj]) * x[indices[jj], b]
+            out[i, b] = acc
+
+
 def spmm(matrix: CSRMatrix, x: np.ndarray, out: np.ndarray) -> None:
     """``out = matrix @ x`` for dense (n, B) ``x``; ``out`` must not alias ``x``."""
-    _spmm(matrix.indptr, matrix.indices, matrix.data, x, out)
+    kernel = _spmm if out.dtype == np.float64 else _spmm_wide
+    kernel(matrix.indptr, matrix.indices, matrix.data, x, out)
 
 
 @numba.njit(parallel=True, error_model="numpy", cache=True)
@@ -216,14 +289,14 @@ def _col_dot_partial(x, y, partial):
         if n_cols == 1:  # one simulation: a register accumulator
             acc = 0.0
             for i in range(lo, hi):
-                acc += x[i, 0] * y[i, 0]
+                acc += float(x[i, 0]) * y[i, 0]
             partial[c, 0] = acc
             continue
         for b in range(n_cols):
             partial[c, b] = 0.0
         for i in range(lo, hi):
             for b in range(n_cols):
-                partial[c, b] += x[i, b] * y[i, b]
+                partial[c, b] += float(x[i, b]) * y[i, b]
 
 
 @numba.njit(error_model="numpy", cache=True)
@@ -273,10 +346,30 @@ def _spmm_dot(indptr, indices, data, x, out, partial):
                 partial[c, b] += x[i, b] * out[i, b]
 
 
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _spmm_dot_wide(indptr, indices, data, x, out, partial):
+    # float32 storage: float64 sums; the dot product uses the stored (rounded) entries
+    n, n_cols = out.shape
+    n_chunks = partial.shape[0]
+    for c in numba.prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        for b in range(n_cols):
+            partial[c, b] = 0.0
+        for i in range(lo, hi):
+            for b in range(n_cols):
+                acc = 0.0
+                for jj in range(indptr[i], indptr[i + 1]):
+                    acc += float(data[jj]) * x[indices[jj], b]
+                out[i, b] = acc
+                partial[c, b] += float(x[i, b]) * out[i, b]
+
+
 def spmm_dot(matrix: CSRMatrix, x: np.ndarray, out: np.ndarray, work: np.ndarray):
     """``out = matrix @ x``; returns the column-wise ``x · out`` (B,) (the CG curvature).
     One pass: the dot products are summed per row chunk as the rows are computed."""
-    _spmm_dot(matrix.indptr, matrix.indices, matrix.data, x, out, work[0])
+    kernel = _spmm_dot if out.dtype == np.float64 else _spmm_dot_wide
+    kernel(matrix.indptr, matrix.indices, matrix.data, x, out, work[0])
     return _sum_chunks(work[0])
 
 
@@ -289,6 +382,17 @@ def _axpby(a, x, b, y):
 def axpby(a: float, x: np.ndarray, b: float, y: np.ndarray) -> None:
     """``y = a·x + b·y`` element-wise (flat arrays of equal size)."""
     _axpby(float(a), x.reshape(-1), float(b), y.reshape(-1))
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _axpbyz(a, x, b, y, out):
+    for k in numba.prange(out.size):
+        out[k] = a * x[k] + b * y[k]
+
+
+def axpbyz(a: float, x: np.ndarray, b: float, y: np.ndarray, out: np.ndarray) -> None:
+    """``out = a·x + b·y`` element-wise (``out`` may be ``x`` or ``y``)."""
+    _axpbyz(float(a), x.reshape(-1), float(b), y.reshape(-1), out.reshape(-1))
 
 
 @numba.njit(parallel=True, error_model="numpy", cache=True)
@@ -324,10 +428,10 @@ def _cg_update(alpha, p, q, x, r, diag_inv, z, partial_rr, partial_rz):
             rz = 0.0
             for i in range(lo, hi):
                 x[i, 0] += a * p[i, 0]
-                ri = r[i, 0] - a * q[i, 0]
-                r[i, 0] = ri
-                zi = diag_inv[i] * ri
-                z[i, 0] = zi
+                r[i, 0] = r[i, 0] - a * q[i, 0]
+                ri = float(r[i, 0])  # as stored (float32 under mixed precision)
+                z[i, 0] = diag_inv[i] * ri
+                zi = float(z[i, 0])
                 rr += ri * ri
                 rz += ri * zi
             partial_rr[c, 0] = rr
@@ -339,10 +443,10 @@ def _cg_update(alpha, p, q, x, r, diag_inv, z, partial_rr, partial_rz):
         for i in range(lo, hi):
             for b in range(n_cols):
                 x[i, b] += alpha[b] * p[i, b]
-                ri = r[i, b] - alpha[b] * q[i, b]
-                r[i, b] = ri
-                zi = diag_inv[i] * ri
-                z[i, b] = zi
+                r[i, b] = r[i, b] - alpha[b] * q[i, b]
+                ri = float(r[i, b])
+                z[i, b] = diag_inv[i] * ri
+                zi = float(z[i, b])
                 partial_rr[c, b] += ri * ri
                 partial_rz[c, b] += ri * zi
 
@@ -363,18 +467,16 @@ def _precondition(r, diag_inv, z, partial_rz):
         if n_cols == 1:
             rz = 0.0
             for i in range(lo, hi):
-                zi = diag_inv[i] * r[i, 0]
-                z[i, 0] = zi
-                rz += r[i, 0] * zi
+                z[i, 0] = diag_inv[i] * r[i, 0]
+                rz += float(r[i, 0]) * z[i, 0]
             partial_rz[c, 0] = rz
             continue
         for b in range(n_cols):
             partial_rz[c, b] = 0.0
         for i in range(lo, hi):
             for b in range(n_cols):
-                zi = diag_inv[i] * r[i, b]
-                z[i, b] = zi
-                partial_rz[c, b] += r[i, b] * zi
+                z[i, b] = diag_inv[i] * r[i, b]
+                partial_rz[c, b] += float(r[i, b]) * z[i, b]
 
 
 def precondition(r, diag_inv, z, work):

@@ -1,7 +1,31 @@
-"""CUDA backend: the model's ``step`` compiled as a Numba-CUDA device function.
+"""CUDA backend: the model's ``step`` compiled as a Numba-CUDA device function, and the tissue
+operations of the monodomain stepper as Numba-CUDA kernels that keep everything on the device.
 
 Imported only when CUDA is asked for. Under ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run
-in Numba's CUDA simulator, which is how CI checks their logic without a GPU.
+in Numba's CUDA simulator, which is how CI checks their logic (and counts their launches and
+transfers, ``tests/solvers/test_cuda_launches.py``) without a GPU.
+
+What runs per time step (no transfer between host and device inside the step loop):
+
+- lumped mass, explicit diffusion: the cell kernel (V from one buffer into the other, see
+  ``solvers/stepping.py``; the activation and APD trackers' updates run inside it) and one
+  sparse product per diffusion substep, which writes V back into the first buffer:
+  1 + substeps launches;
+- θ-scheme / consistent mass: the cell kernel, the initial guess, then
+  :class:`ConjugateGradient` entirely on the device (its first kernel forms the right-hand
+  side row by row; α, β, residuals and which batch members are still iterating live in
+  small device arrays; 3 launches per iteration), and the new increment: 4 + 3 per issued
+  CG iteration. Convergence is read on the host through one asynchronous copy of two
+  integers per group of :data:`CG_CHECK_EVERY` iterations.
+
+Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. Not here: a CuPy
+path (cuSPARSE SpMV, CUDA graphs); the numba-cuda kernels are measured against the
+bandwidth ceiling by ``benchmarks/gpu_check.sh`` first.
+
+Reductions are deterministic: a fixed number of row chunks (a function of the problem size
+only), a fixed tree inside each block, and the chunks' partial sums added in a fixed order
+by whichever block finishes last (a counter in device memory). Stored values may be float32
+(``precision="mixed"``); sums, α and β are float64 throughout.
 """
 
 from __future__ import annotations
@@ -12,11 +36,14 @@ from contextlib import nullcontext
 from functools import cache
 
 import numpy as np
-from numba import cuda, float64
+import scipy.sparse as sp
+from numba import cuda, float64, int32
 
 from cardiotwin.solvers.backends import node_rules
 from cardiotwin.solvers.ionic.base import (
     IonicModel,
+    Placement,
+    compile_split_step,
     compile_step_of_module,
     empty_table,
     takes_table,
@@ -24,6 +51,16 @@ from cardiotwin.solvers.ionic.base import (
 
 NAME = "cuda"
 THREADS_PER_BLOCK = 128
+
+_STREAM: list = []
+
+
+def stream():
+    """The one CUDA stream of this backend: every kernel and copy of a run goes on it, in
+    order, so the host never has to wait except to read a result."""
+    if not _STREAM:
+        _STREAM.append(cuda.stream())
+    return _STREAM[0]
 
 
 def _device(f):
@@ -65,24 +102,104 @@ def _kernel_for_module(module_name: str, use_table: bool, with_table: bool) -> C
             table = placeholder[0]
         n = y.shape[1]
         blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-        _kernel[blocks, THREADS_PER_BLOCK](y, p, pset, dt_ms, i_stim, table)
+        _kernel[blocks, THREADS_PER_BLOCK, stream()](y, p, pset, dt_ms, i_stim, table)
 
     return kernel
+
+
+def make_split_cell_kernel(
+    model: IonicModel,
+    placement: Placement,
+    use_table: bool = False,
+    single_set: bool = False,
+    rules: tuple = (),
+) -> Callable:
+    """``kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table, *rule_args)`` for the
+    stepper's split state; contract as the CPU backend's (one thread per node and member).
+
+    ``rules``: per-node tracker rules of :mod:`~cardiotwin.solvers.backends.node_rules`
+    (e.g. ``activation_at``) run by each thread before its cell step, with their arguments
+    after ``table``, one rule after the other: the trackers' updates ride along with the
+    cell kernel instead of being launches of their own (see ``SplitStepper.run``).
+    """
+    return _split_kernel(
+        model.module, use_table, takes_table(model), placement, single_set, tuple(rules)
+    )
+
+
+#: trackers with a ``fused_rule`` run inside the cell kernel (stepper: Godunov splitting)
+FUSES_TRACKERS = True
+
+
+@cache
+def _device_rule(rule: Callable):
+    return cuda.jit(device=True)(rule)
+
+
+@cache
+def _split_kernel(module_name, use_table, with_table, placement, single_set, rules) -> Callable:
+    source = split_kernel_source(module_name, use_table, with_table, placement, single_set, rules)
+    kernel = cuda.jit(source)
+    placeholder = []
+
+    def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None, *rule_args):
+        if table is None:
+            if not placeholder:
+                placeholder.append(cuda.to_device(empty_table(1)))
+            table = placeholder[0]
+        n = v_in.shape[0]
+        blocks = (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
+        kernel[blocks, THREADS_PER_BLOCK, stream()](
+            v_in, v_out, y32, y64, p, pset, float(dt_ms), i_stim, table, *rule_args
+        )
+
+    launch.kernel = kernel
+    return launch
+
+
+def split_kernel_source(module_name, use_table, with_table, placement, single_set, rules=()):
+    """The Python function the split cell kernel is compiled from (also used to emit PTX
+    for ``benchmarks/ptxas_report.py``)."""
+    step = compile_split_step(module_name, _device, use_table, placement, unsigned_rows=True)
+    namespace = {"cuda": cuda, "step": step}
+    node_set = "0" if single_set else "pset[k]"
+    table = ", table" if with_table else ""
+    parameters, calls = [], []
+    for r, rule in enumerate(rules):
+        namespace[f"rule{r}"] = _device_rule(rule)
+        names = [f"r{r}_{i}" for i in range(rule.__code__.co_argcount - 1)]
+        parameters += names
+        calls.append(f"        rule{r}(k, {', '.join(names)})\n")
+    extra = "".join(f", {name}" for name in parameters)
+    exec(
+        f"def split_cell_kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table{extra}):\n"
+        "    k = cuda.grid(1)\n"
+        "    if k < v_in.shape[0]:\n"
+        + "".join(calls)
+        + f"        step(v_in, v_out, y32, y64, p, k, {node_set}, dt_ms, i_stim[k]{table})\n",
+        namespace,
+    )
+    return namespace["split_cell_kernel"]
 
 
 # --- tissue operations ---------------------------------------------------------------------
 # The same operations as the CPU backend (see solvers/backends/cpu.py and
 # solvers/stepping.py), on Numba-CUDA device arrays. Element-wise kernels use grid-stride
-# loops over flat views; column reductions write one partial sum per block and chunk, and the
-# host adds the (few) partials in a fixed order, so results do not depend on the device.
-# CuPy is not needed; every kernel also runs under the CUDA simulator.
+# loops over flat views. CuPy is not needed; every kernel also runs under the CUDA simulator.
 
 SUPPORTS_TISSUE = True
+#: float32 storage with float64 arithmetic (precision="mixed") is supported
+SUPPORTS_MIXED = True
 
 #: blocks for grid-stride kernels (enough to fill an H100's 132 SMs several times)
 MAX_BLOCKS = 4096
-#: fixed number of row chunks of a column reduction (independent of the device)
-REDUCTION_CHUNKS = 256
+#: most row chunks of a column reduction (one block each); the number used depends only on
+#: the problem size, never on the device, so sums are the same on every GPU
+REDUCTION_CHUNKS = 1024
+#: the CG's host loop reads "are all members converged?" after groups of this many
+#: iterations (one asynchronous 8-byte copy per check); iterations issued past convergence
+#: return at once. Which value is fastest is for benchmarks/gpu_check.sh to measure
+CG_CHECK_EVERY = 2
 
 
 def _blocks(n: int) -> int:
@@ -93,20 +210,38 @@ def _flat(a):
     return a.reshape(a.size)
 
 
-class CSRMatrix:
-    """A CSR matrix on the device (``indptr``, ``indices``, ``data``)."""
+def _launch(kernel, n: int):
+    """``kernel`` configured for a grid-stride loop over ``n`` items on the backend stream."""
+    return kernel[_blocks(n), THREADS_PER_BLOCK, stream()]
 
-    def __init__(self, matrix):
+
+class CSRMatrix:
+    """A CSR matrix on the device: int32 ``indptr`` and ``indices`` (half the index traffic
+    of int64; the sparse products gather through them), ``data`` float64 or float32."""
+
+    def __init__(self, matrix, dtype=np.float64):
         matrix = matrix.tocsr()
         matrix.sort_indices()
-        self.indptr = cuda.to_device(np.ascontiguousarray(matrix.indptr, dtype=np.int64))
-        self.indices = cuda.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int64))
-        self.data = cuda.to_device(np.ascontiguousarray(matrix.data, dtype=np.float64))
+        if matrix.nnz >= np.iinfo(np.int32).max:
+            raise ValueError(
+                f"the matrix has {matrix.nnz} non-zeros; the CUDA backend indexes them with "
+                "int32 (at most 2 147 483 646). Split the problem or use backend='cpu'"
+            )
+        self.indptr = cuda.to_device(np.ascontiguousarray(matrix.indptr, dtype=np.int32))
+        self.indices = cuda.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int32))
+        self.data = cuda.to_device(np.ascontiguousarray(matrix.data, dtype=dtype))
         self.shape = matrix.shape
+        self.nnz = matrix.nnz
 
 
 def run_context(n_entries: int):
     return nullcontext()
+
+
+def free_memory_bytes() -> float:
+    """Free memory of the current device, bytes (the stepper checks a batch fits; the CUDA
+    simulator reports infinity)."""
+    return float(cuda.current_context().get_memory_info()[0])
 
 
 def asarray(a, dtype=np.float64):
@@ -115,7 +250,10 @@ def asarray(a, dtype=np.float64):
 
 
 def to_host(a) -> np.ndarray:
-    return a.copy_to_host()
+    """A host copy of device array ``a`` (waits for the work queued before it)."""
+    out = a.copy_to_host(stream=stream())
+    stream().synchronize()
+    return out
 
 
 def empty(shape, dtype=np.float64):
@@ -128,13 +266,75 @@ def zeros(shape, dtype=np.float64):
     return out
 
 
-def sparse(matrix) -> CSRMatrix:
-    return CSRMatrix(matrix)
+def sparse(matrix, dtype=np.float64) -> CSRMatrix:
+    return CSRMatrix(matrix, dtype)
 
 
-def reduction_workspace(n_rows: int, n_cols: int):
-    chunks = min(REDUCTION_CHUNKS, max(n_rows, 1))
-    return cuda.device_array((2, chunks, n_cols))
+def _chunks(n_rows: int, n_cols: int) -> int:
+    """Row chunks of a reduction over an (n_rows, n_cols) array: a function of the size
+    only (about one block of work per chunk, at most REDUCTION_CHUNKS)."""
+    return max(1, min(REDUCTION_CHUNKS, (n_rows * n_cols) // THREADS_PER_BLOCK))
+
+
+def _threads_for(n_cols: int) -> int:
+    """Threads of a reduction block that do work: a multiple of the batch size, so each
+    thread always handles the same member (element e = node·B + member, stride = threads)."""
+    if n_cols > THREADS_PER_BLOCK:
+        raise ValueError(
+            f"the CUDA reductions handle batches of up to {THREADS_PER_BLOCK} members, got "
+            f"{n_cols}; split the batch"
+        )
+    return THREADS_PER_BLOCK - THREADS_PER_BLOCK % n_cols
+
+
+@cuda.jit(device=True)
+def _reduce_block(acc, t, n_cols, n_threads):
+    """Block-wide sums per member: ``acc[t]`` (t < n_threads) holds thread t's sum for member
+    ``t % n_cols``; afterwards ``acc[b]`` holds member b's sum (b < n_cols). A fixed tree
+    while the halves keep members apart, then a fixed serial tail: deterministic."""
+    cuda.syncthreads()
+    count = n_threads
+    while count % 2 == 0 and (count // 2) % n_cols == 0:
+        half = count // 2
+        if t < half:
+            acc[t] += acc[t + half]
+        cuda.syncthreads()
+        count = half
+    if count > n_cols:
+        if t < n_cols:
+            total = acc[t]
+            for j in range(t + n_cols, count, n_cols):
+                total += acc[j]
+            acc[t] = total
+        cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def _last_block(control, n_blocks, flag):
+    """True in the block that finishes last (all others' partial sums are then written):
+    each block bumps ``control[2]``; the last one resets it for the next launch."""
+    cuda.threadfence()
+    cuda.syncthreads()
+    if cuda.threadIdx.x == 0:
+        done = cuda.atomic.add(control, 2, 1)
+        flag[0] = 1 if done == n_blocks - 1 else 0
+        if flag[0] == 1:
+            control[2] = 0
+    cuda.syncthreads()
+    return flag[0] == 1
+
+
+@cuda.jit(device=True)
+def _sum_partials(partial, q, n_cols, acc, t, n_threads):
+    """``acc[b]`` = Σ_c partial[q, c, b] in a fixed order (threads stride over the flat
+    (chunk, member) array, then :func:`_reduce_block`)."""
+    total = 0.0
+    if t < n_threads:
+        for e in range(t, partial.shape[1] * n_cols, n_threads):
+            c = e // n_cols
+            total += partial[q, c, e - c * n_cols]
+    acc[t] = total
+    _reduce_block(acc, t, n_cols, n_threads)
 
 
 @cuda.jit
@@ -148,61 +348,14 @@ def _spmm_kernel(indptr, indices, data, x, out):
         b = k - i * n_cols
         acc = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
-            acc += data[jj] * x[indices[jj], b]
+            acc += float(data[jj]) * x[indices[jj], b]
         out[i, b] = acc
 
 
 def spmm(matrix: CSRMatrix, x, out) -> None:
     """``out = matrix @ x`` for (n, B) ``x``; ``out`` must not alias ``x``."""
     n = out.shape[0] * out.shape[1]
-    _spmm_kernel[_blocks(n), THREADS_PER_BLOCK](matrix.indptr, matrix.indices, matrix.data, x, out)
-
-
-@cuda.jit
-def _col_dot_partial(x, y, partial):
-    # chunk c = block; threads of the block stride over the chunk's rows; shared-memory tree
-    n, n_cols = x.shape
-    n_chunks = partial.shape[0]
-    c = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    lo = c * n // n_chunks
-    hi = (c + 1) * n // n_chunks
-    acc = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
-    for b in range(n_cols):
-        s = 0.0
-        for i in range(lo + t, hi, THREADS_PER_BLOCK):
-            s += x[i, b] * y[i, b]
-        acc[t] = s
-        cuda.syncthreads()
-        width = THREADS_PER_BLOCK // 2
-        while width > 0:
-            if t < width:
-                acc[t] += acc[t + width]
-            cuda.syncthreads()
-            width //= 2
-        if t == 0:
-            partial[c, b] = acc[0]
-        cuda.syncthreads()
-
-
-def _sum_chunks(partial) -> np.ndarray:
-    host = partial.copy_to_host()
-    out = np.zeros(host.shape[1])
-    for row in host:  # fixed order: deterministic
-        out += row
-    return out
-
-
-def col_dot(x, y, work) -> np.ndarray:
-    """Column-wise dot products of (n, B) device arrays: host array (B,)."""
-    partial = work[0]
-    _col_dot_partial[partial.shape[0], THREADS_PER_BLOCK](x, y, partial)
-    return _sum_chunks(partial)
-
-
-def spmm_dot(matrix: CSRMatrix, x, out, work) -> np.ndarray:
-    spmm(matrix, x, out)
-    return col_dot(x, out, work)
+    _launch(_spmm_kernel, n)(matrix.indptr, matrix.indices, matrix.data, x, out)
 
 
 @cuda.jit
@@ -214,7 +367,19 @@ def _axpby_kernel(a, x, b, y):
 
 def axpby(a: float, x, b: float, y) -> None:
     """``y = a·x + b·y`` element-wise."""
-    _axpby_kernel[_blocks(y.size), THREADS_PER_BLOCK](float(a), _flat(x), float(b), _flat(y))
+    _launch(_axpby_kernel, y.size)(float(a), _flat(x), float(b), _flat(y))
+
+
+@cuda.jit
+def _axpbyz_kernel(a, x, b, y, out):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, out.size, stride):
+        out[k] = a * x[k] + b * y[k]
+
+
+def axpbyz(a: float, x, b: float, y, out) -> None:
+    """``out = a·x + b·y`` element-wise (``out`` may be ``x`` or ``y``)."""
+    _launch(_axpbyz_kernel, out.size)(float(a), _flat(x), float(b), _flat(y), _flat(out))
 
 
 @cuda.jit
@@ -225,7 +390,7 @@ def _copy_kernel(src, dst):
 
 
 def copy(src, dst) -> None:
-    _copy_kernel[_blocks(dst.size), THREADS_PER_BLOCK](_flat(src), _flat(dst))
+    _launch(_copy_kernel, dst.size)(_flat(src), _flat(dst))
 
 
 @cuda.jit
@@ -237,7 +402,7 @@ def _fill_kernel(a, value):
 
 def fill(a, value) -> None:
     flat = _flat(a)
-    _fill_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, flat.dtype.type(value))
+    _launch(_fill_kernel, flat.size)(flat, flat.dtype.type(value))
 
 
 @cuda.jit
@@ -250,84 +415,306 @@ def _set_at_kernel(a, index, value):
 def set_at(a, index, value: float) -> None:
     """``a.flat[index] = value`` for a device integer array ``index``."""
     if index.size:
-        _set_at_kernel[_blocks(index.size), THREADS_PER_BLOCK](_flat(a), index, float(value))
+        _launch(_set_at_kernel, index.size)(_flat(a), index, float(value))
+
+
+# --- conjugate gradients on the device ------------------------------------------------------
+# rows of ConjugateGradient.scalars (float64, one column per batch member)
+_BB, _RR, _RZ, _ALPHA, _BETA, _TOL2 = range(6)
+# control (int32): [0] members still iterating, [1] iterations done in this solve, [2] the
+# block counter of _last_block
+_ACTIVE, _DONE, _COUNTER = range(3)
+
+
+@cuda.jit(device=True)
+def _cg_start_row(indptr, indices, data, bi, x, r, z, p, diag_inv, i, b):
+    """One entry of r = b − A x, z = D⁻¹ r, p = z; returns (r_i as stored, z_i as stored)."""
+    ax = 0.0
+    for jj in range(indptr[i], indptr[i + 1]):
+        ax += float(data[jj]) * x[indices[jj], b]
+    r[i, b] = bi - ax
+    ri = float(r[i, b])
+    z[i, b] = diag_inv[i] * ri
+    p[i, b] = z[i, b]
+    return ri, float(z[i, b])
+
+
+@cuda.jit(device=True)
+def _cg_start_finish(partial, scalars, active, control, rtol2, acc_bb, acc_rr, acc_rz, flag,
+                     n_cols, n_threads):  # fmt: skip
+    """After the rows: block sums into the partials; in the last block, b·b, r·r, r·z, the
+    tolerances and which members start active."""
+    t, c = cuda.threadIdx.x, cuda.blockIdx.x
+    _reduce_block(acc_bb, t, n_cols, n_threads)
+    _reduce_block(acc_rr, t, n_cols, n_threads)
+    _reduce_block(acc_rz, t, n_cols, n_threads)
+    if t < n_cols:
+        partial[0, c, t] = acc_bb[t]
+        partial[1, c, t] = acc_rr[t]
+        partial[2, c, t] = acc_rz[t]
+    if not _last_block(control, partial.shape[1], flag):
+        return
+    _sum_partials(partial, 0, n_cols, acc_bb, t, n_threads)
+    _sum_partials(partial, 1, n_cols, acc_rr, t, n_threads)
+    _sum_partials(partial, 2, n_cols, acc_rz, t, n_threads)
+    if t < n_cols:
+        bb = acc_bb[t]
+        rr = acc_rr[t]
+        scalars[_BB, t] = bb
+        scalars[_RR, t] = rr
+        scalars[_RZ, t] = acc_rz[t]
+        tol2 = rtol2 * (bb if bb > 0.0 else rr)
+        scalars[_TOL2, t] = tol2
+        active[t] = 1 if rr > tol2 else 0
+    cuda.syncthreads()
+    if t == 0:
+        count = 0
+        for b in range(n_cols):
+            count += active[b]
+        control[_ACTIVE] = count
+        control[_DONE] = 0
 
 
 @cuda.jit
-def _cg_update_kernel(alpha, p, q, x, r, diag_inv, z, partial_rr, partial_rz):
+def _cg_start_product_kernel(b_indptr, b_indices, b_data, src, indptr, indices, data, x, r, z,
+                             p, diag_inv, partial, scalars, active, control, rtol2,
+                             n_threads):  # fmt: skip
+    """r = b − A x, z = D⁻¹ r, p = z with b = B·src formed row by row and never stored (the
+    θ-scheme's right-hand side: one launch and one vector write and read fewer than a
+    separate product); b·b, r·r, r·z; then (last block) the tolerances and which members
+    start active."""
     n, n_cols = x.shape
-    n_chunks = partial_rr.shape[0]
-    c = cuda.blockIdx.x
-    t = cuda.threadIdx.x
+    c, t = cuda.blockIdx.x, cuda.threadIdx.x
+    n_chunks = partial.shape[1]
+    lo = c * n // n_chunks
+    hi = (c + 1) * n // n_chunks
+    acc_bb = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    acc_rr = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    acc_rz = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    flag = cuda.shared.array(1, dtype=int32)
+    sbb = 0.0
+    srr = 0.0
+    srz = 0.0
+    if t < n_threads:
+        for e in range(lo * n_cols + t, hi * n_cols, n_threads):
+            i = e // n_cols
+            b = e - i * n_cols
+            bi = 0.0
+            for jj in range(b_indptr[i], b_indptr[i + 1]):
+                bi += float(b_data[jj]) * src[b_indices[jj], b]
+            r[i, b] = bi  # rounded to the storage precision, as a stored right-hand side is
+            bi = float(r[i, b])
+            ri, zi = _cg_start_row(indptr, indices, data, bi, x, r, z, p, diag_inv, i, b)
+            sbb += bi * bi
+            srr += ri * ri
+            srz += ri * zi
+    acc_bb[t] = sbb
+    acc_rr[t] = srr
+    acc_rz[t] = srz
+    _cg_start_finish(partial, scalars, active, control, rtol2, acc_bb, acc_rr, acc_rz, flag,
+                     n_cols, n_threads)  # fmt: skip
+
+
+@cuda.jit
+def _cg_spmm_dot_kernel(indptr, indices, data, p, q, partial, scalars, active, control,
+                        n_threads):  # fmt: skip
+    """q = A p; p·q; then (last block) α = r·z / p·q for the active members (0 otherwise)."""
+    if control[_ACTIVE] == 0:
+        return  # every member converged: iterations issued past that do nothing
+    n, n_cols = p.shape
+    c, t = cuda.blockIdx.x, cuda.threadIdx.x
+    n_chunks = partial.shape[1]
+    lo = c * n // n_chunks
+    hi = (c + 1) * n // n_chunks
+    acc = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
+    flag = cuda.shared.array(1, dtype=int32)
+    total = 0.0
+    if t < n_threads:
+        for e in range(lo * n_cols + t, hi * n_cols, n_threads):
+            i = e // n_cols
+            b = e - i * n_cols
+            aq = 0.0
+            for jj in range(indptr[i], indptr[i + 1]):
+                aq += float(data[jj]) * p[indices[jj], b]
+            q[i, b] = aq
+            total += float(p[i, b]) * q[i, b]
+    acc[t] = total
+    _reduce_block(acc, t, n_cols, n_threads)
+    if t < n_cols:
+        partial[0, c, t] = acc[t]
+    if not _last_block(control, n_chunks, flag):
+        return
+    _sum_partials(partial, 0, n_cols, acc, t, n_threads)
+    if t < n_cols:
+        pq = acc[t]
+        ok = active[t] == 1 and pq != 0.0
+        scalars[_ALPHA, t] = scalars[_RZ, t] / pq if ok else 0.0
+
+
+@cuda.jit
+def _cg_update_step_kernel(p, q, x, r, z, diag_inv, partial, scalars, active, control,
+                           n_threads):  # fmt: skip
+    """x += αp, r −= αq, z = D⁻¹r; r·r, r·z; then (last block) which members go on, β, and
+    the count of members still iterating."""
+    if control[_ACTIVE] == 0:
+        return
+    n, n_cols = x.shape
+    c, t = cuda.blockIdx.x, cuda.threadIdx.x
+    n_chunks = partial.shape[1]
     lo = c * n // n_chunks
     hi = (c + 1) * n // n_chunks
     acc_rr = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
     acc_rz = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
-    for b in range(n_cols):
-        srr = 0.0
-        srz = 0.0
-        for i in range(lo + t, hi, THREADS_PER_BLOCK):
-            x[i, b] += alpha[b] * p[i, b]
-            ri = r[i, b] - alpha[b] * q[i, b]
-            r[i, b] = ri
-            zi = diag_inv[i] * ri
-            z[i, b] = zi
+    flag = cuda.shared.array(1, dtype=int32)
+    srr = 0.0
+    srz = 0.0
+    if t < n_threads:
+        for e in range(lo * n_cols + t, hi * n_cols, n_threads):
+            i = e // n_cols
+            b = e - i * n_cols
+            a = scalars[_ALPHA, b]
+            x[i, b] += a * p[i, b]
+            r[i, b] = r[i, b] - a * q[i, b]
+            ri = float(r[i, b])
+            z[i, b] = diag_inv[i] * ri
+            zi = float(z[i, b])
             srr += ri * ri
             srz += ri * zi
-        acc_rr[t] = srr
-        acc_rz[t] = srz
-        cuda.syncthreads()
-        width = THREADS_PER_BLOCK // 2
-        while width > 0:
-            if t < width:
-                acc_rr[t] += acc_rr[t + width]
-                acc_rz[t] += acc_rz[t + width]
-            cuda.syncthreads()
-            width //= 2
-        if t == 0:
-            partial_rr[c, b] = acc_rr[0]
-            partial_rz[c, b] = acc_rz[0]
-        cuda.syncthreads()
-
-
-def cg_update(alpha, p, q, x, r, diag_inv, z, work):
-    """x += αp, r −= αq, z = D⁻¹r per column; returns host (r·r, r·z), each (B,)."""
-    d_alpha = cuda.to_device(np.ascontiguousarray(alpha, dtype=np.float64))
-    _cg_update_kernel[work.shape[1], THREADS_PER_BLOCK](
-        d_alpha, p, q, x, r, diag_inv, z, work[0], work[1]
-    )
-    return _sum_chunks(work[0]), _sum_chunks(work[1])
-
-
-@cuda.jit
-def _jacobi_kernel(r, diag_inv, z):
-    n_cols = r.shape[1]
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for k in range(start, r.shape[0] * n_cols, stride):
-        i = k // n_cols
-        b = k - i * n_cols
-        z[i, b] = diag_inv[i] * r[i, b]
-
-
-def precondition(r, diag_inv, z, work) -> np.ndarray:
-    """z = D⁻¹ r (Jacobi); returns host column-wise r·z (B,)."""
-    _jacobi_kernel[_blocks(r.size), THREADS_PER_BLOCK](r, diag_inv, z)
-    return col_dot(r, z, work)
+    acc_rr[t] = srr
+    acc_rz[t] = srz
+    _reduce_block(acc_rr, t, n_cols, n_threads)
+    _reduce_block(acc_rz, t, n_cols, n_threads)
+    if t < n_cols:
+        partial[0, c, t] = acc_rr[t]
+        partial[1, c, t] = acc_rz[t]
+    if not _last_block(control, n_chunks, flag):
+        return
+    _sum_partials(partial, 0, n_cols, acc_rr, t, n_threads)
+    _sum_partials(partial, 1, n_cols, acc_rz, t, n_threads)
+    if t < n_cols:
+        rr = acc_rr[t]
+        rz_new = acc_rz[t]
+        still = rr > scalars[_TOL2, t]
+        rz = scalars[_RZ, t]
+        scalars[_RR, t] = rr
+        scalars[_BETA, t] = rz_new / rz if still and rz != 0.0 else 0.0
+        scalars[_RZ, t] = rz_new
+        active[t] = 1 if still else 0
+    cuda.syncthreads()
+    if t == 0:
+        count = 0
+        for b in range(n_cols):
+            count += active[b]
+        control[_ACTIVE] = count
+        control[_DONE] += 1
 
 
 @cuda.jit
-def _cg_direction_kernel(z, beta, p):
+def _cg_direction_step_kernel(z, p, scalars, control):
+    """p = z + β p (skipped once every member has converged)."""
+    if control[_ACTIVE] == 0:
+        return
     n_cols = p.shape[1]
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for k in range(start, p.shape[0] * n_cols, stride):
         i = k // n_cols
         b = k - i * n_cols
-        p[i, b] = z[i, b] + beta[b] * p[i, b]
+        p[i, b] = z[i, b] + scalars[_BETA, b] * p[i, b]
 
 
-def cg_direction(z, beta, p) -> None:
-    d_beta = cuda.to_device(np.ascontiguousarray(beta, dtype=np.float64))
-    _cg_direction_kernel[_blocks(p.size), THREADS_PER_BLOCK](z, d_beta, p)
+class ConjugateGradient:
+    """Batched Jacobi-preconditioned CG on the device; the contract of
+    :class:`cardiotwin.solvers.stepping.ConjugateGradient` (same stopping rule per member,
+    same iterates up to the order of floating-point sums), without host round trips.
+
+    Every buffer is allocated here, once. Per iteration three kernels: ``q = A p`` with
+    ``p·q`` and α, the update of x, r, z with ``r·r``, ``r·z``, β and the members still
+    active, and the new direction p; the scalars never leave the device. The host issues
+    iterations in groups of :data:`CG_CHECK_EVERY` followed by an asynchronous copy of
+    (members active, iterations done) into pinned memory: first as many groups as the
+    previous solve needed, then one group at a time. Iterations issued after every member
+    has converged return at once.
+    """
+
+    def __init__(self, ops, matrix, n_cols: int, rtol: float, max_iterations, dtype=np.float64):
+        n = matrix.shape[0]
+        self.matrix = CSRMatrix(matrix, dtype)
+        self.diag_inv = asarray(1.0 / matrix.diagonal(), dtype=dtype)
+        self.r, self.z, self.p, self.q = (empty((n, n_cols), dtype) for _ in range(4))
+        self.partial = cuda.device_array((3, _chunks(n, n_cols), n_cols))
+        self.scalars = cuda.to_device(np.zeros((6, n_cols)))
+        self.active = cuda.to_device(np.zeros(n_cols, dtype=np.int32))
+        self.control = cuda.to_device(np.zeros(3, dtype=np.int32))
+        self._status = cuda.pinned_array(2, dtype=np.int32)
+        self._event = cuda.event()
+        self._expected = 1  # iterations of the previous solve: how many to issue unchecked
+        self._identity = None
+        self.rtol = float(rtol)
+        self.max_iterations = int(max_iterations)
+        self.check_every = max(1, int(CG_CHECK_EVERY))
+        self.n_threads = _threads_for(n_cols)
+        self.n_chunks = self.partial.shape[1]
+        self.iterations = 0  # total over all solves
+        self.solves = 0
+
+    def _issue_iterations(self, count: int) -> None:
+        s, m, chunks, threads = stream(), self.matrix, self.n_chunks, THREADS_PER_BLOCK
+        for _ in range(count):
+            _cg_spmm_dot_kernel[chunks, threads, s](
+                m.indptr, m.indices, m.data, self.p, self.q, self.partial, self.scalars,
+                self.active, self.control, self.n_threads,
+            )  # fmt: skip
+            _cg_update_step_kernel[chunks, threads, s](
+                self.p, self.q, self.x, self.r, self.z, self.diag_inv, self.partial,
+                self.scalars, self.active, self.control, self.n_threads,
+            )  # fmt: skip
+            _launch(_cg_direction_step_kernel, self.p.size)(
+                self.z, self.p, self.scalars, self.control
+            )
+
+    def solve(self, b, x) -> int:
+        """Solve ``matrix · x = b`` in place (``x`` holds the initial guess); returns the
+        number of iterations (of the member that needed most)."""
+        if self._identity is None:  # b = I·b through the one start kernel (tests use this)
+            self._identity = CSRMatrix(sp.identity(self.matrix.shape[0], format="csr"))
+        return self.solve_product(self._identity, b, x)
+
+    def solve_product(self, rhs_matrix: CSRMatrix, src, x) -> int:
+        """:meth:`solve` with b = ``rhs_matrix · src``, formed row by row inside the first
+        kernel and never stored."""
+        m, bm = self.matrix, rhs_matrix
+        _cg_start_product_kernel[self.n_chunks, THREADS_PER_BLOCK, stream()](
+            bm.indptr, bm.indices, bm.data, src, m.indptr, m.indices, m.data, x, self.r,
+            self.z, self.p, self.diag_inv, self.partial, self.scalars, self.active,
+            self.control, self.rtol**2, self.n_threads,
+        )  # fmt: skip
+        return self._iterate(x)
+
+    def _iterate(self, x) -> int:
+        """Issue iterations in groups of :data:`CG_CHECK_EVERY`, each group followed by one
+        asynchronous copy of (members active, iterations done); the first round issues as
+        many groups as the previous solve needed, so the host usually waits once."""
+        self.x = x
+        self.solves += 1
+        m = self.check_every
+        groups = max(1, -(-self._expected // m))
+        while True:
+            self._issue_iterations(groups * m)
+            self.control[0:2].copy_to_host(self._status, stream=stream())
+            self._event.record(stream())
+            self._event.synchronize()
+            active, done = (int(v) for v in self._status)
+            if active == 0:
+                self._expected = max(done, 1)
+                self.iterations += done
+                return done
+            if done >= self.max_iterations:
+                raise RuntimeError(
+                    f"conjugate gradients did not converge in {self.max_iterations} "
+                    f"iterations (asked relative residual {self.rtol:g}); raise "
+                    "cg_max_iterations or lower dt"
+                )
+            groups = 1
 
 
 _activation_at = cuda.jit(device=True)(node_rules.activation_at)
@@ -343,7 +730,7 @@ def _activation_kernel(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last
 
 def activation_update(v_prev, v, t_prev_ms, dt_ms, threshold_mv, first_ms, last_ms, count):
     """Upward crossings of ``threshold_mv`` (time-interpolated); then ``v_prev = v``."""
-    _activation_kernel[_blocks(v_prev.size), THREADS_PER_BLOCK](
+    _activation_kernel[_blocks(v_prev.size), THREADS_PER_BLOCK, stream()](
         v_prev, _flat(v), float(t_prev_ms), float(dt_ms), float(threshold_mv),
         first_ms, last_ms, count,
     )  # fmt: skip
@@ -365,7 +752,7 @@ def apd_update(
     v_prev, v, t_prev_ms, dt_ms, threshold_mv, fraction, phase, t_up, v_min, v_peak, apd_ms, count
 ):
     """APD at ``fraction`` repolarisation per node; contract as the CPU backend's."""
-    _apd_kernel[_blocks(v_prev.size), THREADS_PER_BLOCK](
+    _apd_kernel[_blocks(v_prev.size), THREADS_PER_BLOCK, stream()](
         v_prev, _flat(v), float(t_prev_ms), float(dt_ms), float(threshold_mv), float(fraction),
         phase, t_up, v_min, v_peak, apd_ms, count,
     )  # fmt: skip
@@ -383,7 +770,7 @@ def first_bad_index(v, limit: float) -> int:
     """Smallest flat index where ``v`` is NaN/inf or |v| > ``limit``; −1 if none."""
     flat = _flat(v)
     result = cuda.to_device(np.array([flat.size], dtype=np.int64))
-    _first_bad_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, float(limit), result)
+    _first_bad_kernel[_blocks(flat.size), THREADS_PER_BLOCK, stream()](flat, float(limit), result)
     bad = int(result.copy_to_host()[0])
     return -1 if bad >= flat.size else bad
 
@@ -399,7 +786,7 @@ def _count_nan_kernel(a, result):
 def count_nan(a) -> int:
     flat = _flat(a)
     result = cuda.to_device(np.zeros(1, dtype=np.int64))
-    _count_nan_kernel[_blocks(flat.size), THREADS_PER_BLOCK](flat, result)
+    _count_nan_kernel[_blocks(flat.size), THREADS_PER_BLOCK, stream()](flat, result)
     return int(result.copy_to_host()[0])
 
 
@@ -416,7 +803,7 @@ def node_kernel(rule: Callable) -> Callable:
 
     def launch(n: int, *args) -> None:
         if n > 0:
-            kernel[_blocks(n), THREADS_PER_BLOCK](int(n), *args)
+            kernel[_blocks(n), THREADS_PER_BLOCK, stream()](int(n), *args)
 
     return launch
 
@@ -456,5 +843,5 @@ def member_max(a, n_members: int) -> np.ndarray:
     n = flat.size // n_members
     chunks = min(REDUCTION_CHUNKS, max(n, 1))
     partial = cuda.device_array((chunks, n_members))
-    _member_max_partial[chunks, THREADS_PER_BLOCK](flat, int(n_members), partial)
+    _member_max_partial[chunks, THREADS_PER_BLOCK, stream()](flat, int(n_members), partial)
     return partial.copy_to_host().max(axis=0)

@@ -40,6 +40,29 @@ def make_cell_kernel(model: IonicModel, use_table: bool = False) -> Callable:
     return kernel
 
 
+def make_split_cell_kernel(model: IonicModel, placement, use_table=False, single_set=False):
+    """``kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None)`` for the
+    stepper's split state: the states are gathered into one float64 array, the model's own
+    ``step`` runs on it (no rewriting of the equations here: this is the oracle), and they
+    are put back; V goes to ``v_out``."""
+    kernel = make_cell_kernel(model, use_table)
+    rows = placement[1:]
+
+    def split_kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):
+        y = np.empty((len(placement), v_in.size))
+        y[0] = v_in
+        for i, (where, row) in enumerate(rows, start=1):
+            y[i] = (y32 if where == "y32" else y64)[row]
+        if single_set:
+            pset = np.zeros(v_in.size, dtype=np.int32)
+        kernel(y, p, pset, dt_ms, i_stim, table)
+        v_out[...] = y[0]
+        for i, (where, row) in enumerate(rows, start=1):
+            (y32 if where == "y32" else y64)[row] = y[i]
+
+    return split_kernel
+
+
 # --- tissue operations ---------------------------------------------------------------------
 # The same operations as the CPU backend's (see there for the contract), written with numpy
 # and scipy.sparse: the oracle the compiled kernels are compared against.
@@ -67,8 +90,10 @@ def zeros(shape, dtype=np.float64) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
-def sparse(matrix):
-    """The scipy CSR matrix itself (sorted indices)."""
+def sparse(matrix, dtype=np.float64):
+    """The scipy CSR matrix itself (sorted indices); float64 only (the oracle)."""
+    if np.dtype(dtype) != np.float64:
+        raise ValueError("the reference backend computes in float64 only")
     matrix = matrix.tocsr().copy()
     matrix.sort_indices()
     return matrix
@@ -93,6 +118,10 @@ def spmm_dot(matrix, x, out, work=None) -> np.ndarray:
 
 def axpby(a: float, x: np.ndarray, b: float, y: np.ndarray) -> None:
     y[...] = a * x.reshape(y.shape) + b * y
+
+
+def axpbyz(a: float, x: np.ndarray, b: float, y: np.ndarray, out: np.ndarray) -> None:
+    out[...] = a * x.reshape(out.shape) + b * y.reshape(out.shape)
 
 
 def copy(src: np.ndarray, dst: np.ndarray) -> None:

@@ -18,6 +18,10 @@ STATES = (
     State("v", 0.0, "1", description="recovery variable"),
 )
 
+#: no state needs float64 under precision="mixed" (cardiotwin.solvers.precision): both move
+#: by many float32 ulps per step wherever they move
+FP64_STATES = ()
+
 PARAMETERS = (
     Parameter("k", 8.0, "1", "excitation rate constant"),
     Parameter("a", 0.15, "1", "excitation threshold"),

@@ -22,7 +22,10 @@ own remodelling without a parameter array per node (see :class:`ParameterTable`)
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
@@ -205,13 +208,26 @@ TABLE_ROWS = int(round((TABLE_V_MAX_MV - TABLE_V_MIN_MV) / TABLE_DV_MV)) + 1
 
 
 def table_position(V, table):
-    """Row and fraction of ``V`` (mV) in the lookup-table grid (clamped to the grid)."""
+    """Row and fraction of ``V`` (mV) in the lookup-table grid (clamped to the grid; NaN
+    reads row 0, so a diverged node reads inside the table and its NaN V propagates)."""
     x = (V - TABLE_V_MIN_MV) * (1.0 / TABLE_DV_MV)
-    if x < 0.0:
+    if not x >= 0.0:
         x = 0.0
     elif x > TABLE_ROWS - 1.000001:
         x = TABLE_ROWS - 1.000001
     row = int(x)
+    return row, x - row
+
+
+def _table_position_unsigned(V, table):
+    """:func:`table_position` with an unsigned row, for compiled backends: Numba tests every
+    signed index for wrap-around (``a[-1]``), an unsigned one it does not."""
+    x = (V - TABLE_V_MIN_MV) * (1.0 / TABLE_DV_MV)
+    if not x >= 0.0:
+        x = 0.0
+    elif x > TABLE_ROWS - 1.000001:
+        x = TABLE_ROWS - 1.000001
+    row = uint64(x)  # noqa: F821 - numba.uint64, bound when compiled
     return row, x - row
 
 
@@ -224,6 +240,11 @@ def lookup(c, V, p, s, dt_ms, table, row, frac):
 def _table_lookup(c, V, p, s, dt_ms, table, row, frac):
     a = table[s, row, c]
     return a + frac * (table[s, row + 1, c] - a)
+
+
+def _table_lookup_unsigned(c, V, p, s, dt_ms, table, row, frac):
+    a = table[s, row, c]
+    return a + frac * (table[s, row + uint64(1), c] - a)  # noqa: F821 - see above
 
 
 def compile_step(model: IonicModel, jit: Callable, use_table: bool = False) -> Callable:
@@ -241,8 +262,16 @@ def compile_step_of_module(module_name: str, jit: Callable, use_table: bool = Fa
     return _compiled_namespace(module_name, jit, use_table)["step"]
 
 
-def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dict:
-    """A copy of the model file's namespace whose functions are all compiled by ``jit``."""
+def _compiled_namespace(
+    module_name: str,
+    jit: Callable,
+    use_table: bool,
+    unsigned_rows: bool = False,
+    parameter_tuple: bool = False,
+) -> dict:
+    """A copy of the model file's namespace whose functions are all compiled by ``jit``
+    (``unsigned_rows``: table rows as numba.uint64, for the compiled backends;
+    ``parameter_tuple``: see :func:`compile_split_step`)."""
     module = importlib.import_module(module_name)
     namespace = dict(vars(module))
     own = {
@@ -250,13 +279,231 @@ def _compiled_namespace(module_name: str, jit: Callable, use_table: bool) -> dic
         for name, f in vars(module).items()
         if isinstance(f, FunctionType) and f.__module__ == module.__name__
     }
-    own["table_position"] = table_position
-    own["lookup"] = _table_lookup if use_table else lookup
+    if parameter_tuple:  # the model's own functions that index p, rewritten from source
+        for name, f in list(own.items()):
+            if "p" in f.__code__.co_varnames[: f.__code__.co_argcount]:
+                tree = _function_ast(f)
+                _ParameterTupleRewriter(module_name).visit(tree)
+                exec(_compile_tree(tree, f), namespace)
+                own[name] = namespace[name]
+    if unsigned_rows:
+        import numba
+
+        namespace["uint64"] = numba.uint64
+        own["table_position"] = _table_position_unsigned
+        own["lookup"] = _table_lookup_unsigned if use_table else lookup
+    else:
+        own["table_position"] = table_position
+        own["lookup"] = _table_lookup if use_table else lookup
     namespace.update(TABLE_V_MIN_MV=TABLE_V_MIN_MV, TABLE_DV_MV=TABLE_DV_MV, TABLE_ROWS=TABLE_ROWS)
     for name, f in own.items():
         rebound = FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
         namespace[name] = jit(rebound)
     return namespace
+
+
+# ---------------------------------------------------------------------------------------
+# Split state: V apart, the other states in a float32 and a float64 array
+#
+# The tissue backends keep the membrane potential out of the state array: the cell kernel
+# reads V from one buffer and writes it to another, and the diffusion step then reads that
+# one and writes the first ("ping-pong": no copy per step). Under precision="mixed" the
+# states that float32 carries live in a float32 array, the others in a float64 array
+# (``cardiotwin.solvers.precision``). The model's ``step`` stays written once against
+# ``y[STATE, k]``: compiling rewrites each such access (a transform of its syntax tree) to
+# ``v_in[k]`` (read) / ``v_out[k]`` (write), ``y32[row, k]`` or ``y64[row, k]``. Values read
+# from float32 storage are widened with ``float(...)``, so the arithmetic is float64
+# whatever the storage; with every state in float64 the numbers are those of ``step``.
+# ---------------------------------------------------------------------------------------
+
+#: where a state lives in the split layout: ("v", 0), ("y32", row) or ("y64", row)
+Placement = tuple[tuple[str, int], ...]
+
+SPLIT_STEP_ARGUMENTS = ("v_in", "v_out", "y32", "y64")
+
+
+class StepSourceError(ValueError):
+    """A model's ``step`` cannot be compiled for the split state layout (the message says
+    which line does what the rewrite does not understand)."""
+
+
+def compile_split_step(
+    module_name: str,
+    jit: Callable,
+    use_table: bool,
+    placement: Placement,
+    unsigned_rows: bool = False,
+    parameter_tuple: bool = False,
+) -> Callable:
+    """The model file's ``step`` rewritten for the split layout and compiled by ``jit``.
+
+    The result is ``step(v_in, v_out, y32, y64, p, k, s, dt_ms, i_stim[, table])``; the
+    membrane potential (state 0) comes from ``v_in[k]`` and goes to ``v_out[k]`` (they may be
+    the same array), state i ≥ 1 lives at ``placement[i]``. Raises :class:`StepSourceError`
+    when ``step`` touches ``y`` other than as ``y[STATE, k]`` with a constant ``STATE``, or
+    reads V after writing it. ``unsigned_rows``: see :func:`_table_position_unsigned`.
+
+    ``parameter_tuple``: every node uses parameter set 0, given as a tuple ``p`` of the
+    parameter values instead of the (n_parameters, n_sets) array: each ``p[NAME, s]`` of the
+    model file becomes ``p[NAME]``. A tuple is a value, not memory the state stores might
+    overwrite, so the compiler computes the parameter-only terms (F/RT, √(K_o/5.4), volume
+    ratios, …) once per kernel call instead of once per node; the arithmetic is unchanged.
+    """
+    module = importlib.import_module(module_name)
+    namespace = _compiled_namespace(module_name, jit, use_table, unsigned_rows, parameter_tuple)
+    tree = _split_step_function(module, placement)
+    if parameter_tuple:
+        _ParameterTupleRewriter(module_name).visit(tree)
+    exec(_compile_tree(tree, module.step), namespace)  # defines "split_step"
+    return jit(namespace["split_step"])
+
+
+def _function_ast(f: FunctionType) -> ast.Module:
+    """The syntax tree of ``f``'s source, with the line numbers of its file."""
+    lines, first_line = inspect.getsourcelines(f)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    ast.increment_lineno(tree, first_line - 1)
+    return tree
+
+
+def _compile_tree(tree: ast.Module, original: FunctionType):
+    filename = inspect.getsourcefile(original) or original.__module__
+    return compile(ast.fix_missing_locations(tree), filename=filename, mode="exec")
+
+
+class _ParameterTupleRewriter(ast.NodeTransformer):
+    """``p[NAME, s]`` → ``p[NAME]`` (see ``parameter_tuple`` in :func:`compile_split_step`)."""
+
+    def __init__(self, module_name: str):
+        self.module_name = module_name
+
+    def visit_Subscript(self, node: ast.Subscript):
+        if isinstance(node.value, ast.Name) and node.value.id == "p":
+            index = node.slice
+            if not (
+                isinstance(index, ast.Tuple)
+                and len(index.elts) == 2
+                and isinstance(index.elts[1], ast.Name)
+                and index.elts[1].id == "s"
+            ):
+                raise StepSourceError(
+                    f"{self.module_name}, line {node.lineno}: parameters must be read as p[NAME, s]"
+                )
+            return ast.copy_location(ast.Subscript(node.value, index.elts[0], node.ctx), node)
+        return self.generic_visit(node)
+
+
+def _split_step_function(module: ModuleType, placement: Placement) -> ast.Module:
+    tree = _function_ast(module.step)
+    function = tree.body[0]
+    if not isinstance(function, ast.FunctionDef) or function.args.args[0].arg != "y":
+        raise StepSourceError(f"{module.__name__}.step must be def step(y, p, k, s, ...)")
+    constants = {n: v for n, v in vars(module).items() if type(v) is int}
+    _SplitRewriter(module.__name__, placement, constants).visit(function)
+    _check_v_read_before_written(module.__name__, function)
+    function.name = "split_step"
+    function.decorator_list = []
+    function.args.args = [ast.arg(name) for name in SPLIT_STEP_ARGUMENTS] + function.args.args[1:]
+    return tree
+
+
+def _is_state_access(node) -> bool:
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and (node.value.id == "y")
+    )
+
+
+class _SplitRewriter(ast.NodeTransformer):
+    def __init__(self, module_name: str, placement: Placement, constants: dict[str, int]):
+        self.module_name, self.placement, self.constants = module_name, placement, constants
+
+    def _fail(self, node, what: str):
+        raise StepSourceError(
+            f"{self.module_name}.step, line {node.lineno}: {what}; write state accesses as "
+            "y[STATE, k] with STATE a module-level integer constant (e.g. y[CA_I, k])"
+        )
+
+    def _state(self, node: ast.Subscript) -> int:
+        index = node.slice
+        if not (isinstance(index, ast.Tuple) and len(index.elts) == 2):
+            self._fail(node, "y indexed other than y[STATE, k]")
+        row, column = index.elts
+        if not (isinstance(column, ast.Name) and column.id == "k"):
+            self._fail(node, "a state of another node than k")
+        if isinstance(row, ast.Constant) and type(row.value) is int:
+            state = row.value
+        elif isinstance(row, ast.Name) and row.id in self.constants:
+            state = self.constants[row.id]
+        else:
+            self._fail(node, "a state index that is not a constant")
+        if not 0 <= state < len(self.placement):
+            self._fail(node, f"state index {state} out of range")
+        return state
+
+    def _access(self, node: ast.Subscript, ctx) -> ast.expr:
+        where, row = self.placement[self._state(node)]
+        k = ast.Name("k", ast.Load())
+        if where == "v":
+            name = "v_in" if isinstance(ctx, ast.Load) else "v_out"
+            new = ast.Subscript(ast.Name(name, ast.Load()), k, ctx)
+        else:
+            index = ast.Tuple([ast.Constant(row), k], ast.Load())
+            new = ast.Subscript(ast.Name(where, ast.Load()), index, ctx)
+            if where == "y32" and isinstance(ctx, ast.Load):  # widen: float64 arithmetic
+                new = ast.Call(ast.Name("float", ast.Load()), [new], [])
+        return ast.copy_location(new, node)
+
+    def visit_AugAssign(self, node: ast.AugAssign):
+        if not _is_state_access(node.target):
+            return self.generic_visit(node)
+        # y[X, k] op= e  ->  y'[X, k] = y[X, k] op (e): the same arithmetic
+        value = ast.BinOp(self._access(node.target, ast.Load()), node.op, self.visit(node.value))
+        store = self._access(node.target, ast.Store())
+        return ast.copy_location(ast.Assign([store], ast.copy_location(value, node)), node)
+
+    def visit_Subscript(self, node: ast.Subscript):
+        if _is_state_access(node):
+            return self._access(node, node.ctx)
+        return self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name):
+        if node.id == "y":
+            self._fail(node, "y used other than as y[STATE, k] (passed on, sliced or rebound)")
+        return node
+
+
+def _check_v_read_before_written(module_name: str, function: ast.FunctionDef) -> None:
+    """V comes from ``v_in`` and goes to ``v_out``: a read after the write would see the old
+    value when the two differ, so it is refused (statements in source order; a statement's
+    right-hand side counts before its target)."""
+    written = None
+
+    def names(node) -> set[str]:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+    statements = [n for n in ast.walk(function) if isinstance(n, ast.stmt)]
+    for statement in sorted(statements, key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(statement, ast.FunctionDef):
+            continue
+        if isinstance(statement, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            reads = names(statement.value) if statement.value is not None else set()
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            writes = set().union(*(names(t) for t in targets))
+        elif isinstance(statement, ast.If | ast.While):
+            reads, writes = names(statement.test), set()
+        elif isinstance(statement, ast.Return | ast.Expr) and statement.value is not None:
+            reads, writes = names(statement.value), set()
+        else:
+            continue
+        if written is not None and "v_in" in reads:
+            raise StepSourceError(
+                f"{module_name}.step, line {statement.lineno}: reads the membrane potential "
+                f"after writing it (line {written}); read V once into a local at the start"
+            )
+        if "v_out" in writes and written is None:
+            written = statement.lineno
 
 
 def n_table_columns(model: IonicModel) -> int:

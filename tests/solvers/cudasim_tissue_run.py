@@ -17,8 +17,14 @@ from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
 from cardiotwin.solvers.trackers import ActivationTracker
 
-# the implicit consistent-mass scheme uses every backend operation (SpMM, CG, reductions)
-SCHEMES = (("implicit", "consistent"),)
+# the implicit consistent-mass scheme uses every backend operation (SpMM, CG, reductions);
+# each (scheme, mass, precision) runs with an activation tracker (fused into the cell kernel
+# on CUDA)
+SCHEMES = (
+    ("implicit", "consistent", "fp64"),
+    ("implicit", "consistent", "mixed"),
+    ("explicit", "lumped", "mixed"),
+)
 T_END_MS = 0.5
 DT_MS = 0.025
 
@@ -36,12 +42,13 @@ def problem():
 
 def run(backend: str) -> dict:
     results = {}
-    for scheme, mass in SCHEMES:
-        stepper = SplitStepper(problem(), DT_MS, mass=mass, diffusion=scheme, backend=backend)
+    for scheme, mass, precision in SCHEMES:
+        stepper = SplitStepper(problem(), DT_MS, mass=mass, diffusion=scheme, backend=backend,
+                               precision=precision)  # fmt: skip
         activation = ActivationTracker(threshold_mv=-60.0)
         stepper.run(T_END_MS, [activation])
-        results[f"{scheme}_{mass}_state"] = stepper.state
-        results[f"{scheme}_{mass}_activation"] = activation.first_ms
+        results[f"{scheme}_{mass}_{precision}_state"] = stepper.state
+        results[f"{scheme}_{mass}_{precision}_activation"] = activation.first_ms
     results.update(_monitored(backend))
     return results
 

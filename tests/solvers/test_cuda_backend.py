@@ -35,4 +35,10 @@ def test_cuda_tissue_backend_matches_cpu(tmp_path):
         if key.endswith("_activation"):
             # both members activated somewhere, at different places: a real comparison
             assert np.isfinite(expected).any(axis=0).all(), key
-        np.testing.assert_allclose(gpu[key], expected, rtol=0, atol=1e-9, err_msg=key)
+        # float64: the two differ only in the order of the CG's sums and in the last bit of
+        # exp/log. Under mixed precision such a last-bit difference can round a stored
+        # float32 value the other way (one float32 ulp of a 64-128 mV potential is 7.6e-6
+        # mV) and travel on: 6-12 ulps of V were seen. 2e-4 mV is ~25 ulps, and well below
+        # the mixed-vs-float64 differences themselves (test_precision.py).
+        atol = 2e-4 if "_mixed_" in key else 1e-9
+        np.testing.assert_allclose(gpu[key], expected, rtol=0, atol=atol, err_msg=key)
