@@ -1,15 +1,16 @@
 """The critical-site finder on the lv-infarct phantom's own mesh, with a synthetic circuit map.
 
-Not the must-show (that needs a simulated VT: tests/pipeline/test_ablation_phantoms.py and
-``cardiotwin induce``); this checks the minimum cut on realistic geometry (the pipeline's
-segmentation and mesh, scar from the LGE image, not the truth labels) and its cost at
-patient size. The map: a wave leaving a cross-section of the designed isthmus (at a fraction
-``--at`` of its centreline from the apical end) downstream, running through all the tissue
-it can reach (first arrival: graph distance through the tissue at ``--cv`` m/s) and coming
-back to the cross-section from upstream; the cross-section is the map's wrap (its edges
-within 10 mm of the centreline point are cut). Every path from the front round the circuit
-back to it is a path of the figure-of-eight, so the cut must lie across the isthmus (the
-narrowest passage of both loops) wherever along it the wrap was put.
+Not the must-show (that needs a simulated VT:
+benchmarks/phantom_must_shows/test_ablation_phantoms.py and ``cardiotwin induce``); this checks
+the minimum cut on realistic geometry (the pipeline's segmentation and mesh, scar from the LGE
+image, not the truth labels) and its cost at patient size. The map: a wave leaving a
+cross-section of the designed isthmus (at a fraction ``--at`` of its centreline from the apical
+end) downstream, running through all the tissue it can reach (first arrival: graph distance
+through the tissue at ``--cv`` m/s) and coming back to the cross-section from upstream; the
+cross-section is the map's wrap (its edges within 10 mm of the centreline point are cut). Every
+path from the front round the circuit back to it is a path of the figure-of-eight, so the cut
+must lie across the isthmus (the narrowest passage of both loops) wherever along it the wrap was
+put.
 
 Prints, per wrap position: nodes, the cut's size, anchors, the distance of the site's centre
 and of the first lesion point from the designed centreline (``truth.json``), the lesion's

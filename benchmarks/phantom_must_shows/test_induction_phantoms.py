@@ -20,7 +20,7 @@ import yaml
 
 from cardiotwin.pipeline.cli import main
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # tens of minutes each on 2 cores: not in CI
 
 #: coarse mesh for CI (mm); the must-show at full fidelity is a benchmark
 EDGE_MM = 2.0

@@ -5,8 +5,9 @@
 induction must-shows' pipeline, CI mesh (2 mm) and fast phantom tissues
 (test_induction_phantoms.py). Each re-runs the whole induction once per round and per random
 control (three or four studies of the 2 mm phantom: about an hour on the shared 2-core box,
-where the induction must-show's one study took 56 min), so they are opt-in:
-``CARDIOTWIN_PHANTOM_ABLATION=1``. The full-fidelity runs are benchmarks/ablation_phantoms.py.
+where the induction must-show's one study took 56 min), so they live with the benchmarks
+(``python -m pytest benchmarks/phantom_must_shows``), not in CI. The full-fidelity runs are
+benchmarks/ablation_phantoms.py.
 
 - ``lv-infarct``: the first lesion's centre lies within its radius of the designed isthmus
   centreline (``truth.json``); after ablation no paced site induces; random border-zone
@@ -16,7 +17,6 @@ where the induction must-show's one study took 56 min), so they are opt-in:
 """
 
 import json
-import os
 
 import pytest
 import yaml
@@ -35,11 +35,6 @@ pytestmark = [
     pytest.mark.skipif(
         not {"mesh", "prepare", "induce"} <= set(COMMANDS),
         reason="needs the meshing stage's cardiotwin prepare (pacing sites), not merged yet",
-    ),
-    pytest.mark.skipif(
-        os.environ.get("CARDIOTWIN_PHANTOM_ABLATION") != "1",
-        reason="several whole induction studies of a phantom (~1 h on 2 cores): set "
-        "CARDIOTWIN_PHANTOM_ABLATION=1 to run",
     ),
 ]
 
