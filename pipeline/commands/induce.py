@@ -4,13 +4,16 @@
 [--sites all|NAME,...]`` writes ``DIR/induction.json`` (:mod:`cardiotwin.pipeline.risk`)
 and one ``DIR/vt-<id>.vtu`` per unique VT (the mesh with the VT's activation maps as point
 data), all or nothing; progress (a bar per batch of trials: simulated ms, trials finished,
-node-steps/s) goes to stderr, a one-line summary to stdout.
+node-steps/s) goes to stderr, a one-line summary to stdout. Each finished trial is recorded
+in ``DIR/.journal`` (or ``--journal``): killed and started again, the study resumes from
+there with the same answer; the journal is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 
 from cardiotwin.files import write_all_or_nothing
@@ -30,6 +33,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sites", default="all", help="'all' or comma-separated site names (e.g. AHA-3,AHA-9)"
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        help="folder recording each finished trial, so a killed run resumes where it stopped "
+        "(default: OUT/.journal; removed once the outputs are written)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
@@ -68,9 +77,15 @@ def run(args: argparse.Namespace) -> int:
     )
     if sites is not None and not sites:
         raise CommandError("--sites names no site; give 'all' or names like AHA-3,AHA-9")
+    journal = args.journal or args.out / ".journal"
     try:
         result = run_induction(
-            mesh, config, backend=backend, sites=sites, progress=not args.no_progress
+            mesh,
+            config,
+            backend=backend,
+            sites=sites,
+            progress=not args.no_progress,
+            journal=journal,
         )
     except (InductionError, TissueError, ProtocolError) as exc:
         raise CommandError(str(exc)) from None
@@ -87,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             vt_mesh(mesh, result, vt), p
         )
     write_all_or_nothing(writers)
+    shutil.rmtree(journal, ignore_errors=True)  # the answer is written: nothing to resume
     print(
         f"{report.note}; {len(report.unique_vts)} unique "
         f"{'VT' if report.chamber == 'ventricle' else 'driver'}(s); wrote "

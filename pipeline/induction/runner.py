@@ -219,6 +219,9 @@ class TrialRunner:
         #: S1 does not capture)
         self.strength_factor: dict[int, float] = {}
         self.stats = RunStats()
+        #: finished trials on record (:class:`~cardiotwin.pipeline.induction.journal.
+        #: TrialJournal`): taken from there instead of simulated, and each new one written
+        self.journal = None
         per_node = bytes_per_node_member(
             self.base.model.n_states,
             simulation.diffusion,
@@ -248,22 +251,44 @@ class TrialRunner:
         ``on_result(result) -> list[Trial]``: called as each trial finishes; the trials it
         returns join the queue (a protocol deciding its next trials from the last results
         keeps the batch full)."""
-        queue = deque(trials)
+        queue: deque[Trial] = deque()
+        results: list[TrialResult] = []
+
+        def admit(batch) -> None:
+            # trials on record are answered at once (their follow-ups too); the rest queue
+            pending = deque(batch)
+            while pending:
+                trial = pending.popleft()
+                cached = (
+                    None
+                    if self.journal is None
+                    else self.journal.get(trial, self.strength(trial.site))
+                )
+                if cached is None:
+                    queue.append(trial)
+                    continue
+                results.append(cached)
+                if on_result is not None:
+                    pending.extend(on_result(cached) or ())
+
+        admit(trials)
         if not queue:
-            return []
+            return results
         clock = min(t.start_step for t in queue)
         running: list[_Member] = []
-        results: list[TrialResult] = []
         while queue or running:
             members = list(running)
             while queue and len(members) < self.max_members:
                 trial = queue.popleft()
                 members.append(_Member(trial, trial.start, None, trial.start_step - clock))
             done, running, clock = self._generation(members, clock)
+            if self.journal is not None:
+                for result in done:
+                    self.journal.put(result, self.strength(result.trial.site))
             results.extend(done)
             if on_result is not None:
                 for result in done:
-                    queue.extend(on_result(result) or ())
+                    admit(on_result(result) or ())
         return results
 
     def _stimuli(self, members: list[_Member], clock: int) -> list[Stimulus]:

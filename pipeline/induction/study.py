@@ -12,9 +12,11 @@ is reported as such with the reason; the other sites' results are kept.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +30,7 @@ from cardiotwin.pipeline.induction.detection import (
     analyse_trial,
     cluster_vts,
 )
+from cardiotwin.pipeline.induction.journal import TrialJournal
 from cardiotwin.pipeline.induction.protocols import PESSite, PESTiming, steps_to_ms
 from cardiotwin.pipeline.induction.runner import Trial, TrialResult, TrialRunner
 from cardiotwin.pipeline.induction.sites import (
@@ -100,8 +103,14 @@ def run_induction(
     backend: str = "cpu",
     sites: list[str] | None = None,
     progress: bool = False,
+    journal: str | Path | None = None,
 ) -> InductionResult:
-    """Run the configured protocol from every (or the named) pacing site of ``mesh``."""
+    """Run the configured protocol from every (or the named) pacing site of ``mesh``.
+
+    ``journal``: a folder where each finished trial is recorded as it ends; a study killed
+    part-way and started again with the same folder (and the same mesh, configuration,
+    sites and backend) resumes from there and gives the same answer
+    (:mod:`~cardiotwin.pipeline.induction.journal`)."""
     started = time.perf_counter()
     induction = config.induction
     chamber = induction.chamber if induction.chamber != "auto" else chamber_of(mesh)
@@ -129,6 +138,10 @@ def run_induction(
     )
     chosen = [checked(s, runner.tissue_node) for s in chosen]
     runner.sites = chosen
+    if journal is not None:
+        runner.journal = TrialJournal(
+            journal, _setup_fingerprint(mesh, config, chosen, runner.backend_name)
+        )
     outcomes = [SiteOutcome(s) for s in chosen]
     for outcome in outcomes:
         if outcome.site.problem:
@@ -149,6 +162,8 @@ def run_induction(
     for i, outcome in enumerate(outcomes):
         if not outcome.site.problem:
             outcome.stimulus_strength_ua_per_uf = runner.strength(i)
+        # in protocol order (S2 long to short, then S3, ...), however the batch finished them
+        outcome.trials.sort(key=_protocol_order)
     induced = [(o.site.name, o.coupling_intervals_ms, o.analysis) for o in outcomes if o.induced]
     vts = cluster_vts(induced, induction.detection)
     for vt in vts:
@@ -176,9 +191,27 @@ def run_induction(
             "node_steps": stats.node_steps,
             "stepping_wall_s": round(stats.wall_s, 3),
             "node_steps_per_s": float(f"{stats.node_steps_per_s:.4g}"),
+            "trials_from_journal": 0 if runner.journal is None else runner.journal.reused,
         },
         config=config,
     )
+
+
+def _protocol_order(record: dict) -> tuple:
+    couplings = record["coupling_intervals_ms"]
+    return len(couplings), [-c for c in couplings]
+
+
+def _setup_fingerprint(mesh: Mesh, config: Config, sites, backend: str) -> str:
+    """What a journal's trials depend on: mesh, configuration, sites (their nodes), backend."""
+    digest = hashlib.sha256()
+    digest.update(mesh.fingerprint().encode())
+    digest.update(config.model_dump_json(exclude={"workflow"}).encode())
+    for site in sites:
+        digest.update(site.name.encode())
+        digest.update(np.ascontiguousarray(site.mesh_nodes, dtype=np.int64).tobytes())
+    digest.update(backend.encode())
+    return digest.hexdigest()
 
 
 def _analyse(result: TrialResult, last_onset: int, sustained_ms: float, geometry, config, dt):
