@@ -22,7 +22,7 @@ from cardiotwin.meshing.sites import (
     conducting_nodes,
     ventricular_sites,
 )
-from cardiotwin.meshing.tags import DENSE_SCAR
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, NONCONDUCTING
 
 SEPTUM = (10.0, 0.0, 0.0)  # the analytic meshes' septum is towards +x
 
@@ -138,6 +138,34 @@ def test_a_site_in_dense_scar_moves_to_conducting_tissue_and_says_so(adult, capl
     assert 0 < moved.moved_mm < 12.0
     assert "dense scar" in moved.note and "AHA-7" in caplog.text
     assert np.linalg.norm(moved.position_mm - target) == pytest.approx(moved.moved_mm)
+
+
+def test_a_site_in_a_sliver_of_border_zone_inside_scar_moves_to_viable_wall(adult, caplog):
+    # at 2 mm on lv-infarct, AHA-7's centre landed on a few border-zone elements inside the
+    # dense scar and S1 never captured there; a stimulus must excite enough tissue
+    mesh, _ = adult
+    before = ventricular_sites(mesh, placement="endo", radius_mm=2.0)
+    target = before.sites[6].position_mm  # AHA-7
+    c = mesh.element_centres_mm()
+    distance = np.linalg.norm(c - target, axis=1)
+    region = mesh.region.copy()
+    region[distance < 7.0] = DENSE_SCAR
+    region[distance < 2.0] = BORDER_ZONE  # conducting, but a sliver inside the scar
+    sliver = Mesh(
+        mesh.points_mm, mesh.tets, region=region, surfaces=mesh.surfaces, point_data=mesh.point_data
+    )
+    with caplog.at_level(logging.WARNING):
+        after = ventricular_sites(sliver, placement="endo", radius_mm=2.0)
+    assert after.moved == ["AHA-7"]
+    moved = after.sites[6]
+    assert "sliver" in moved.note and "AHA-7" in caplog.text
+    # the new centre has mostly conducting wall within max(2 x 2 mm, 4 mm) = 4 mm: it lies
+    # outside the scar ball (7 mm), at least 7 - 4 = 3 mm from the old centre
+    volumes = np.abs(sliver.signed_volumes_mm3())
+    near = np.linalg.norm(c - moved.position_mm, axis=1) <= 4.0
+    conducts = ~np.isin(region, NONCONDUCTING)
+    assert volumes[near & conducts].sum() >= 0.5 * volumes[near].sum()
+    assert 3.0 <= moved.moved_mm < 14.0
 
 
 def test_biventricular_mesh_gets_two_rv_sites():
