@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
+from test_induction_phantoms import PHANTOM_TISSUE
 
 from cardiotwin.pipeline.commands.config import SCHEMA_PATH, schema_text
 from cardiotwin.pipeline.config import ConfigError
@@ -21,29 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data_samples"
 HEADER = "case_id\tkind\tlge\twall\tblood\n"
 #: the smallest work that still goes through every stage: a coarse mesh, the fast
-#: Mitchell-Schaeffer tissue of the induction phantom tests (test_induction_phantoms.py:
-#: published time constants, border zone tau_in x 2.6, tau_close x 1.1, sigma across x 0.1),
+#: Mitchell-Schaeffer tissue of the induction phantom tests (published time constants,
+#: border zone tau_in x 2.6, tau_close x 1.1, sigma across the fibres x 0.1),
 #: one pacing site (AHA-1: basal anterior, healthy in both samples) and one S2 coupling
 #: interval (360 ms: above Mitchell-Schaeffer's ERP after 600 ms pacing, so it captures)
 TINY = {
     "simulation": {"dt_ms": 0.1},
     "mesh": {"edge_mm": 2.5},
-    "tissue": {
-        "ventricle": {
-            "model": "mitchell-schaeffer",
-            "regions": {
-                "healthy": {"tag": 1, "cv_m_per_s": [0.6, 0.22]},
-                "border_zone": {
-                    "tag": 2,
-                    "sigma_scale": [1.0, 0.1],
-                    "relative_to": "healthy",
-                    "parameter_scale": {"tau_in": 2.6, "tau_close": 1.1},
-                },
-                "dense_scar": {"tag": 3, "conducting": False},
-                "lesion": {"tag": 4, "conducting": False},
-            },
-        }
-    },
+    "tissue": PHANTOM_TISSUE["tissue"],
     "induction": {
         "sites": ["AHA-1"],
         "pes": {"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 360, "min_coupling_ms": 360},
