@@ -8,7 +8,7 @@
 #
 # The stages: segment -> mesh -> induce -> ablate -> report (-> cohort_summary).
 # Simulation jobs (induce, ablate) take workflow.simulation_threads CPU threads (default: all
-# of --cores) and hold one `gpu` resource only when simulation.backend is cuda.
+# of --cores) and hold one `gpu` resource unless simulation.backend is cpu or reference.
 
 from snakemake.utils import validate
 

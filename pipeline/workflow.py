@@ -143,9 +143,11 @@ class Setup:
 
     @property
     def simulation_gpus(self) -> int:
-        """GPUs one simulation job holds (``resources: gpu``): 1 with ``simulation.backend:
-        cuda``, else 0, so CPU runs are not serialised by the profile's ``gpu`` limit."""
-        return 1 if self.config.simulation.backend == "cuda" else 0
+        """GPUs one simulation job holds (``resources: gpu``): 1 when ``simulation.backend``
+        may use one (``cuda``; ``auto``, which takes a GPU where the job finds one, so on a
+        cluster it must ask for one), 0 for ``cpu`` and ``reference``, whose jobs are then not
+        serialised by the profile's ``gpu`` limit."""
+        return 1 if self.config.simulation.backend in ("cuda", "auto") else 0
 
 
 def check_execution(setup: Setup, executor: str, gpu_usable=None) -> None:

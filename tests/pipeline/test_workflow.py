@@ -114,6 +114,14 @@ def test_gpu_backend_without_a_gpu_is_refused_before_any_job(tmp_path):
         tmp_path,
     )
     check_execution(done, "slurm", gpu_usable=False)
+    # simulation jobs hold the gpu resource unless the backend is the CPU's
+    assert done.simulation_gpus == 1
+    on_cpu = {
+        "config_version": 1,
+        "workflow": {"cohort": str(sheet)},
+        "simulation": {"backend": "cpu"},
+    }
+    assert setup(on_cpu, tmp_path).simulation_gpus == 0
     with pytest.raises(ConfigError, match="no usable CUDA GPU"):
         check_execution(done, "local", gpu_usable=False)
 
@@ -128,11 +136,9 @@ def test_lint_and_dry_run(tmp_path):
     # every stage once per case, one cohort summary
     per_case = ("segment", "mesh", "induce", "ablate", "report")
     assert counts == {**dict.fromkeys(per_case, 2), "cohort_summary": 1, "all": 1}, counts
-    # the induce stage runs the configured CLI on the mesh of the mesh stage, with its
-    # threads; a CPU run holds no GPU (the profile's gpu: 1 limits GPU jobs only)
+    # the simulation stages run with the threads Snakemake gave them (--cores 1 here)
     shell = [line for line in dry.stdout.splitlines() if "cardiotwin induce" in line]
     assert len(shell) == 2 and all("NUMBA_NUM_THREADS=1 " in line for line in shell), shell
-    assert "gpu=1" not in dry.stdout
 
 
 def _config(folder: Path, sheet: Path, **sections) -> Path:
