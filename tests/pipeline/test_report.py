@@ -199,3 +199,16 @@ def test_report_states_the_induction_and_ablation(tmp_path):
     assert "Nothing to ablate" not in text
     # montage, 3-D scar and the bullseye drawn from the sites' outcomes
     assert html.count("data:image/png;base64,") == 3
+    # the cohort table carries the same answers
+    table = write_summary([written["results"]], tmp_path / "cohort")["table"].read_text()
+    row = dict(zip(*(line.split("\t") for line in table.splitlines()), strict=True))
+    assert (row["inducible"], row["n_unique_vts"], row["fraction_inducing_sites"]) == (
+        "True",
+        "1",
+        "0.5",
+    )
+    assert (row["lesions"], row["lesion_volume_ml"], row["non_inducible_after_ablation"]) == (
+        "1",
+        "0.31",
+        "True",
+    )
