@@ -6,7 +6,9 @@
 #   snakemake --profile configs/profiles/local                  # the demo cohort, this machine
 #   snakemake --profile configs/profiles/slurm --configfile configs/clinical.yaml
 #
-# The stages land one issue at a time: segment -> mesh -> induce -> ablate -> report.
+# The stages: segment -> mesh -> induce -> ablate -> report (-> cohort_summary).
+# Simulation jobs (induce, ablate) take workflow.simulation_threads CPU threads (default: all
+# of --cores) and hold one `gpu` resource unless simulation.backend is cpu or reference.
 
 from snakemake.utils import validate
 
@@ -85,6 +87,49 @@ rule mesh:
         " {params.atrium} --out {output.mesh} --pictures {params.pictures} > {log} 2>&1"
 
 
+rule induce:
+    input:
+        mesh=rules.mesh.output.mesh,
+        config=SETUP.config_file,
+    output:
+        induction=OUT("{case}/induction/induction.json"),
+    params:
+        out=lambda w, output: cw.parent(output.induction),
+    threads: SETUP.simulation_threads(workflow.cores)
+    resources:
+        gpu=SETUP.simulation_gpus,
+    conda:
+        ENV
+    log:
+        OUT("{case}/logs/induce.log"),
+    shell:
+        "NUMBA_NUM_THREADS={threads} cardiotwin induce --mesh {input.mesh} --config {input.config}"
+        " --out {params.out} --no-progress > {log} 2>&1"
+
+
+rule ablate:
+    input:
+        mesh=rules.mesh.output.mesh,
+        induction=rules.induce.output.induction,
+        config=SETUP.config_file,
+    output:
+        ablation=OUT("{case}/ablation/ablation.json"),
+        ablated=OUT("{case}/ablation/ablated.vtu"),
+    params:
+        out=lambda w, output: cw.parent(output.ablation),
+    threads: SETUP.simulation_threads(workflow.cores)
+    resources:
+        gpu=SETUP.simulation_gpus,
+    conda:
+        ENV
+    log:
+        OUT("{case}/logs/ablate.log"),
+    shell:
+        "NUMBA_NUM_THREADS={threads} cardiotwin ablate --mesh {input.mesh}"
+        " --induction {input.induction} --config {input.config} --out {params.out}"
+        " --no-progress > {log} 2>&1"
+
+
 rule report:
     input:
         config=SETUP.config_file,
@@ -95,6 +140,8 @@ rule report:
         quality=rules.mesh.output.quality,
         fibres=rules.mesh.output.fibres,
         sites=rules.mesh.output.sites,
+        induction=rules.induce.output.induction,
+        ablation=rules.ablate.output.ablation,
     output:
         html=OUT("{case}/report/report.html"),
         pdf=OUT("{case}/report/report.pdf"),
@@ -110,7 +157,8 @@ rule report:
         "cardiotwin report --case-id {wildcards.case} --kind {params.kind} --config {input.config}"
         " --segmentation {input.segmentation} --montage {input.montage}"
         " --scar-3d {input.render} --mesh {input.mesh} --mesh-quality {input.quality} --mesh-picture {input.fibres}"
-        " --sites-picture {input.sites} --out {params.out} > {log} 2>&1"
+        " --sites-picture {input.sites} --induction {input.induction} --ablation {input.ablation}"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule cohort_summary:

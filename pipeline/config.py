@@ -70,6 +70,13 @@ class WorkflowConfig(StrictModel):
         "to the working directory",
     )
     results: str = Field("results", description="folder for every output, one folder per case")
+    simulation_threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads of each simulation job (induce, ablate); null: every core the "
+        "run was given (snakemake --cores)",
+    )
 
 
 # --- segmentation ---------------------------------------------------------------------------
@@ -405,6 +412,12 @@ class InductionConfig(StrictModel):
 
     chamber: Literal["auto", "ventricle", "atrium"] = Field(
         "auto", description="auto: atrium when the mesh has LA-* sites, else ventricle"
+    )
+    sites: tuple[str, ...] | None = Field(
+        None,
+        min_length=1,
+        description="pacing sites by name (e.g. [AHA-3, AHA-9]); null: every site of the mesh. "
+        "cardiotwin induce --sites overrides it",
     )
     stimulus: StimulusConfig = Field(default_factory=StimulusConfig)
     pes: PESConfig = Field(default_factory=PESConfig)

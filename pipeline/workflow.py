@@ -135,6 +135,20 @@ class Setup:
         kind = self.cases[case_id].kind
         return section.ventricle_method if kind == "ventricle" else section.atrium_method
 
+    def simulation_threads(self, cores: int | None) -> int:
+        """Threads of one simulation job: ``workflow.simulation_threads``, else every core the
+        run was given (``cores``: Snakemake's ``--cores``; it caps any request to that)."""
+        wanted = self.config.workflow.simulation_threads
+        return int(wanted if wanted is not None else (cores or os.cpu_count() or 1))
+
+    @property
+    def simulation_gpus(self) -> int:
+        """GPUs one simulation job holds (``resources: gpu``): 1 when ``simulation.backend``
+        may use one (``cuda``; ``auto``, which takes a GPU where the job finds one, so on a
+        cluster it must ask for one), 0 for ``cpu`` and ``reference``, whose jobs are then not
+        serialised by the profile's ``gpu`` limit."""
+        return 1 if self.config.simulation.backend in ("cuda", "auto") else 0
+
 
 def check_execution(setup: Setup, executor: str, gpu_usable=None) -> None:
     """Refuse, before any job runs, a run that asks for the GPU on a machine without one.

@@ -1,12 +1,13 @@
 """``cardiotwin induce``: programmed stimulation on a patient's mesh, re-entry, risk.
 
 ``cardiotwin induce --mesh MESH --config CFG --out DIR [--backend auto|cpu|cuda]
-[--sites all|NAME,...]`` writes ``DIR/induction.json`` (:mod:`cardiotwin.pipeline.risk`)
-and one ``DIR/vt-<id>.vtu`` per unique VT (the mesh with the VT's activation maps as point
-data), all or nothing; progress (a bar per batch of trials: simulated ms, trials finished,
-node-steps/s) goes to stderr, a one-line summary to stdout. Each finished trial is recorded
-in ``DIR/.journal`` (or ``--journal``): killed and started again, the study resumes from
-there with the same answer; the journal is removed once the outputs are written.
+[--sites all|NAME,...]`` (default: the configuration's ``induction.sites``) writes
+``DIR/induction.json`` (:mod:`cardiotwin.pipeline.risk`) and one ``DIR/vt-<id>.vtu`` per
+unique VT (the mesh with the VT's activation maps as point data), all or nothing; progress
+(a bar per batch of trials: simulated ms, trials finished, node-steps/s) goes to stderr, a
+one-line summary to stdout. Each finished trial is recorded in ``DIR/.journal`` (or
+``--journal``): killed and started again, the study resumes from there with the same answer;
+the journal is removed once the outputs are written.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="simulation backend (default: the configuration's simulation.backend)",
     )
     parser.add_argument(
-        "--sites", default="all", help="'all' or comma-separated site names (e.g. AHA-3,AHA-9)"
+        "--sites",
+        help="'all' or comma-separated site names (e.g. AHA-3,AHA-9); default: the "
+        "configuration's induction.sites (null there: all)",
     )
     parser.add_argument(
         "--journal",
@@ -70,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
         mesh = read_mesh(args.mesh)
     except (MeshError, OSError, ValueError) as exc:
         raise CommandError(f"cannot read the mesh: {exc}") from None
-    sites = (
-        None
-        if args.sites.strip().lower() == "all"
-        else [s.strip() for s in args.sites.split(",") if s.strip()]
-    )
+    if args.sites is None:
+        sites = None if config.induction.sites is None else list(config.induction.sites)
+    elif args.sites.strip().lower() == "all":
+        sites = None
+    else:
+        sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     if sites is not None and not sites:
         raise CommandError("--sites names no site; give 'all' or names like AHA-3,AHA-9")
     journal = args.journal or args.out / ".journal"

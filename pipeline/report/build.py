@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cardiotwin.meshing.tags import TISSUE_NAMES
-from cardiotwin.pipeline.report.results import CaseResults, MeshResult, SegmentationResult
+from cardiotwin.pipeline.report.results import (
+    AblationResult,
+    CaseResults,
+    InductionResult,
+    LesionResult,
+    MeshResult,
+    SegmentationResult,
+    SiteResult,
+    VTResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,119 @@ def _mesh(path: Path, quality: dict | None) -> MeshResult:
     )
 
 
+def _site_outcome(site: dict) -> str:
+    """One of the bullseye's outcomes (:data:`cardiotwin.pipeline.report.figures.OUTCOMES`)."""
+    if site.get("induced"):
+        return "induced"
+    if site.get("captured") is False:
+        return "no capture"
+    if site.get("status", "ok") != "ok" or site.get("captured") is None:
+        return "not tested"
+    return "not induced"
+
+
+def _induction(data: dict, source: Path) -> InductionResult:
+    """The report's summary of ``induction.json`` (:class:`cardiotwin.pipeline.risk.
+    InductionReport`)."""
+    try:
+        vts = [
+            VTResult(id=v["id"], cycle_length_ms=v.get("cycle_length_ms"),
+                     exit_site_mm=v.get("exit_site_mm"), sites=list(v.get("sites", [])))
+            for v in data["unique_vts"]
+        ]  # fmt: skip
+        cycle = {v.id: v.cycle_length_ms for v in vts}
+        sites = []
+        for site in data["sites"]:
+            outcome = _site_outcome(site)
+            vt_id = site.get("vt_id")
+            status = site.get("status", "ok")
+            sites.append(
+                SiteResult(
+                    name=site["name"],
+                    position_mm=site.get("position_mm"),
+                    captured=site.get("captured"),
+                    induced=bool(site["induced"]),
+                    coupling_intervals_ms=list(site.get("coupling_intervals_ms") or []),
+                    aha_segment=site.get("aha_segment"),
+                    outcome=outcome,
+                    vt_id=vt_id,
+                    vt_cycle_length_ms=cycle.get(vt_id),
+                    note=None if status == "ok" else status,
+                )
+            )
+        return InductionResult(
+            inducible=bool(data["inducible"]),
+            complete=bool(data.get("complete", True)),
+            note=data.get("note"),
+            n_unique_vts=len(vts),
+            unique_vts=vts,
+            n_sites=int(data.get("sites_paced", len(sites))),
+            fraction_inducing_sites=data.get("fraction_inducing_sites"),
+            sites=sites,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(
+            f"{source}: not an induction.json of cardiotwin induce ({exc}); re-run the induce stage"
+        ) from None
+
+
+def _ablation(data: dict, source: Path) -> AblationResult:
+    """The report's summary of ``ablation.json`` (:class:`cardiotwin.pipeline.ablation.
+    report.AblationReport`)."""
+    try:
+        return AblationResult(
+            status=data.get("status"),
+            note=data.get("note"),
+            input_inducible=data.get("input_inducible"),
+            lesions=[
+                LesionResult(
+                    center_mm=x["center_mm"],
+                    radius_mm=x["radius_mm"],
+                    volume_ml=x["volume_ml"],
+                    vt_ids=list(x.get("vt_ids", [])),
+                )
+                for x in data["lesions"]
+            ],  # fmt: skip
+            total_volume_ml=float(data["total_volume_ml"]),
+            rounds=int(data["rounds"]),
+            non_inducible_after=bool(data["non_inducible_after"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(
+            f"{source}: not an ablation.json of cardiotwin ablate ({exc}); re-run the ablate stage"
+        ) from None
+
+
+def _induction_provenance(data: dict) -> dict:
+    """induction.json keeps its provenance as top-level fields: the same block as the other
+    stages' (:func:`cardiotwin.pipeline.provenance.provenance`), as far as it records it."""
+    return {
+        "stage": "induction",
+        "cardiotwin_version": data.get("cardiotwin_version"),
+        "git_commit": None,
+        "config_sha256": data.get("config_hash"),
+        "backend": {"requested": None, "used": data.get("backend"), "device": None,
+                    "fallback_reason": None},
+        "wall_s": data.get("wall_s"),
+    }  # fmt: skip
+
+
+def _bullseye(induction: InductionResult) -> bytes | None:
+    """The AHA bullseye of the sites' outcomes (a segment shows its worst outcome), or
+    ``None`` when no site lies in an AHA segment (atria)."""
+    from cardiotwin.pipeline.report.figures import OUTCOMES, bullseye_png
+
+    rank = list(OUTCOMES)  # induced first: a segment with any inducing site is "induced"
+    by_segment: dict[int, str] = {}
+    for site in induction.sites:
+        segment = site.aha_segment
+        if segment is None or not 1 <= segment <= 17:
+            continue
+        current = by_segment.get(segment, "not tested")
+        by_segment[segment] = min(current, site.outcome, key=rank.index)
+    return bullseye_png(by_segment) if by_segment else None
+
+
 def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
     """The case's :class:`CaseResults` and the raw stage JSON (for the template)."""
     raw = {
@@ -87,19 +209,37 @@ def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
         for stage, data in raw.items()
         if data is not None and isinstance(data.get("provenance"), dict)
     }
+    if raw["induction"] is not None and "induction" not in provenance:
+        provenance["induction"] = _induction_provenance(raw["induction"])
     results = CaseResults(
         case_id=inputs.case_id,
         kind=inputs.kind,
         segmentation=None if raw["segmentation"] is None else _segmentation(raw["segmentation"]),
         mesh=None if inputs.mesh is None else _mesh(inputs.mesh, raw["mesh"]),
+        induction=None
+        if raw["induction"] is None
+        else _induction(raw["induction"], inputs.induction_json),
+        ablation=None
+        if raw["ablation"] is None
+        else _ablation(raw["ablation"], inputs.ablation_json),
         provenance=provenance,
     )
     return results, raw
 
 
 def _data_uri(path: Path) -> str:
-    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f"data:image/png;base64,{encoded}"
+    return _png_uri(Path(path).read_bytes())
+
+
+def _png_uri(png: bytes) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}"
+
+
+class _Pictures(dict):
+    """Role -> data URI; a role without a picture reads as ``None`` in the template."""
+
+    def __missing__(self, key):
+        return None
 
 
 def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None) -> str:
@@ -111,11 +251,17 @@ def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
     )
-    pictures = {role: _data_uri(p) for role, p in inputs.pictures.items() if Path(p).is_file()}
+    pictures = _Pictures(
+        (role, _data_uri(p)) for role, p in inputs.pictures.items() if Path(p).is_file()
+    )
     missing = sorted(set(inputs.pictures) - set(pictures))
     if missing:
         paths = ", ".join(str(inputs.pictures[m]) for m in missing)
         raise ReportError(f"pictures {missing} do not exist ({paths}); re-run their stage")
+    if results.induction is not None and "bullseye" not in pictures:
+        png = _bullseye(results.induction)
+        if png is not None:
+            pictures["bullseye"] = _png_uri(png)
     template = env.get_template("case.html.j2")
     return template.render(
         results=results,

@@ -44,7 +44,7 @@ def rows(cases: list[CaseResults]) -> list[dict]:
             "inducible": None if ind is None else ind.inducible,
             "n_unique_vts": None if ind is None else ind.n_unique_vts,
             "fraction_inducing_sites": None
-            if ind is None
+            if ind is None or ind.fraction_inducing_sites is None
             else round(ind.fraction_inducing_sites, 3),
             "lesions": None if abl is None else len(abl.lesions),
             "lesion_volume_ml": None if abl is None else round(abl.total_volume_ml, 3),

@@ -48,20 +48,28 @@ class VTResult(_Result):
 
 class SiteResult(_Result):
     name: str
-    position_mm: list[float]
-    captured: bool
+    position_mm: list[float] | None = Field(description="site centre [x, y, z], scanner mm")
+    captured: bool | None = Field(description="every S1 captured (null: not paced)")
     induced: bool
     coupling_intervals_ms: list[float] = Field(default_factory=list)
     aha_segment: int | None = None
+    outcome: str = Field("not tested", description="induced, not induced, no capture or not tested")
+    vt_id: int | None = Field(None, description="the unique VT this site induced")
+    vt_cycle_length_ms: float | None = Field(None, description="that VT's cycle length, ms")
     note: str | None = Field(None, description="e.g. 'S1 did not capture'")
 
 
 class InductionResult(_Result):
     inducible: bool
+    complete: bool = Field(True, description="every requested site gave an answer")
+    note: str | None = Field(None, description="the induction study's one-line conclusion")
     n_unique_vts: int
     unique_vts: list[VTResult]
-    n_sites: int
-    fraction_inducing_sites: float
+    n_sites: int = Field(description="sites paced")
+    fraction_inducing_sites: float | None = Field(
+        description="risk score: fraction of the paced sites that induced sustained re-entry "
+        "(null: no site could be paced)"
+    )
     sites: list[SiteResult]
 
 
@@ -73,6 +81,9 @@ class LesionResult(_Result):
 
 
 class AblationResult(_Result):
+    status: str | None = Field(None, description="how the ablation loop ended")
+    note: str | None = None
+    input_inducible: bool | None = Field(None, description="inducible before ablation")
     lesions: list[LesionResult]
     total_volume_ml: float
     rounds: int

@@ -115,3 +115,100 @@ def test_bullseye_layout_follows_the_aha_standard(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     with pytest.raises(ValueError, match="unknown outcome"):
         bullseye_png({3: "maybe"})
+
+
+def _inducible_study(tmp_path) -> tuple[Path, Path, dict, dict]:
+    """An induction.json with one VT from one of two sites and its ablation.json, each
+    validated by the stage's own report model (a hand-made study, not a simulation)."""
+    from cardiotwin.pipeline.ablation.report import AblationReport
+    from cardiotwin.pipeline.provenance import provenance
+    from cardiotwin.pipeline.risk import InductionReport
+
+    vt = {
+        "id": 1, "cycle_length_ms": 412.0, "exit_site_mm": [10.0, -4.5, 22.25],
+        "exit_adjacent_to_border_zone": True, "exit_to_border_zone_mm": 0.8,
+        "slowest_segment_mm": [9.0, -3.0, 20.0], "slowest_cv_m_per_s": 0.12, "stable": True,
+        "reentrant_beats": 3, "phase_singularities": [], "sites": ["AHA-4"],
+        "trials": [{"site": "AHA-4", "coupling_intervals_ms": [300.0, 270.0]}],
+        "activation_map": "vt-1.vtu",
+    }  # fmt: skip
+
+    def site(name, segment, induced):
+        return {
+            "name": name, "position_mm": [0.0, 1.0, 2.0], "aha_segment": segment,
+            "status": "ok", "captured": True, "stimulus_strength_ua_per_uf": 60.0,
+            "induced": induced, "coupling_intervals_ms": [300.0, 270.0] if induced else [290.0],
+            "stages": [], "trials": [], "vt_id": 1 if induced else None,
+        }  # fmt: skip
+
+    induction = InductionReport.model_validate({
+        "cardiotwin_version": "0", "chamber": "ventricle", "protocol": "pes", "inducible": True,
+        "complete": True, "note": "inducible from 1 of 2 sites", "unique_vts": [vt],
+        "sites": [site("AHA-4", 4, True), site("AHA-9", 9, False)], "sites_paced": 2,
+        "sites_inducing": 1, "fraction_inducing_sites": 0.5, "per_aha_segment": [],
+        "mesh_fingerprint": "m", "config_hash": "c", "backend": "cpu", "wall_s": 12.5,
+        "tissue": {}, "batch": {}, "units": {},
+    }).model_dump(mode="json")  # fmt: skip
+    lesion = {"center_mm": [11.0, -4.0, 21.5], "radius_mm": 4.0, "volume_ml": 0.31,
+              "vt_ids": [1], "round": 1, "line": 0}  # fmt: skip
+    ablation = AblationReport.model_validate({
+        "cardiotwin_version": "0", "status": "non-inducible after ablation",
+        "note": "nothing induced after round 1", "input_inducible": True,
+        "non_inducible_after": True, "rounds": 1, "total_volume_ml": 0.31,
+        "lesion_radius_mm": 4.0, "strategy": "targeted", "lesions": [lesion],
+        "lesion_sets": [{"line": 0, "round": 1, "kind": "target", "label": "VT 1 isthmus",
+                         "vt_ids": [1], "line_ends_mm": [[8.0, -5.0, 20.0], [14.0, -3.0, 23.0]],
+                         "anchors": ["dense scar", "dense scar"], "volume_ml": 0.31,
+                         "points": [0]}],
+        "per_round": [], "controls": [],
+        "controls_summary": {"draws": 0, "placed": 0, "non_inducible_after": 0,
+                             "volume_ml": None},
+        "mesh_fingerprint": "m", "ablated_mesh": "ablated.vtu", "ablated_mesh_fingerprint": "a",
+        "units": {}, "provenance": provenance("ablation", wall_s=3.0),
+    }).model_dump(mode="json")  # fmt: skip
+    paths = tmp_path / "induction.json", tmp_path / "ablation.json"
+    paths[0].write_text(json.dumps(induction))
+    paths[1].write_text(json.dumps(ablation))
+    return *paths, induction, ablation
+
+
+def test_report_states_the_induction_and_ablation(tmp_path):
+    import re
+
+    induction_json, ablation_json, induction, ablation = _inducible_study(tmp_path)
+    inputs = _inputs()
+    inputs.induction_json, inputs.ablation_json = induction_json, ablation_json
+    written = write_report(inputs, tmp_path / "out", pdf=False)
+    results = CaseResults.model_validate_json(written["results"].read_text())
+    assert results.induction.inducible and results.induction.n_unique_vts == 1
+    assert results.induction.fraction_inducing_sites == induction["fraction_inducing_sites"]
+    by_name = {s.name: s for s in results.induction.sites}
+    # the site table joins each site to its VT's cycle length (induction.json keeps them apart)
+    assert by_name["AHA-4"].outcome == "induced" and by_name["AHA-4"].vt_cycle_length_ms == 412
+    assert by_name["AHA-9"].outcome == "not induced" and by_name["AHA-9"].vt_id is None
+    assert results.ablation.non_inducible_after and results.ablation.input_inducible
+    assert results.ablation.lesions[0].center_mm == ablation["lesions"][0]["center_mm"]
+    html = written["html"].read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "Inducible: YES" in text and "0.50 (1 of 2 paced sites)" in text
+    assert "AHA-4 4 induced 300, 270 1 412" in text
+    assert "AHA-9 9 not induced 290 - -" in text
+    assert "11.0, -4.0, 21.5" in text  # the lesion centre, scanner mm
+    assert "8.0, -5.0, 20.0" in text and "14.0, -3.0, 23.0" in text  # the line's ends
+    assert "after ablation the model is non-inducible" in text
+    assert "Nothing to ablate" not in text
+    # montage, 3-D scar and the bullseye drawn from the sites' outcomes
+    assert html.count("data:image/png;base64,") == 3
+    # the cohort table carries the same answers
+    table = write_summary([written["results"]], tmp_path / "cohort")["table"].read_text()
+    row = dict(zip(*(line.split("\t") for line in table.splitlines()), strict=True))
+    assert (row["inducible"], row["n_unique_vts"], row["fraction_inducing_sites"]) == (
+        "True",
+        "1",
+        "0.5",
+    )
+    assert (row["lesions"], row["lesion_volume_ml"], row["non_inducible_after_ablation"]) == (
+        "1",
+        "0.31",
+        "True",
+    )

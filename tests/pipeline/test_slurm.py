@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_workflow import TEST_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data_samples"
@@ -141,8 +142,7 @@ def test_cohort_on_slurm(slurm_cluster, tmp_path):
     )
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: results\n"
-        "mesh:\n  edge_mm: 2.5\n"
+        f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: results\n" + TEST_SETTINGS
     )
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
