@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from test_induction_phantoms import PHANTOM_TISSUE
 
 from cardiotwin.pipeline.commands.config import SCHEMA_PATH, schema_text
 from cardiotwin.pipeline.config import ConfigError
@@ -21,15 +20,17 @@ from cardiotwin.pipeline.workflow import CohortError, check_execution, read_coho
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data_samples"
 HEADER = "case_id\tkind\tlge\twall\tblood\n"
+#: the demo's fast tissue (configs/demo.yaml)
+DEMO_TISSUE = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["tissue"]
 #: the smallest work that still goes through every stage: a coarse mesh, the fast
-#: Mitchell-Schaeffer tissue of the induction phantom tests (published time constants,
+#: Mitchell-Schaeffer tissue of the demo and the phantom must-shows (published time constants,
 #: border zone tau_in x 2.6, tau_close x 1.1, sigma across the fibres x 0.1),
 #: one pacing site (AHA-1: basal anterior, healthy in both samples) and one S2 coupling
 #: interval (360 ms: above Mitchell-Schaeffer's ERP after 600 ms pacing, so it captures)
 TINY = {
     "simulation": {"dt_ms": 0.1},
     "mesh": {"edge_mm": 2.5},
-    "tissue": PHANTOM_TISSUE["tissue"],
+    "tissue": DEMO_TISSUE,
     "induction": {
         "sites": ["AHA-1"],
         "pes": {"s1_count": 2, "extrastimuli": 1, "first_coupling_ms": 360, "min_coupling_ms": 360},
