@@ -4,8 +4,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -262,3 +264,57 @@ def test_one_patient_end_to_end_report_states_the_simulations(tmp_path):
         assert f"{ablation['total_volume_ml']:.2f} ml" in text
     assert html.count("data:image/png;base64,") >= 5  # QC, mesh, sites and the bullseye
     assert "mitchell-schaeffer" in text  # the report names the fast model it ran
+
+
+@pytest.mark.slow
+def test_killed_mid_simulation_the_workflow_resumes_with_the_same_answer(tmp_path):
+    # the workflow is SIGKILLed (Snakemake and the running 'cardiotwin induce' with it) once
+    # the induction has trials on record; re-run, it resumes from the journal; the answer is
+    # the one 'cardiotwin induce' gives on the same mesh and configuration uninterrupted
+    sheet = make_cohort(tmp_path, cases=("lv-infarct",))
+    induction = {**TINY["induction"], "pes": {**TINY["induction"]["pes"], "extrastimuli": 2,
+                 "first_coupling_ms": 360, "coupling_step_ms": 40, "min_coupling_ms": 280},
+                 "batch": {"max_members": 1}}  # fmt: skip
+    config = _config(tmp_path, sheet, induction=induction)
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "2",
+               "--configfile", str(config), "--rerun-incomplete"]  # fmt: skip
+    case = tmp_path / "results" / "lv-infarct"
+    journal = case / "induction" / ".journal"
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(journal.glob("*/*.pkl"))) >= 2:  # the S1 train and a trial after it
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, "the workflow ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (case / "induction" / "induction.json").exists()
+    on_record = len(list(journal.glob("*/*.pkl")))
+
+    # a killed Snakemake leaves its lock: the user unlocks (README), then runs again
+    subprocess.run([*command, "--unlock"], cwd=tmp_path, capture_output=True, check=True)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (case / "logs" / "induce.log").read_text()
+    assert f"resuming, {on_record} finished trial(s) on record" in log
+    resumed = json.loads((case / "induction" / "induction.json").read_text())
+    assert resumed["batch"]["trials_from_journal"] == on_record
+    assert (case / "report" / "report.html").is_file()
+
+    from cardiotwin.pipeline.cli import main
+
+    whole = tmp_path / "uninterrupted"
+    (resolved,) = (tmp_path / "results" / "config").glob("*.json")  # what the rules ran with
+    assert main(["induce", "--mesh", str(case / "mesh" / "mesh.vtu"), "--config", str(resolved),
+                 "--out", str(whole), "--no-progress"]) == 0  # fmt: skip
+    uninterrupted = json.loads((whole / "induction.json").read_text())
+    for data in (resumed, uninterrupted):
+        del data["wall_s"], data["batch"]
+    assert resumed == uninterrupted
