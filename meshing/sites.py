@@ -27,9 +27,10 @@ the openings). A site's centre is the candidate node nearest the centroid of its
 the segment's endocardial nodes (``placement="endo"``) or its mid-wall nodes
 (``placement="midwall"``, transmural within 0.5 ± 0.15). Each node set holds the conducting
 nodes within ``radius_mm`` of the centre, **centre first**, then by distance. A centre that
-falls in dense scar (a node of no conducting element), or in a sliver of tissue where less than
-half the wall around it conducts, moves to the nearest candidate with mostly conducting tissue
-around it (else the nearest such node) and the move is logged and reported. Everything
+falls in dense scar (a node of no conducting element), or where less than half the wall
+around it is viable (healthy myocardium in a ventricle, conducting tissue in an atrium), moves
+to the nearest candidate with mostly viable wall around it (else the nearest such node) and
+the move is logged and reported. Everything
 is deterministic for a given mesh.
 """
 
@@ -46,7 +47,7 @@ from scipy.spatial import cKDTree
 from cardiotwin.meshing.boundary import edge_graph
 from cardiotwin.meshing.coordinates import VentricularFrame, atrial_openings, surface_nodes
 from cardiotwin.meshing.mesh import Mesh, MeshError
-from cardiotwin.meshing.tags import NONCONDUCTING
+from cardiotwin.meshing.tags import HEALTHY, NONCONDUCTING
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +151,22 @@ def conducting_nodes(mesh: Mesh) -> np.ndarray:
     return mask
 
 
-#: a site's centre needs at least this share of the wall within :class:`_neighbourhood`'s
-#: radius to conduct: a stimulus in a sliver of border zone inside scar excites too little
-#: tissue to propagate (seen at 2 mm on lv-infarct: AHA-7 and AHA-12 did not capture S1 at
-#: 8x the strength), and programmed stimulation paces viable myocardium
+#: a site's centre needs at least this share of viable wall within :class:`_neighbourhood`'s
+#: radius: programmed stimulation paces viable myocardium, and a stimulus in border zone
+#: pockets between scar lobes does not capture (at 2 mm on lv-infarct, AHA-7 and AHA-12 in
+#: such pockets failed S1 at 4x the strength: the capture probe's shell there lies across
+#: the scar)
 PACEABLE_SHARE = 0.5
 #: nodes tried, nearest first, before giving up on finding a paceable one
 MAX_SEARCHED = 20_000
 
 
 class _neighbourhood:
-    """Share of element volume within ``max(2 radius, 4 mm)`` of a node that conducts."""
+    """Share of element volume within ``max(2 radius, 4 mm)`` of a node that is viable:
+    healthy myocardium in a ventricle (``healthy_only``), any conducting tissue in an atrium
+    (its fibrosis conducts and is where drivers are sought)."""
 
-    def __init__(self, mesh: Mesh, radius_mm: float) -> None:
+    def __init__(self, mesh: Mesh, radius_mm: float, healthy_only: bool = False) -> None:
         from scipy.spatial import cKDTree
 
         self.radius_mm = max(2.0 * radius_mm, 4.0)
@@ -170,6 +174,8 @@ class _neighbourhood:
         self._tree = None
         self._cKDTree = cKDTree
         self._cache: dict[int, float] = {}
+        self.healthy_only = healthy_only
+        self.what = "healthy myocardium" if healthy_only else "conducting tissue"
 
     def __call__(self, node: int) -> float:
         if node in self._cache:
@@ -177,7 +183,11 @@ class _neighbourhood:
         if self._tree is None:
             self._centres = self.mesh.element_centres_mm()
             self._volumes = np.abs(self.mesh.signed_volumes_mm3())
-            self._conducts = ~np.isin(self.mesh.region, NONCONDUCTING)
+            self._conducts = (
+                self.mesh.region == HEALTHY
+                if self.healthy_only
+                else ~np.isin(self.mesh.region, NONCONDUCTING)
+            )
             self._tree = self._cKDTree(self._centres)
         near = np.asarray(
             self._tree.query_ball_point(self.mesh.points_mm[node], self.radius_mm), dtype=np.int64
@@ -235,8 +245,8 @@ def _place(
         why = (
             "centre fell in dense scar"
             if not conducting[centre]
-            else f"centre in a sliver of tissue ({100 * share(centre):.0f} % of the wall "
-            f"within {share.radius_mm:g} mm conducts)"
+            else f"too little {share.what} around the centre ({100 * share(centre):.0f} % of "
+            f"the wall within {share.radius_mm:g} mm)"
         )
         pool = candidates[conducting[candidates]] if candidates.size else candidates
         if pool.size == 0:
@@ -248,7 +258,7 @@ def _place(
             new = _nearest_paceable(points, np.nonzero(conducting)[0], centre, share)
         if new is None:  # nowhere paceable: the nearest conducting node, said so
             new = int(pool[np.argmin(np.linalg.norm(points[pool] - points[centre], axis=1))])
-            why += "; no node with mostly conducting tissue around it"
+            why += f"; no node with mostly {share.what} around it"
         moved = float(np.linalg.norm(points[new] - points[centre]))
         note = f"{why} (node {centre}); moved {moved:.1f} mm to node {new}"
         log.warning("pacing site %s: %s", name, note)
@@ -271,7 +281,7 @@ def ventricular_sites(mesh: Mesh, *, placement: str = "endo", radius_mm: float =
     transmural = np.asarray(mesh.point_data["transmural"], dtype=np.float64)
     apicobasal = np.asarray(mesh.point_data["apicobasal"], dtype=np.float64)
     conducting = conducting_nodes(mesh)
-    share = _neighbourhood(mesh, radius_mm)
+    share = _neighbourhood(mesh, radius_mm, healthy_only=True)
     endo = surface_nodes(mesh, "endo")
     report = SiteReport()
     for segment in range(1, 18):
