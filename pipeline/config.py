@@ -544,9 +544,16 @@ def load_config(path: str | os.PathLike | None) -> Config:
     return config_from_dict({} if data is None else data, source=str(path))
 
 
-def config_hash(config: Config) -> str:
-    """SHA-256 of the configuration's canonical JSON (defaults included): provenance."""
+def config_hash(config: Config, *, include_workflow: bool = False) -> str:
+    """SHA-256 of the configuration's canonical JSON (defaults included): provenance.
+
+    Without ``include_workflow`` the ``workflow`` section (cohort sheet, results folder:
+    where files are, not what is computed) is left out, so one study run from two folders
+    records the same hash."""
     import hashlib
 
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = config.model_dump(mode="json")
+    if not include_workflow:
+        data.pop("workflow", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

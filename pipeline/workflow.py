@@ -204,7 +204,7 @@ def setup(snakemake_config: dict, base: str | os.PathLike = ".") -> Setup:
     any job runs.
     """
     config = config_from_dict(dict(snakemake_config), source="workflow configuration")
-    digest = config_hash(config)
+    digest = config_hash(config, include_workflow=True)
     results = config.workflow.results
     config_file = f"{results}/config/{digest[:16]}.json"
     target = Path(base) / config_file

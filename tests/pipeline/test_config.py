@@ -36,3 +36,8 @@ def test_hash_changes_with_any_setting(tmp_path):
     a = Config()
     b = Config.model_validate({"simulation": {"dt_ms": 0.02}})
     assert config_hash(a) == config_hash(Config()) != config_hash(b)
+    # where the files are is not what is computed: the workflow section is left out, except
+    # for the workflow's own resolved-config file name
+    moved = Config.model_validate({"workflow": {"results": "elsewhere"}})
+    assert config_hash(moved) == config_hash(a)
+    assert config_hash(moved, include_workflow=True) != config_hash(a, include_workflow=True)

@@ -318,3 +318,41 @@ def test_killed_mid_simulation_the_workflow_resumes_with_the_same_answer(tmp_pat
     for data in (resumed, uninterrupted):
         del data["wall_s"], data["batch"]
     assert resumed == uninterrupted
+
+
+#: what differs between two runs by design: time taken, how batches were cut, and the
+#: provenance that records them (input hashes of files holding wall times)
+RUN_RECORDS = {"wall_s", "batch", "provenance"}
+
+
+def _without_run_records(data):
+    if isinstance(data, dict):
+        return {k: _without_run_records(v) for k, v in data.items() if k not in RUN_RECORDS}
+    if isinstance(data, list):
+        return [_without_run_records(v) for v in data]
+    return data
+
+
+@pytest.mark.slow
+def test_same_config_and_inputs_give_identical_results_on_the_cpu(tmp_path):
+    # two workflows in two folders, one patient, the tiny settings on the CPU backend
+    outputs = []
+    for run in ("first", "second"):
+        folder = tmp_path / run
+        folder.mkdir()
+        sheet = make_cohort(folder, cases=("lv-infarct",))
+        config = _config(folder, sheet, simulation={**TINY["simulation"], "backend": "cpu"})
+        snakemake("--cores", "2", "--configfile", str(config), cwd=folder)
+        outputs.append(folder / "results" / "lv-infarct")
+    first, second = outputs
+    labels = [nib.load(o / "segmentation" / "labels.nii.gz") for o in outputs]
+    assert np.array_equal(labels[0].get_fdata(), labels[1].get_fdata())
+    assert np.array_equal(labels[0].affine, labels[1].affine)
+
+    from cardiotwin.meshing.io import read_mesh
+
+    meshes = [read_mesh(o / "mesh" / "mesh.vtu") for o in outputs]
+    assert meshes[0].fingerprint() == meshes[1].fingerprint()  # points, tets, tags, fibres...
+    for name in ("induction/induction.json", "ablation/ablation.json", "report/results.json"):
+        a, b = (json.loads((o / name).read_text()) for o in outputs)
+        assert _without_run_records(a) == _without_run_records(b), name
