@@ -29,6 +29,13 @@ wildcard_constraints:
     case="|".join(CASES),
 
 
+# --cores of a local run; a cluster executor has none (Snakemake raises on the attribute)
+try:
+    TOTAL_CORES = workflow.cores
+except Exception:
+    TOTAL_CORES = None
+
+
 rule all:
     input:
         expand(OUT("{case}/report/report.html"), case=CASES),
@@ -95,7 +102,7 @@ rule induce:
         induction=OUT("{case}/induction/induction.json"),
     params:
         out=lambda w, output: cw.parent(output.induction),
-    threads: SETUP.simulation_threads(workflow.cores)
+    threads: SETUP.simulation_threads(TOTAL_CORES)
     resources:
         gpu=SETUP.simulation_gpus,
     conda:
@@ -117,7 +124,7 @@ rule ablate:
         ablated=OUT("{case}/ablation/ablated.vtu"),
     params:
         out=lambda w, output: cw.parent(output.ablation),
-    threads: SETUP.simulation_threads(workflow.cores)
+    threads: SETUP.simulation_threads(TOTAL_CORES)
     resources:
         gpu=SETUP.simulation_gpus,
     conda:

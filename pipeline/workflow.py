@@ -137,9 +137,12 @@ class Setup:
 
     def simulation_threads(self, cores: int | None) -> int:
         """Threads of one simulation job: ``workflow.simulation_threads``, else every core the
-        run was given (``cores``: Snakemake's ``--cores``; it caps any request to that)."""
+        run was given (``cores``: Snakemake's ``--cores``; it caps any request to that); on a
+        cluster (no ``--cores``) :data:`CLUSTER_THREADS` (the SLURM profile's cpus_per_task)."""
         wanted = self.config.workflow.simulation_threads
-        return int(wanted if wanted is not None else (cores or os.cpu_count() or 1))
+        if wanted is not None:
+            return int(wanted)
+        return int(cores) if cores else CLUSTER_THREADS
 
     @property
     def simulation_gpus(self) -> int:
@@ -148,6 +151,10 @@ class Setup:
         cluster it must ask for one), 0 for ``cpu`` and ``reference``, whose jobs are then not
         serialised by the profile's ``gpu`` limit."""
         return 1 if self.config.simulation.backend in ("cuda", "auto") else 0
+
+
+#: threads of a simulation job on a cluster when the configuration names none
+CLUSTER_THREADS = 2
 
 
 def check_execution(setup: Setup, executor: str, gpu_usable=None) -> None:
