@@ -9,6 +9,8 @@
   each segment's share of the LV volume.
 - :func:`save_site_picture` (atria): the atrium coloured by the valve → vein coordinate with
   the pacing sites.
+- :func:`activation_png` (report): one VT's activation map with its exit site, and
+  :func:`lesion_png` (report): the ablation lesions on the see-through wall; both PNG bytes.
 
 Rendering uses pyvista/VTK off-screen (as :mod:`cardiotwin.pipeline.qc` does); the 3-D views
 are composed with matplotlib into one PNG per picture.
@@ -16,6 +18,7 @@ are composed with matplotlib into one PNG per picture.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import numpy as np
 from cardiotwin.files import write_all_or_nothing
 from cardiotwin.meshing.boundary import boundary_faces
 from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.meshing.tags import LESION, NONCONDUCTING
 from cardiotwin.pipeline.qc import LABEL_COLOURS, LABEL_TEXT
 
 log = logging.getLogger(__name__)
@@ -115,14 +119,17 @@ def _strokes(centres: np.ndarray, vectors: np.ndarray, length: float):
     return pv.PolyData(ends, lines=lines)
 
 
-def _compose(images: list[np.ndarray], path: Path, title: str, extra=None) -> None:
+def _compose(images: list[np.ndarray], path, title: str, extra=None, colourbar=None) -> None:
+    """The views side by side under ``title`` as a PNG in ``path`` (a file name or a binary
+    buffer); ``extra(fig, ax)`` draws one more panel; ``colourbar`` = (cmap, low, high, label)
+    adds one horizontal colour bar under the views."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = len(images) + (1 if extra else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.6))
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.6 + (0.5 if colourbar else 0)))
     axes = np.atleast_1d(axes)
     for ax, image in zip(axes, images, strict=False):
         ax.imshow(image)
@@ -130,9 +137,28 @@ def _compose(images: list[np.ndarray], path: Path, title: str, extra=None) -> No
     if extra:
         extra(fig, axes[-1])
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    if colourbar:
+        cmap, low, high, label = colourbar
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
+        scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(low, high), cmap)
+        bar = fig.colorbar(scale, cax=fig.add_axes((0.25, 0.11, 0.5, 0.03)),
+                           orientation="horizontal")  # fmt: skip
+        bar.set_label(label)
+    else:
+        fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
+
+
+def _png(images: list[np.ndarray], title: str, colourbar=None) -> bytes:
+    buffer = io.BytesIO()
+    _compose(images, buffer, title, colourbar=colourbar)
+    return buffer.getvalue()
+
+
+def _edge_mm(mesh: Mesh, faces: np.ndarray) -> float:
+    """Median edge length of the surface triangles, mm (sets the size of balls and strokes)."""
+    return float(np.median(np.linalg.norm(np.diff(mesh.points_mm[faces[:, :2]], axis=1), axis=2)))
 
 
 def _outer_faces(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +176,7 @@ def save_fibre_picture(mesh: Mesh, path: str | Path, *, title: str = "fibres") -
     faces, owner = _outer_faces(mesh)
     colours = np.array([LABEL_COLOURS.get(int(r), (0.6, 0.6, 0.6)) for r in range(5)])
     face_colour = colours[np.clip(mesh.region[owner], 0, 4)]
-    edge = float(np.median(np.linalg.norm(np.diff(mesh.points_mm[faces[:, :2]], axis=1), axis=2)))
+    edge = _edge_mm(mesh, faces)
     element_centres = mesh.element_centres_mm()
     transmural = mesh.point_data.get("transmural")
     depth = None if transmural is None else np.asarray(transmural)[mesh.tets].mean(axis=1)
@@ -241,19 +267,28 @@ def _face_values(values: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 def _site_actors(plotter, mesh: Mesh, names: list[str], radius: float, facing) -> None:
     """Balls at the site centres; labels (drawn through the wall, sites sit on the
     endocardium) for the sites on the camera's side only."""
+    points = np.array([mesh.points_mm[mesh.node_sets[n][0]] for n in names])
+    labels = [n.replace("AHA-", "") for n in names]
+    _ball_actors(plotter, points, labels, radius, facing)
+
+
+def _ball_actors(plotter, points, labels, radius: float, facing, colour="black") -> None:
+    """Balls of ``radius`` mm at ``points``, with their labels (drawn through the wall) for
+    the points on the camera's side only; a ``None`` radius draws labels alone."""
     import pyvista as pv
 
     centre, direction = facing
-    points = np.array([mesh.points_mm[mesh.node_sets[n][0]] for n in names])
-    for p in points:
-        plotter.add_mesh(pv.Sphere(radius=radius, center=p), color="black")
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if radius is not None:
+        for p in points:
+            plotter.add_mesh(pv.Sphere(radius=radius, center=p), color=colour)
     near = (points - centre) @ direction > 0
-    points = points[near]
-    labels = [n.replace("AHA-", "") for n, keep in zip(names, near, strict=True) if keep]
-    plotter.add_point_labels(
-        points, labels, font_size=14, point_size=1, text_color="black", shape_opacity=0.6,
-        always_visible=True,
-    )  # fmt: skip
+    if labels and near.any():
+        plotter.add_point_labels(
+            points[near], [t for t, keep in zip(labels, near, strict=True) if keep],
+            font_size=14, point_size=1, text_color="black", shape_opacity=0.6,
+            always_visible=True,
+        )  # fmt: skip
 
 
 def save_aha_picture(mesh: Mesh, path: str | Path, *, title: str = "AHA segments") -> Path:
@@ -265,7 +300,7 @@ def save_aha_picture(mesh: Mesh, path: str | Path, *, title: str = "AHA segments
     face_segment = _face_values(aha, faces)
     names = [n for n in mesh.node_sets if n.startswith(("AHA-", "RV-"))]
     names.sort(key=lambda n: (n.startswith("RV-"), int(n.split("-")[1])))
-    edge = float(np.median(np.linalg.norm(np.diff(mesh.points_mm[faces[:, :2]], axis=1), axis=2)))
+    edge = _edge_mm(mesh, faces)
     cmap = _segment_colours()
 
     def draw(direction):
@@ -284,10 +319,7 @@ def save_aha_picture(mesh: Mesh, path: str | Path, *, title: str = "AHA segments
 
         return add
 
-    images = [
-        _render(draw(view), _camera(centre, up, view, extent), "anterior view"),
-        _render(draw(-view), _camera(centre, up, view, extent, np.pi), "posterior view"),
-    ]
+    images = _two_views(mesh, draw)
     volumes = _segment_volumes(mesh, aha)
     _write(path, images, title, lambda fig, ax: _bullseye(fig, ax, volumes, cmap))
     return path
@@ -338,7 +370,7 @@ def save_site_picture(mesh: Mesh, path: str | Path, *, title: str = "atrial site
     faces, _ = _outer_faces(mesh)
     values = np.asarray(mesh.point_data.get("valve_vein", np.zeros(mesh.n_points)))
     names = sorted(n for n in mesh.node_sets if n.startswith("LA-"))
-    edge = float(np.median(np.linalg.norm(np.diff(mesh.points_mm[faces[:, :2]], axis=1), axis=2)))
+    edge = _edge_mm(mesh, faces)
 
     def draw(direction):
         def add(plotter):
@@ -349,12 +381,114 @@ def save_site_picture(mesh: Mesh, path: str | Path, *, title: str = "atrial site
 
         return add
 
-    images = [
-        _render(draw(view), _camera(centre, up, view, extent), "front"),
-        _render(draw(-view), _camera(centre, up, view, extent, np.pi), "back"),
-    ]
+    images = _two_views(mesh, draw, ("front", "back"))
     _write(path, images, f"{title}: colour = valve (0, purple) → veins (1, yellow)")
     return path
+
+
+#: activation colour map: red earliest → purple latest, as electro-anatomical mapping shows it
+ACTIVATION_CMAP = "turbo_r"
+NOT_EXCITED_GREY = (0.62, 0.62, 0.62)
+LESION_MAGENTA = (0.85, 0.0, 0.85)  # magenta: in none of LABEL_COLOURS
+
+
+def _two_views(
+    mesh: Mesh, draw, names: tuple[str, str] = ("anterior view", "posterior view")
+) -> list[np.ndarray]:
+    """Anterior and posterior views: ``draw(direction)`` returns the function that adds the
+    actors for a camera on the ``direction`` side of the mesh."""
+    centre, up, view, extent = _frame(mesh)
+    return [
+        _render(draw(view), _camera(centre, up, view, extent), names[0]),
+        _render(draw(-view), _camera(centre, up, view, extent, np.pi), names[1]),
+    ]
+
+
+def activation_png(
+    mesh: Mesh, *, cycle_length_ms: float, exit_site_mm=None, title: str = "activation"
+) -> bytes:
+    """PNG of one VT's activation map: the outer surface coloured by ``activation_ms`` (point
+    data, ms over one cycle, 0..``cycle_length_ms``), dense scar and unexcited tissue grey,
+    the exit site (scanner mm) a magenta ball on the surface point nearest to it; anterior and
+    posterior views, one colour bar."""
+    if "activation_ms" not in mesh.point_data:
+        raise ValueError("the mesh has no activation_ms point data (not a VT map of induce)")
+    if not (np.isfinite(cycle_length_ms) and cycle_length_ms > 0):
+        raise ValueError(f"cycle length must be a positive number of ms, got {cycle_length_ms}")
+    activation = np.asarray(mesh.point_data["activation_ms"], dtype=np.float64)
+    faces, owner = _outer_faces(mesh)
+    corners = activation[faces]
+    known = np.isfinite(corners)
+    count = known.sum(axis=1)
+    value = np.where(known, corners, 0.0).sum(axis=1) / np.maximum(count, 1)
+    silent = np.isin(mesh.region[owner], NONCONDUCTING) | (count == 0)
+    value[silent] = np.nan
+    edge = _edge_mm(mesh, faces)
+    centre = mesh.points_mm.mean(axis=0)
+    radius = max(1.5 * edge, 0.025 * float(np.ptp(mesh.points_mm, axis=0).max()))
+    if exit_site_mm is not None:  # on the surface nearest to it, where the views can see it
+        surface = np.unique(faces)
+        nearest = np.argmin(np.linalg.norm(mesh.points_mm[surface] - exit_site_mm, axis=1))
+        exit_site_mm = mesh.points_mm[surface[nearest]]
+
+    def draw(direction):
+        def add(plotter):
+            poly = _polydata(mesh.points_mm, faces)
+            poly.cell_data["activation_ms"] = value
+            plotter.add_mesh(poly, scalars="activation_ms", cmap=ACTIVATION_CMAP,
+                             clim=[0.0, float(cycle_length_ms)], nan_color=NOT_EXCITED_GREY,
+                             show_scalar_bar=False)  # fmt: skip
+            if exit_site_mm is not None:
+                _ball_actors(plotter, [exit_site_mm], ["exit"], radius, (centre, direction),
+                             colour=LESION_MAGENTA)  # fmt: skip
+
+        return add
+
+    legend = "grey: dense scar (not excited)" + (", magenta ball: exit site" if exit_site_mm
+                                                  is not None else "")  # fmt: skip
+    return _png(
+        _two_views(mesh, draw),
+        f"{title}\n{legend}",
+        colourbar=(ACTIVATION_CMAP, 0.0, float(cycle_length_ms), "activation (ms)"),
+    )
+
+
+def lesion_png(mesh: Mesh, centres_mm, radii_mm, *, title: str = "ablation targets") -> bytes:
+    """PNG of the ablation lesions on the mesh: the wall see-through, coloured by tissue
+    (LABEL_COLOURS), the lesion elements (tag ``LESION``) solid magenta, or magenta balls of
+    ``radii_mm`` at ``centres_mm`` (scanner mm) where the mesh carries no lesion tag; each
+    lesion numbered as in the report's table; anterior and posterior views."""
+    import pyvista as pv
+
+    centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
+    radii = np.broadcast_to(np.asarray(radii_mm, dtype=np.float64), len(centres))
+    faces, owner = _outer_faces(mesh)
+    colours = np.array(
+        [LABEL_COLOURS.get(r, NOT_EXCITED_GREY) for r in range(LESION)] + [LESION_MAGENTA]
+    )
+    face_colour = colours[np.clip(mesh.region[owner], 0, LESION)]
+    lesion_tets = mesh.tets[mesh.region == LESION]
+    lesion_faces = boundary_faces(lesion_tets)[0] if len(lesion_tets) else None
+    centre = mesh.points_mm.mean(axis=0)
+    labels = [str(k + 1) for k in range(len(centres))] if len(centres) <= 20 else None
+
+    def draw(direction):
+        def add(plotter):
+            poly = _polydata(mesh.points_mm, faces)
+            poly.cell_data["colour"] = (face_colour * 255).astype(np.uint8)
+            plotter.add_mesh(poly, scalars="colour", rgb=True, opacity=0.3)
+            if lesion_faces is not None:
+                plotter.add_mesh(_polydata(mesh.points_mm, lesion_faces), color=LESION_MAGENTA)
+            else:
+                for c, r in zip(centres, radii, strict=True):
+                    plotter.add_mesh(pv.Sphere(radius=r, center=c), color=LESION_MAGENTA)
+            _ball_actors(plotter, centres, labels, None, (centre, direction))
+
+        return add
+
+    present = sorted(set(np.unique(mesh.region).tolist()) & set(LABEL_TEXT))
+    legend = ", ".join(f"{_COLOUR_WORDS[t]} {LABEL_TEXT[t]}" for t in present)
+    return _png(_two_views(mesh, draw), f"{title}\nmagenta: lesion; wall see-through: {legend}")
 
 
 def save_pictures(mesh: Mesh, folder: str | Path, kind: str) -> list[Path]:

@@ -242,6 +242,70 @@ class _Pictures(dict):
         return None
 
 
+def _stage_mesh(path: Path, stage: str):
+    """(the mesh at ``path``, None) or (None, the report's note why there is no picture).
+    The note names the file, never its folder (which may carry the patient's identity)."""
+    from cardiotwin.meshing.io import read_mesh
+
+    if not path.is_file():
+        return None, f"No picture: {path.name} of the {stage} stage is missing; re-run {stage}."
+    try:
+        return read_mesh(path), None
+    except Exception as exc:  # a damaged picture input must not cost the whole report
+        log.warning("%s of the %s stage could not be read (%s)", path.name, stage,
+                    type(exc).__name__)  # fmt: skip
+        return None, (
+            f"No picture: {path.name} of the {stage} stage could not be read "
+            f"({type(exc).__name__}); re-run {stage}."
+        )
+
+
+def _activation_maps(source: Path, data: dict, induction: InductionResult, pictures, notes):
+    """``activation_<id>``: each VT's activation map (``unique_vts[i].activation_map``, a VTU
+    next to induction.json) rendered off-screen, or a note why not."""
+    from cardiotwin.pipeline.mesh_pictures import activation_png
+
+    files = {v["id"]: v.get("activation_map") or f"vt-{v['id']}.vtu" for v in data["unique_vts"]}
+    for vt in induction.unique_vts:
+        role = f"activation_{vt.id}"
+        if role in pictures:
+            continue
+        mesh, notes[role] = _stage_mesh(Path(source).parent / files[vt.id], "induce")
+        if mesh is None:
+            continue
+        if "activation_ms" not in mesh.point_data or not vt.cycle_length_ms:
+            notes[role] = f"No picture: {files[vt.id]} carries no activation map; re-run induce."
+            continue
+        png = activation_png(
+            mesh,
+            cycle_length_ms=vt.cycle_length_ms,
+            exit_site_mm=vt.exit_site_mm,
+            title=f"VT {vt.id}: cycle length {vt.cycle_length_ms:.0f} ms",
+        )
+        pictures[role] = _png_uri(png)
+
+
+def _targets(source: Path, data: dict, ablation: AblationResult, pictures, notes) -> None:
+    """``targets``: the lesions on the ablated mesh (``ablated_mesh``, a VTU next to
+    ablation.json), or a note why not; nothing when there was nothing to ablate."""
+    from cardiotwin.pipeline.mesh_pictures import lesion_png
+
+    if ablation.input_inducible is False or not ablation.lesions:
+        return
+    mesh, notes["targets"] = _stage_mesh(
+        Path(source).parent / data.get("ablated_mesh", "ablated.vtu"), "ablate"
+    )
+    if mesh is not None:
+        png = lesion_png(
+            mesh,
+            [x.center_mm for x in ablation.lesions],
+            [x.radius_mm for x in ablation.lesions],
+            title=f"ablation targets: {len(ablation.lesions)} lesion"
+            + ("s" if len(ablation.lesions) != 1 else ""),
+        )
+        pictures["targets"] = _png_uri(png)
+
+
 def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None) -> str:
     """The self-contained HTML page of one case."""
     import jinja2
@@ -262,11 +326,18 @@ def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None
         png = _bullseye(results.induction)
         if png is not None:
             pictures["bullseye"] = _png_uri(png)
+    notes = _Pictures()  # role -> why its picture is missing
+    if results.induction is not None:
+        _activation_maps(inputs.induction_json, raw["induction"], results.induction, pictures,
+                         notes)  # fmt: skip
+    if results.ablation is not None and "targets" not in pictures:
+        _targets(inputs.ablation_json, raw["ablation"], results.ablation, pictures, notes)
     template = env.get_template("case.html.j2")
     return template.render(
         results=results,
         raw=raw,
         pictures=pictures,
+        notes=notes,
         config=None if config is None else config.model_dump(mode="json"),
         kind=inputs.kind,
     )

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cardiotwin.pipeline.report.build import CaseInputs, ReportError, write_report
@@ -69,7 +70,11 @@ def _ensure_chromium() -> str:
 def test_report_renders_in_a_browser(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = _ensure_chromium()
-    written = write_report(_inputs(), tmp_path, pdf=False)
+    inputs = _inputs()  # with the induction and ablation stages, so every kind of picture shows
+    inputs.induction_json, inputs.ablation_json, _, ablation = _inducible_study(tmp_path)
+    lesion = ablation["lesions"][0]
+    _stage_meshes(tmp_path, lesion["center_mm"], lesion["radius_mm"])
+    written = write_report(inputs, tmp_path, pdf=False)
     write_summary([written["results"]], tmp_path / "cohort")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -91,6 +96,8 @@ def test_report_renders_in_a_browser(tmp_path):
                     "Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
                 )
                 assert images and all(done and width > 0 for done, width in images), images
+                if page_path == written["html"]:  # montage, 3-D scar, bullseye, VT map, lesions
+                    assert len(images) == 5
                 assert problems == []
                 page.screenshot(path=str(page_path.with_suffix(".png")), full_page=True)
         finally:
@@ -172,10 +179,54 @@ def _inducible_study(tmp_path) -> tuple[Path, Path, dict, dict]:
     return *paths, induction, ablation
 
 
+def _stage_meshes(folder: Path, lesion_mm, lesion_radius_mm: float) -> np.ndarray:
+    """The VT map (vt-1.vtu) and ablated mesh (ablated.vtu) the stages would write next to
+    their JSON, hand-made on a 24 × 12 × 12 mm box around the study's points: activation
+    0..412 ms along x (NaN in a dense-scar block, as induce writes it), the elements within
+    the lesion radius tagged LESION. Returns the box's point coordinates."""
+    from dataclasses import replace
+
+    from cardiotwin.meshing.io import write_mesh
+    from cardiotwin.meshing.mesh import box_mesh
+    from cardiotwin.meshing.tags import DENSE_SCAR, LESION
+
+    box = box_mesh((24.0, 12.0, 12.0), 2.0, origin_mm=(0.0, -10.0, 15.0))
+    centres = box.element_centres_mm()
+    region = box.region.copy()
+    region[(centres[:, 0] > 16) & (centres[:, 1] > -4)] = DENSE_SCAR
+    activation = box.points_mm[:, 0] / 24.0 * 412.0
+    in_scar = np.ones(box.n_points, dtype=bool)
+    in_scar[box.tets[region != DENSE_SCAR].ravel()] = False
+    activation[in_scar] = np.nan
+    write_mesh(replace(box, region=region, point_data={"activation_ms": activation}),
+               folder / "vt-1.vtu")  # fmt: skip
+    ablated = region.copy()
+    ablated[np.linalg.norm(centres - lesion_mm, axis=1) <= lesion_radius_mm] = LESION
+    write_mesh(replace(box, region=ablated), folder / "ablated.vtu")
+    return box.points_mm
+
+
+def _image(uri: str) -> np.ndarray:
+    """The RGB pixels (0..1) of a data:image/png;base64 URI."""
+    import base64
+    import io
+
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))[..., :3]
+
+
+def _pixels(image: np.ndarray, rgb, tolerance: float) -> int:
+    """How many pixels lie within ``tolerance`` of ``rgb`` in every channel."""
+    return int((np.abs(image - np.asarray(rgb)).max(axis=-1) < tolerance).sum())
+
+
 def test_report_states_the_induction_and_ablation(tmp_path):
     import re
 
     induction_json, ablation_json, induction, ablation = _inducible_study(tmp_path)
+    lesion = ablation["lesions"][0]
+    _stage_meshes(tmp_path, lesion["center_mm"], lesion["radius_mm"])
     inputs = _inputs()
     inputs.induction_json, inputs.ablation_json = induction_json, ablation_json
     written = write_report(inputs, tmp_path / "out", pdf=False)
@@ -197,18 +248,29 @@ def test_report_states_the_induction_and_ablation(tmp_path):
     assert "8.0, -5.0, 20.0" in text and "14.0, -3.0, 23.0" in text  # the line's ends
     assert "after ablation the model is non-inducible" in text
     assert "Nothing to ablate" not in text
-    # montage, 3-D scar and the bullseye drawn from the sites' outcomes
-    assert html.count("data:image/png;base64,") == 3
-    # the cohort table carries the same answers
-    table = write_summary([written["results"]], tmp_path / "cohort")["table"].read_text()
-    row = dict(zip(*(line.split("\t") for line in table.splitlines()), strict=True))
-    assert (row["inducible"], row["n_unique_vts"], row["fraction_inducing_sites"]) == (
-        "True",
-        "1",
-        "0.5",
+    # montage, 3-D scar, the bullseye drawn from the sites' outcomes, the VT's activation map
+    # and the lesions on the ablated mesh
+    assert html.count("data:image/png;base64,") == 5
+    by_alt = {alt: uri for uri, alt in re.findall(r'<img src="(data:[^"]+)" alt="([^"]+)"', html)}
+    assert {"activation map of VT 1", "ablation targets on the mesh"} <= set(by_alt)
+    assert "exit site (on the surface nearest to it) at 10.0, -4.5, 22.2 mm (scanner)" in text
+    vt_map, targets = (
+        _image(by_alt["activation map of VT 1"]),
+        _image(by_alt["ablation targets on the mesh"]),
     )
-    assert (row["lesions"], row["lesion_volume_ml"], row["non_inducible_after_ablation"]) == (
-        "1",
-        "0.31",
-        "True",
-    )
+    # the colours the captions promise: the scar block grey, the exit ball and the lesion magenta
+    from cardiotwin.pipeline.mesh_pictures import LESION_MAGENTA
+
+    assert _pixels(vt_map, LESION_MAGENTA, 0.15) > 100  # the exit ball, opaque
+    # the scar block's faces, grey shaded by the lights (text and edges are a few hundred)
+    greys = (np.ptp(vt_map, axis=-1) < 0.02) & (vt_map.mean(axis=-1) > 0.3)
+    assert (greys & (vt_map.mean(axis=-1) < 0.75)).sum() > 5000
+    # the lesion through the see-through wall: saturated magenta (red and blue, no green)
+    red, green, blue = np.moveaxis(targets, -1, 0)
+    assert ((red - green > 0.35) & (blue - green > 0.35)).sum() > 1000
+    # a stage file gone: a note naming the file (not its folder), no picture, no crash
+    (tmp_path / "vt-1.vtu").unlink()
+    html = write_report(inputs, tmp_path / "again", pdf=False)["html"].read_text()
+    assert "VT 1: No picture: vt-1.vtu of the induce stage is missing; re-run induce." in html
+    assert 'alt="activation map of VT 1"' not in html and str(tmp_path) not in html
+    assert html.count("data:image/png;base64,") == 4

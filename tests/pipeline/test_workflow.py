@@ -260,8 +260,12 @@ def test_one_patient_end_to_end_report_states_the_simulations(tmp_path):
         assert f"{induction['fraction_inducing_sites']:.2f}" in text
     if not induction["inducible"]:
         assert "Nothing to ablate" in text
+        assert 'alt="ablation targets on the mesh"' not in html
     else:
         assert f"{ablation['total_volume_ml']:.2f} ml" in text
+        assert 'alt="ablation targets on the mesh"' in html  # drawn from ablated.vtu
+    for vt in induction["unique_vts"]:  # drawn from induce's vt-<id>.vtu
+        assert f'alt="activation map of VT {vt["id"]}"' in html
     assert html.count("data:image/png;base64,") >= 5  # QC, mesh, sites and the bullseye
     assert "mitchell-schaeffer" in text  # the report names the fast model it ran
 
