@@ -233,17 +233,23 @@ _AF = {"g_Kur_scale": 0.5, "g_to": 0.5, "g_CaL": 0.3}
 
 
 def _atrium_regions() -> dict[str, RegionConfig]:
+    # fibrotic: further I_CaL -50 %, I_Na -40 %, I_K1 -50 %; σ 0.177/0.0221 S/m against
+    # 0.409/0.082 S/m healthy (Bifulco 2021)
+    fibrotic = {
+        "parameter_scale": {**_AF, "g_CaL": 0.15, "g_Na": 0.6, "g_K1": 0.5},
+        "sigma_scale": (0.177 / 0.409, 0.0221 / 0.082),
+        "relative_to": "healthy",
+    }
     return {
         "healthy": RegionConfig(tag=1, parameter_scale=dict(_AF), cv_m_per_s=(0.71, 0.37)),
-        # fibrotic: further I_CaL -50 %, I_Na -40 %, I_K1 -50 %; σ 0.177/0.0221 S/m against
-        # 0.409/0.082 S/m healthy (Bifulco 2021)
-        "fibrosis": RegionConfig(
-            tag=2,
-            parameter_scale={**_AF, "g_CaL": 0.15, "g_Na": 0.6, "g_K1": 0.5},
-            sigma_scale=(0.177 / 0.409, 0.0221 / 0.082),
-            relative_to="healthy",
-        ),
-        "dense_scar": RegionConfig(tag=3, conducting=False),
+        "fibrosis": RegionConfig(tag=2, **fibrotic),
+        # IIR > 1.32 (Benito 2017) in an atrium never ablated is dense *fibrosis*, not a hole:
+        # the patient-derived AF models (Zahid 2016, Cardiovasc Res 110:443; Boyle 2019, Nat
+        # Biomed Eng 3:870; Bifulco 2021) model all LGE-enhanced wall as conducting, remodelled
+        # fibrotic tissue, and only ablation lesions (tag 4) as non-conducting. No published
+        # σ or ionic change separates dense from interstitial atrial fibrosis, so it takes the
+        # fibrotic remodelling as it is (a separate region, so a config can change it).
+        "dense_scar": RegionConfig(tag=3, **fibrotic),
         "lesion": RegionConfig(tag=4, conducting=False),
     }
 

@@ -151,11 +151,37 @@ def test_lv_healthy_is_not_inducible_from_any_site(tmp_path):
     assert not report["inducible"] and report["sites_paced"] == len(HEALTHY_SITES)
 
 
-#: Atria: Mitchell-Schaeffer as a fast stand-in for Courtemanche with AF remodelling
-#: (APD90 shortened ~30 % as I_Kur, I_to, I_CaL remodelling does: τ_close × 0.6), CV
-#: 0.71 / 0.37 m/s (DESIGN §4); fibrosis: weaker upstroke (τ_in × 1.7, as g_Na × 0.6), σ
-#: 0.177/0.0221 against 0.409/0.082 S/m (Bifulco 2021). Rapid pacing as Boyle 2019, drivers
-#: sustained 2 s after the burst (5 s in the full benchmark).
+#: Atria: Mitchell-Schaeffer as a fast stand-in for the default Courtemanche tissue
+#: (pipeline/config.py), fitted to the project's own Courtemanche cell
+#: (solvers/ionic/courtemanche_1998.py; single cells, benchmarks/atrial_stand_in.py prints
+#: this table). What decides re-entry is the wavelength CV × ERP, so both APD90 and ERP are
+#: matched at the pre-pacing (500 ms) and burst (300 ms) cycle lengths:
+#:
+#: ==========================  =====================  =====================
+#:  APD90 / ERP, ms            at 500 ms              at 300 ms
+#: ==========================  =====================  =====================
+#:  Courtemanche, AF           192 / 205              167 / 180
+#:  MS τ_close × 0.56,         175 / 195              170 / 190
+#:  τ_open × 0.4
+#:  Courtemanche, AF+fibrotic  241 / 290              221 / 280
+#:  MS τ_close × 1.2,          238 / 285              201 / 250
+#:  τ_open × 0.7, τ_in × 1.7
+#: ==========================  =====================  =====================
+#:
+#: (the published MS constants, τ_open 120 ms, give ERP 235 ms at 300 ms with τ_close × 0.64,
+#: 30 % above Courtemanche's: the gate recovers too slowly for an AF-remodelled atrium).
+#: The fibrotic remodelling (I_CaL × 0.5, I_Na × 0.6, I_K1 × 0.5; Zahid 2016) PROLONGS
+#: refractoriness; τ_in × 1.7 weakens the upstroke as g_Na × 0.6 does; fibrotic ERP at 300 ms
+#: is if anything underestimated (250 vs 280 ms). CV 0.71 / 0.37 m/s (DESIGN §4); fibrosis σ
+#: 0.177/0.0221 against 0.409/0.082 S/m (Bifulco 2021). Dense fibrosis (IIR > 1.32) of an
+#: atrium never ablated conducts, remodelled as fibrosis (Zahid 2016, Boyle 2019 model all
+#: LGE-enhanced wall so; pipeline/config.py); only lesions block. Rapid pacing as Boyle 2019,
+#: drivers sustained 2 s after the burst (5 s in the full benchmark).
+_ATRIAL_FIBROSIS = {
+    "sigma_scale": [0.433, 0.27],
+    "relative_to": "healthy",
+    "parameter_scale": {"tau_close": 1.2, "tau_open": 0.7, "tau_in": 1.7},
+}
 ATRIAL_TISSUE = {
     "simulation": {"dt_ms": 0.1, "backend": "cpu"},
     "tissue": {
@@ -165,15 +191,10 @@ ATRIAL_TISSUE = {
                 "healthy": {
                     "tag": 1,
                     "cv_m_per_s": [0.71, 0.37],
-                    "parameter_scale": {"tau_close": 0.6},
+                    "parameter_scale": {"tau_close": 0.56, "tau_open": 0.4},
                 },
-                "fibrosis": {
-                    "tag": 2,
-                    "sigma_scale": [0.433, 0.27],
-                    "relative_to": "healthy",
-                    "parameter_scale": {"tau_close": 0.6, "tau_in": 1.7},
-                },
-                "dense_scar": {"tag": 3, "conducting": False},
+                "fibrosis": {"tag": 2, **_ATRIAL_FIBROSIS},
+                "dense_scar": {"tag": 3, **_ATRIAL_FIBROSIS},
                 "lesion": {"tag": 4, "conducting": False},
             },
         }
@@ -192,5 +213,14 @@ def test_atria_with_more_fibrosis_sustain_drivers_from_more_sites(tmp_path):
         assert report["complete"], report["note"]
         counts[burden] = report["sites_inducing"]
     # the issue's must-show: high burden (≥ 30 %) sustains drivers from more sites than low
-    # (≤ 10 %); report the counts
+    # (≤ 10 %); report the counts. At 2 mm (seed 3) it fails, 0 against 0: the substrate
+    # shows (nodes that block a burst beat: 0.9-2.0 % at 8 %, 6.7-17 % at 35 %; whole-atrium
+    # echo beats from 0/20 against 1/20 sites), but every echo dies within 620 ms of the last
+    # stimulus (the circuits through the smooth 2 mm fibrotic patches return to fibrotic
+    # tissue that is still refractory, ERP 250-285 ms); a 1 mm mesh of the same segmentation
+    # does the same from LA-01, LA-02, LA-07 (activity ends 314-455 ms after the burst).
+    # Tried, not kept: fibrosis interleaved at the voxel scale in the phantom (field + w x a
+    # σ 1.25 mm field) gives {'8': 0, '35': 1} at w = 0.6 (which costs the surface method its
+    # 3-point accuracy at 2.5 mm slices, seed 43: -3.3) and {'8': 0, '35': 0} at w = 0.4
+    print(f"atrial sites sustaining a driver, by fibrosis %: {counts}")
     assert counts["35"] > counts["8"], counts

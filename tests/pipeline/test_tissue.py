@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cardiotwin.meshing.mesh import box_mesh
-from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY, LESION
 from cardiotwin.pipeline.config import Config, PrepacingConfig
 from cardiotwin.pipeline.tissue import (
     TissueError,
@@ -246,3 +246,38 @@ def test_a_mesh_without_conducting_tissue_is_refused(tmp_path):
             bcl_ms=600.0,
             prepace=False,
         )
+
+
+def test_atrial_dense_fibrosis_conducts_and_only_lesions_block(tmp_path):
+    """IIR > 1.32 in an atrium never ablated is dense fibrosis: conducting and remodelled as
+    fibrosis (Zahid 2016, Boyle 2019 model all LGE-enhanced wall so); lesions block."""
+    mesh = box_mesh((8.0, 4.0, 1.0), 1.0)
+    x = mesh.element_centres_mm()[:, 0]
+    mesh.region[x > 2] = BORDER_ZONE
+    mesh.region[x > 4] = DENSE_SCAR
+    mesh.region[x > 6] = LESION
+    config = Config.model_validate(
+        {"tissue": {"cache_dir": str(tmp_path / "cache"), "calibrate_cv": False}}
+    )
+    atrium = config.tissue.atrium
+    # the defaults as they are, but σ given (Bifulco 2021 healthy) so nothing is calibrated
+    healthy = atrium.regions["healthy"].model_copy(
+        update={"cv_m_per_s": None, "sigma_s_per_m": (0.409, 0.082)}
+    )
+    atrium = atrium.model_copy(update={"regions": {**atrium.regions, "healthy": healthy}})
+    tissue = build_tissue(
+        mesh, atrium, config.tissue, config.simulation, bcl_ms=500.0, prepace=False
+    )
+    assert tissue.nonconducting_tags == (LESION,)
+    sigma = tissue.conductivities_s_per_m
+    assert sigma[DENSE_SCAR] == pytest.approx(sigma[BORDER_ZONE])
+    # Bifulco 2021: fibrotic σ 0.177 / 0.0221 S/m against 0.409 / 0.082 S/m healthy
+    assert sigma[DENSE_SCAR][0] == pytest.approx(sigma[HEALTHY][0] * 0.177 / 0.409, rel=1e-6)
+    names = list(tissue.model.parameter_names)
+    defaults = tissue.model.default_parameters()
+    table = tissue.parameters.as_array()
+    inside_dense = np.unique(mesh.tets[(x > 4.6) & (x < 5.4)])
+    sets = np.unique(tissue.parameter_set[inside_dense])
+    assert sets.size == 1 and sets[0] >= 0
+    g_na = table[names.index("g_Na"), sets[0]]
+    assert g_na == pytest.approx(0.6 * defaults[names.index("g_Na")])  # Zahid 2016: I_Na −40 %
