@@ -47,7 +47,7 @@ from scipy.spatial import cKDTree
 from cardiotwin.meshing.boundary import edge_graph
 from cardiotwin.meshing.coordinates import VentricularFrame, atrial_openings, surface_nodes
 from cardiotwin.meshing.mesh import Mesh, MeshError
-from cardiotwin.meshing.tags import HEALTHY, NONCONDUCTING
+from cardiotwin.meshing.tags import HEALTHY, LESION, NONCONDUCTING
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,17 @@ class SiteReport:
         return {s.name: s.nodes for s in self.sites}
 
 
-def conducting_nodes(mesh: Mesh) -> np.ndarray:
-    """Nodes of at least one element that conducts (not dense scar or lesion)."""
+#: tags that block in an atrium: lesions only. The atrial tissue defaults make dense
+#: fibrosis (tag 3, IIR > 1.32) conduct as remodelled tissue (Zahid 2016, Boyle 2019,
+#: Bifulco 2021: all LGE-enhanced wall of a never-ablated atrium conducts)
+ATRIAL_NONCONDUCTING = (LESION,)
+
+
+def conducting_nodes(mesh: Mesh, blocking=NONCONDUCTING) -> np.ndarray:
+    """Nodes of at least one element that conducts (tags not in ``blocking``: by default
+    dense scar and lesion, the ventricular meaning)."""
     mask = np.zeros(mesh.n_points, dtype=bool)
-    mask[mesh.tets[~np.isin(mesh.region, NONCONDUCTING)].ravel()] = True
+    mask[mesh.tets[~np.isin(mesh.region, blocking)].ravel()] = True
     return mask
 
 
@@ -166,7 +173,9 @@ class _neighbourhood:
     healthy myocardium in a ventricle (``healthy_only``), any conducting tissue in an atrium
     (its fibrosis conducts and is where drivers are sought)."""
 
-    def __init__(self, mesh: Mesh, radius_mm: float, healthy_only: bool = False) -> None:
+    def __init__(
+        self, mesh: Mesh, radius_mm: float, healthy_only: bool = False, blocking=NONCONDUCTING
+    ) -> None:
         from scipy.spatial import cKDTree
 
         self.radius_mm = max(2.0 * radius_mm, 4.0)
@@ -175,6 +184,7 @@ class _neighbourhood:
         self._cKDTree = cKDTree
         self._cache: dict[int, float] = {}
         self.healthy_only = healthy_only
+        self.blocking = blocking
         self.what = "healthy myocardium" if healthy_only else "conducting tissue"
 
     def __call__(self, node: int) -> float:
@@ -186,7 +196,7 @@ class _neighbourhood:
             self._conducts = (
                 self.mesh.region == HEALTHY
                 if self.healthy_only
-                else ~np.isin(self.mesh.region, NONCONDUCTING)
+                else ~np.isin(self.mesh.region, self.blocking)
             )
             self._tree = self._cKDTree(self._centres)
         near = np.asarray(
@@ -329,8 +339,8 @@ def atrial_sites(mesh: Mesh, count: int, *, placement: str, radius_mm: float) ->
         raise MeshError("atrial pacing sites need the 'endo' surface; run prepare first")
     valve, veins = atrial_openings(mesh)
     points = mesh.points_mm
-    conducting = conducting_nodes(mesh)
-    share = _neighbourhood(mesh, radius_mm)
+    conducting = conducting_nodes(mesh, ATRIAL_NONCONDUCTING)
+    share = _neighbourhood(mesh, radius_mm, blocking=ATRIAL_NONCONDUCTING)
     endo = np.unique(endo_faces)
     rims = np.nonzero(surface_nodes(mesh, valve, *veins))[0]
     # keep a site's disc clear of the openings

@@ -22,7 +22,7 @@ from cardiotwin.meshing.sites import (
     conducting_nodes,
     ventricular_sites,
 )
-from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY, LESION
 
 SEPTUM = (10.0, 0.0, 0.0)  # the analytic meshes' septum is towards +x
 
@@ -199,3 +199,24 @@ def test_atrial_sites_are_spread_evenly_and_clear_of_the_openings():
     )
     to_rim = np.linalg.norm(centres[:, None] - mesh.points_mm[rims][None], axis=2).min(axis=1)
     assert to_rim.min() > 3.0
+
+
+def test_atrial_sites_stay_in_dense_fibrosis_which_conducts():
+    # in an atrium only lesions block (tissue defaults: dense fibrosis, IIR > 1.32, conducts
+    # as remodelled tissue), so a site on dense fibrosis stays; one on a lesion moves
+    mesh = atrial_shell(1.5, AtrialGeometry())
+    fields = atrial_coordinates(mesh)
+    mesh.point_data.update(transmural=fields.transmural, valve_vein=fields.valve_vein)
+    before = atrial_sites(mesh, 6, placement="endo", radius_mm=2.0)
+    c = mesh.element_centres_mm()
+    target = before.sites[0].position_mm
+    near = np.linalg.norm(c - target, axis=1) < 6.0
+    for tag, moves in ((DENSE_SCAR, False), (LESION, True)):
+        region = mesh.region.copy()
+        region[near] = tag
+        tagged = Mesh(
+            mesh.points_mm, mesh.tets, region=region, surfaces=mesh.surfaces,
+            point_data=mesh.point_data,
+        )  # fmt: skip
+        after = atrial_sites(tagged, 6, placement="endo", radius_mm=2.0)
+        assert (after.sites[0].moved_mm > 0) == moves, tag
