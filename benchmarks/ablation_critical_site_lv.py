@@ -43,15 +43,7 @@ from cardiotwin.pipeline.ablation import (
     find_critical_site,
     plan_lesion,
 )
-
-
-def distance_to_polyline(point, polyline) -> float:
-    points = np.asarray(polyline, dtype=float)
-    p = np.asarray(point, dtype=float)
-    a, b = points[:-1], points[1:]
-    ab = b - a
-    t = np.clip(np.einsum("ij,ij->i", p - a, ab) / np.einsum("ij,ij->i", ab, ab), 0.0, 1.0)
-    return float(np.min(np.linalg.norm(a + t[:, None] * ab - p, axis=1)))
+from cardiotwin.pipeline.phantoms.infarct import distance_to_centreline_mm
 
 
 def circuit_map(graph: TissueGraph, centreline: np.ndarray, at: float, cv_m_per_s: float):
@@ -111,14 +103,15 @@ def main(argv=None) -> int:
                 "border_zone_fraction": round(site.border_zone_fraction, 3),
                 "cross_section_mm2": round(site.cross_section_mm2, 1),
                 "centre_to_centreline_mm": round(
-                    distance_to_polyline(site.centre_mm, centreline), 2
+                    distance_to_centreline_mm(site.centre_mm, centreline), 2
                 ),
                 "first_point_to_centreline_mm": round(
-                    distance_to_polyline(lesion.points[0].centre_mm, centreline), 2
+                    distance_to_centreline_mm(lesion.points[0].centre_mm, centreline), 2
                 ),
                 "cut_max_to_centreline_mm": round(
                     max(
-                        distance_to_polyline(p, centreline) for p in graph.points_mm[site.cut_nodes]
+                        distance_to_centreline_mm(p, centreline)
+                        for p in graph.points_mm[site.cut_nodes]
                     ),
                     2,
                 ),

@@ -25,19 +25,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from cardiotwin.pipeline.cli import main as cardiotwin
-
-
-def distance_to_polyline(point, polyline) -> float:
-    points = np.asarray(polyline, dtype=float)
-    p = np.asarray(point, dtype=float)
-    a, b = points[:-1], points[1:]
-    ab = b - a
-    t = np.clip(np.einsum("ij,ij->i", p - a, ab) / np.einsum("ij,ij->i", ab, ab), 0.0, 1.0)
-    return float(np.min(np.linalg.norm(a + t[:, None] * ab - p, axis=1)))
+from cardiotwin.pipeline.phantoms.infarct import distance_to_centreline_mm
 
 
 def ablate(args, ablation: dict, out: Path) -> tuple[dict, float]:
@@ -87,7 +78,7 @@ def main(argv=None) -> int:
             first_lesion_radius_mm=None if first is None else first["radius_mm"],
             first_lesion_to_isthmus_mm=None
             if first is None
-            else round(distance_to_polyline(first["center_mm"], centreline), 2),
+            else round(distance_to_centreline_mm(first["center_mm"], centreline), 2),
             controls_placed=len(placed),
             controls_still_inducible=sum(1 for c in placed if not c["non_inducible_after"]),
             wall_s=round(wall, 1),

@@ -23,12 +23,12 @@ import yaml
 from test_induction_phantoms import (
     ATRIAL_TISSUE,
     PHANTOM_TISSUE,
-    _distance_to_polyline,
     _nearest_to_isthmus,
     _pipeline,
 )
 
 from cardiotwin.pipeline.cli import COMMANDS, main
+from cardiotwin.pipeline.phantoms.infarct import distance_to_centreline_mm
 
 pytestmark = [
     pytest.mark.slow,
@@ -58,7 +58,7 @@ def test_lv_infarct_lesion_on_the_isthmus_makes_it_non_inducible(tmp_path):
     report = ablate(tmp_path, "lv-infarct", PHANTOM_TISSUE, {"random_controls": 1}, "ablation")
     centreline = truth["isthmus"]["centerline_mm"]
     first = report["lesions"][0]
-    assert _distance_to_polyline(first["center_mm"], centreline) <= first["radius_mm"]
+    assert distance_to_centreline_mm(first["center_mm"], centreline) <= first["radius_mm"]
     assert report["non_inducible_after"], report["note"]
     assert report["total_volume_ml"] > 0 and report["rounds"] >= 1
     # a random lesion of the targeted volume elsewhere does not stop it (how often: the

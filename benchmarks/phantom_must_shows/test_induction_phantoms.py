@@ -14,11 +14,11 @@ gains at 600 ms: 325 vs 296 ms), σ across the fibres × 0.1. The full-fidelity 
 
 import json
 
-import numpy as np
 import pytest
 import yaml
 
 from cardiotwin.pipeline.cli import main
+from cardiotwin.pipeline.phantoms.infarct import distance_to_centreline_mm
 
 pytestmark = [pytest.mark.slow]  # tens of minutes each on 2 cores: not in CI
 
@@ -106,22 +106,14 @@ def _pipeline(tmp_path, kind: str, sites=None, seed: int = 3, tissue=None, phant
     return json.loads((out / "induction.json").read_text()), truth
 
 
-def _distance_to_polyline(point, polyline) -> float:
-    points = np.asarray(polyline, dtype=float)
-    p = np.asarray(point, dtype=float)
-    a, b = points[:-1], points[1:]
-    ab = b - a
-    t = np.clip(np.einsum("ij,ij->i", p - a, ab) / np.einsum("ij,ij->i", ab, ab), 0.0, 1.0)
-    return float(np.min(np.linalg.norm(a + t[:, None] * ab - p, axis=1)))
-
-
 def _nearest_to_isthmus(mesh, truth, count=3):
     """The ``count`` AHA sites whose centres lie nearest the isthmus centreline (CI time:
     the full 17-site study is the benchmark)."""
     names = [n for n in mesh.node_sets if n.startswith("AHA-")]
     centreline = truth["isthmus"]["centerline_mm"]
     distance = {
-        n: _distance_to_polyline(mesh.points_mm[mesh.node_sets[n][0]], centreline) for n in names
+        n: distance_to_centreline_mm(mesh.points_mm[mesh.node_sets[n][0]], centreline)
+        for n in names
     }
     return sorted(names, key=distance.get)[:count]
 
@@ -134,7 +126,7 @@ def test_lv_infarct_is_inducible_through_the_designed_isthmus(tmp_path):
     for vt in report["unique_vts"]:
         for point in (vt["exit_site_mm"], vt["slowest_segment_mm"]):
             if point is not None:
-                distances.append(_distance_to_polyline(point, centreline))
+                distances.append(distance_to_centreline_mm(point, centreline))
     # the circuit runs through the isthmus: its exit or its slowest segment lies near it
     assert min(distances) <= ISTHMUS_DISTANCE_MM, distances
     for vt in report["unique_vts"]:

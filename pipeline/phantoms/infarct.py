@@ -416,3 +416,18 @@ def circuit(infarct_map: InfarctMap, stride: int = 2) -> dict:
         else:
             result["scenarios"][name] = {"cv_mm_per_ms": speeds, "times_ms": entry}
     return result
+
+
+def distance_to_centreline_mm(point_mm, centreline_mm) -> float:
+    """Shortest distance (mm) from a point to a polyline such as ``truth.json``'s isthmus
+    ``centerline_mm`` (scanner mm): how the must-shows judge whether a VT's exit, a slow
+    segment or a lesion lies on the designed isthmus."""
+    points = np.asarray(centreline_mm, dtype=float)
+    p = np.asarray(point_mm, dtype=float)
+    if len(points) == 1:
+        return float(np.linalg.norm(points[0] - p))
+    a, b = points[:-1], points[1:]
+    ab = b - a
+    length2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
+    t = np.clip(np.einsum("ij,ij->i", p - a, ab) / length2, 0.0, 1.0)
+    return float(np.min(np.linalg.norm(a + t[:, None] * ab - p, axis=1)))

@@ -342,3 +342,15 @@ def test_unknown_kind_and_variant_are_refused():
         make_phantom("rv-infarct", 1)
     with pytest.raises(PhantomError, match="unknown scar variant"):
         make_phantom("lv-infarct", 1, variant="patchy", acquisition=QUICK)
+
+
+def test_distance_to_the_isthmus_centreline_is_point_to_polyline():
+    from cardiotwin.pipeline.phantoms.infarct import distance_to_centreline_mm
+
+    # an L of two 10 mm legs: beside a leg (3 mm off), past an end (a 3-4-5 triangle),
+    # at the corner's outside (equal to the corner distance), on the line (0)
+    line = [[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [10.0, 10.0, 0.0]]
+    assert distance_to_centreline_mm([5.0, 3.0, 0.0], line) == pytest.approx(3.0)
+    assert distance_to_centreline_mm([-3.0, 0.0, 4.0], line) == pytest.approx(5.0)
+    assert distance_to_centreline_mm([12.0, -2.0, 0.0], line) == pytest.approx(8**0.5)
+    assert distance_to_centreline_mm([10.0, 6.0, 0.0], line) == 0.0
