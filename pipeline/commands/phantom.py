@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-log = logging.getLogger("cardiotwin.pipeline.phantom")
+log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

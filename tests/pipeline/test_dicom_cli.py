@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from cardiotwin.pipeline.cli import main
 from cardiotwin.pipeline.images import load_nifti
-from cardiotwin.pipeline.phantom import Acquisition, make_phantom, write_phantom
+from cardiotwin.pipeline.phantoms import Acquisition, make_phantom, write_phantom
 
 PLANTED = {
     "PatientName": "Doe^Jane",

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cardiotwin.pipeline import phantom
+from cardiotwin.pipeline import phantoms as phantom
 from cardiotwin.pipeline.cli import main
 from cardiotwin.pipeline.images import load_nifti
-from cardiotwin.pipeline.phantom import Acquisition, PhantomError, make_phantom
+from cardiotwin.pipeline.phantoms import Acquisition, PhantomError, make_phantom, output
 from cardiotwin.pipeline.phantoms import infarct as infarct_module
-from cardiotwin.pipeline.phantoms import output
 from cardiotwin.pipeline.segmentation.metrics import centreline_labels, dense_pieces
 
 # Coarse anatomy sub-voxels keep the module fast; the shipped samples use 0.5 mm.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from cardiotwin.pipeline.phantom import Acquisition, make_phantom
+from cardiotwin.pipeline.phantoms import Acquisition, make_phantom
 from cardiotwin.pipeline.segmentation import DEFAULTS, qc, segment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ import pytest
 
 from cardiotwin.pipeline.cli import main
 from cardiotwin.pipeline.images import ImageError, ImageVolume, load_nifti, save_nifti
-from cardiotwin.pipeline.phantom import Acquisition, make_phantom, write_phantom
+from cardiotwin.pipeline.phantoms import Acquisition, make_phantom, write_phantom
 from cardiotwin.pipeline.segment import (
     DEFAULTS,
     SegmentationError,

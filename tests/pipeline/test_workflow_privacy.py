@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 from test_dicom_cli import PLANTED_STRINGS, write_series
 from test_workflow import ROOT, TEST_SETTINGS
 
-from cardiotwin.pipeline.phantom import Acquisition, make_phantom, write_phantom
+from cardiotwin.pipeline.phantoms import Acquisition, make_phantom, write_phantom
 
 pytestmark = pytest.mark.slow
 
