@@ -6,9 +6,10 @@ coordinates, fibres, AHA pacing sites) → ``induce``.
 
 Ventricles (lv-infarct, lv-healthy) and atria (la-fibrosis at 8 % and 35 % fibrosis).
 Tissue: Mitchell–Schaeffer with its published time constants (APD90 ~285 ms at 1 Hz) is the
-fast model for CI, calibrated like TP06 to 0.6 / 0.22 m/s; its border zone has τ_in × 2.6
-(the upstroke weakened as by g_Na × 0.38) and τ_close × 1.1 (APD +10 %, as TP06's border zone
-gains at 600 ms: 325 vs 296 ms), σ across the fibres × 0.1. The full-fidelity runs (TP06,
+fast model for CI, calibrated like TP06 to 0.6 / 0.22 m/s; its border zone is fitted to TP06's
+(configs/demo.yaml, tests/pipeline/test_fast_tissue.py): τ_in × 1.7 (CV along the fibres
+× 0.77), τ_close × 1.77 (APD +10 %, as TP06's border zone at 600 ms: 325 vs 296 ms), τ_open
+× 1.5 (ERP +55 ms), σ across the fibres × 0.1. The full-fidelity runs (TP06,
 ≤ 0.5 mm) are benchmarks (benchmarks/README.md, "Induction").
 """
 
@@ -39,7 +40,7 @@ PHANTOM_TISSUE = {
                     "tag": 2,
                     "sigma_scale": [1.0, 0.1],
                     "relative_to": "healthy",
-                    "parameter_scale": {"tau_in": 2.6, "tau_close": 1.1},
+                    "parameter_scale": {"tau_in": 1.7, "tau_close": 1.77, "tau_open": 1.5},
                 },
                 "dense_scar": {"tag": 3, "conducting": False},
                 "lesion": {"tag": 4, "conducting": False},

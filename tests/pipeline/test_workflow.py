@@ -26,7 +26,7 @@ HEADER = "case_id\tkind\tlge\twall\tblood\n"
 DEMO_TISSUE = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["tissue"]
 #: the smallest work that still goes through every stage: a coarse mesh, the fast
 #: Mitchell-Schaeffer tissue of the demo and the phantom must-shows (published time constants,
-#: border zone tau_in x 2.6, tau_close x 1.1, sigma across the fibres x 0.1),
+#: border zone fitted to TP06's, sigma across the fibres x 0.1),
 #: one pacing site (AHA-1: basal anterior, healthy in both samples) and one S2 coupling
 #: interval (360 ms: above Mitchell-Schaeffer's ERP after 600 ms pacing, so it captures)
 TINY = {
