@@ -34,6 +34,18 @@ Output: ``fibres`` (unit fibre direction) and ``sheets`` (unit sheet direction: 
 transmural direction e2, turned by β about the fibre; openCARP's second ``.lon`` vector) per
 element.
 
+**Border zone along the scar** (:func:`scar_border_fibres`, ventricles, on by default:
+``anatomy.border_zone_fibres``): in border-zone elements within ``reach_mm`` of dense scar the
+fibre is turned into the wall's plane *along* the scar's border (perpendicular to the
+direction towards the nearest scar and to the transmural direction). Surviving myocyte bundles
+in healed infarcts run in parallel strands along the channels between scar (de Bakker et al.
+1988, Circulation 77:589; 1993, Circulation 88:915), so a channel conducts along its length.
+With the rule-based fibres alone a channel running apex to base lies across the circumferential
+mid-wall fibres, and with the border zone's σ across the fibres × 0.1 it is a near-block line
+(0.03 m/s, ``benchmarks/RESULTS.md``) whatever its width. The direction is the principal axis
+of the structure tensor of ∇(distance to scar), averaged over each element's neighbours, so
+it is defined on a channel's midline too, where the two lobes' gradients cancel.
+
 **Atria**: a simple documented rule from the atrial coordinates, not a published atlas. The
 fibre runs along the iso-lines of ``valve_vein`` (the Laplace field 0 on the valve rim, 1 on
 the vein rims) in the wall's tangent plane: fibre = e_t × ∇(valve_vein) with e_t the
@@ -295,3 +307,62 @@ def atrial_fibres(mesh: Mesh, fields: AtrialFields | None = None) -> FibreResult
         frames, _ = axis_frame(np.tile([0.0, 0.0, 1.0], (int(bad.sum()), 1)), transmural[bad])
         fibres[bad] = frames[:, :, 0]
     return FibreResult(fibres, transmural, int(bad.sum()))
+
+
+# --- border zone: fibres along the scar's border --------------------------------------------
+
+
+def scar_border_fibres(
+    mesh: Mesh,
+    fibres: np.ndarray,
+    sheets: np.ndarray,
+    *,
+    border_tags: tuple[int, ...],
+    scar_tags: tuple[int, ...],
+    reach_mm: float,
+) -> tuple[np.ndarray, int]:
+    """Fibres of border-zone elements turned along the scar's border (module docstring).
+
+    ``border_tags`` / ``scar_tags``: element tags of the border zone and of the dense scar;
+    ``reach_mm``: border-zone elements whose centre lies within this distance of dense-scar
+    nodes are turned. ``sheets`` (the transmural direction) are unchanged: the new fibres
+    lie in their plane. Returns the new fibres and the number of elements turned.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.spatial import cKDTree
+
+    out = np.array(fibres, dtype=np.float64, copy=True)
+    scar = np.isin(mesh.region, scar_tags)
+    border = np.isin(mesh.region, border_tags)
+    if not scar.any() or not border.any():
+        return out, 0
+    scar_nodes = np.unique(mesh.tets[scar])
+    distance, _ = cKDTree(mesh.points_mm[scar_nodes]).query(mesh.points_mm)
+    grads, volumes = element_gradients(mesh.points_mm, mesh.tets)
+    g = gradient_per_element(grads, mesh.tets, distance)
+    s = np.asarray(sheets, dtype=np.float64)
+    s = s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-300)
+    g -= np.einsum("ij,ij->i", g, s)[:, None] * s  # in the wall's plane
+    # structure tensor g gᵀ (sign-free), volume-weighted over the elements around each node,
+    # then back to the elements: smooth across a channel's midline
+    tensor = (g[:, :, None] * g[:, None, :]).reshape(-1, 9)
+    m, n = mesh.n_elements, mesh.n_points
+    incidence = csr_matrix(
+        (np.repeat(np.abs(volumes), 4), (mesh.tets.ravel(), np.repeat(np.arange(m), 4))),
+        shape=(n, m),
+    )
+    weight = np.asarray(incidence.sum(axis=1)).ravel()
+    nodal = (incidence @ tensor) / np.maximum(weight, 1e-300)[:, None]
+    centre_distance = distance[mesh.tets].mean(axis=1)
+    chosen = np.nonzero(border & (centre_distance <= reach_mm))[0]
+    if chosen.size == 0:
+        return out, 0
+    smooth = nodal[mesh.tets[chosen]].mean(axis=1).reshape(-1, 3, 3)
+    values, vectors = np.linalg.eigh(smooth)
+    across = vectors[:, :, -1]  # towards / away from the nearest scar
+    along = np.cross(s[chosen], across)
+    norm = np.linalg.norm(along, axis=1)
+    # a clear direction only: the in-plane gradient dominates its cross-direction spread
+    clear = (norm > 0.5) & (values[:, -1] > 0.1) & (values[:, -1] > 2.0 * values[:, -2])
+    out[chosen[clear]] = along[clear] / norm[clear, None]
+    return out, int(np.count_nonzero(clear))

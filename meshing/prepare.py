@@ -38,9 +38,15 @@ from cardiotwin.meshing.coordinates import (
     split_endocardium,
     ventricular_coordinates,
 )
-from cardiotwin.meshing.fibres import FibreAngles, atrial_fibres, ventricular_fibres
+from cardiotwin.meshing.fibres import (
+    FibreAngles,
+    atrial_fibres,
+    scar_border_fibres,
+    ventricular_fibres,
+)
 from cardiotwin.meshing.mesh import Mesh, check_mesh
 from cardiotwin.meshing.sites import aha_segments, atrial_sites, ventricular_sites
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,8 @@ class AnatomySettings(Protocol):
     alpha_epi_deg: float
     beta_endo_deg: float
     beta_epi_deg: float
+    border_zone_fibres: str
+    border_zone_fibre_reach_mm: float
     site_placement: str
     site_radius_mm: float
     atrial_sites: int
@@ -195,7 +203,22 @@ def _prepare_ventricle(mesh: Mesh, config: AnatomySettings, report: PrepareRepor
     if mesh.fibres is None or mesh.sheets is None:
         result = ventricular_fibres(mesh, _fibre_angles(config), fields)
         report.degenerate_fibre_elements = result.degenerate_elements
-        _set_fibres(mesh, result.fibres, result.sheets, report)
+        fibres = result.fibres
+        if getattr(config, "border_zone_fibres", "scar_border") == "scar_border":
+            fibres, turned = scar_border_fibres(
+                mesh,
+                fibres,
+                result.sheets,
+                border_tags=(BORDER_ZONE,),
+                scar_tags=(DENSE_SCAR,),
+                reach_mm=getattr(config, "border_zone_fibre_reach_mm", 10.0),
+            )
+            if turned:
+                report.notes.append(
+                    f"{turned} border-zone elements: fibres along the dense scar's border "
+                    "(anatomy.border_zone_fibres)"
+                )
+        _set_fibres(mesh, fibres, result.sheets, report)
     else:
         report.kept.extend(["fibres", "sheets"])
     if any(n not in mesh.node_sets for n in site_names):

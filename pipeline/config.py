@@ -155,6 +155,15 @@ class AnatomyConfig(StrictModel):
     alpha_epi_deg: float = Field(-60.0, ge=-90, le=90, description="fibre helix angle, epi")
     beta_endo_deg: float = Field(0.0, ge=-90, le=90, description="sheet angle, endocardium")
     beta_epi_deg: float = Field(0.0, ge=-90, le=90, description="sheet angle, epicardium")
+    border_zone_fibres: Literal["scar_border", "rule"] = Field(
+        "scar_border",
+        description="ventricular border-zone fibres: 'scar_border' turns them along the dense "
+        "scar's border (surviving bundles run along the channels between scar, de Bakker "
+        "1988), 'rule' keeps the rule-based (Bayer) fibres",
+    )
+    border_zone_fibre_reach_mm: float = Field(
+        10.0, gt=0, le=50, description="border-zone elements this close to dense scar turn, mm"
+    )
     site_placement: Literal["endo", "midwall"] = Field(
         "endo", description="pacing site centres on the endocardium or at mid-wall"
     )

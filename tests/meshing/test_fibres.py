@@ -19,6 +19,7 @@ from cardiotwin.meshing.fibres import (
     bislerp,
     quaternion_to_rotation,
     rotation_to_quaternion,
+    scar_border_fibres,
     ventricular_fibres,
 )
 from cardiotwin.meshing.laplace import element_gradients, gradient_per_element
@@ -170,3 +171,65 @@ def test_atrial_fibres_run_along_the_valve_to_vein_isolines():
     tangent_ring = np.cross(valve_axis, radial[near_valve])
     tangent_ring /= np.linalg.norm(tangent_ring, axis=1, keepdims=True)
     assert np.median(np.abs(np.einsum("ij,ij->i", result.fibres[near_valve], tangent_ring))) > 0.95
+
+
+# --- border zone along the scar ---------------------------------------------------------------
+
+
+def _channel_slab():
+    """A 30 × 30 × 4 mm wall (z transmural): two dense-scar blocks (x < 10, x > 20 for
+    5 < y < 25) with a border-zone channel between them along y and a 2 mm border-zone rim;
+    rule fibres along x, i.e. across the channel, as circumferential fibres lie across a
+    channel running apex to base."""
+    from cardiotwin.meshing.mesh import box_mesh
+    from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
+
+    mesh = box_mesh((30.0, 30.0, 4.0), 1.0)
+    c = mesh.element_centres_mm()
+    lobes = (c[:, 1] > 5) & (c[:, 1] < 25) & ((c[:, 0] < 10) | (c[:, 0] > 20))
+    rim = (c[:, 1] > 3) & (c[:, 1] < 27) & ~lobes
+    mesh.region[rim] = BORDER_ZONE
+    mesh.region[lobes] = DENSE_SCAR
+    fibres = np.tile([1.0, 0.0, 0.0], (mesh.n_elements, 1))
+    sheets = np.tile([0.0, 0.0, 1.0], (mesh.n_elements, 1))
+    return mesh, fibres, sheets, c
+
+
+def test_border_zone_fibres_run_along_the_channel_between_scar():
+    from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
+
+    mesh, fibres, sheets, c = _channel_slab()
+    turned, count = scar_border_fibres(
+        mesh, fibres, sheets, border_tags=(BORDER_ZONE,), scar_tags=(DENSE_SCAR,), reach_mm=10.0
+    )
+    channel = (
+        (mesh.region == BORDER_ZONE) & (np.abs(c[:, 0] - 15) < 4.5) & (np.abs(c[:, 1] - 15) < 8)
+    )
+    # along y (the channel), in the wall's plane, unit; on the midline too
+    assert np.all(np.abs(turned[channel, 1]) > 0.95)
+    np.testing.assert_allclose(turned[:, 2], 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(turned, axis=1), 1.0, atol=1e-12)
+    midline = channel & (np.abs(c[:, 0] - 15) < 1.0)
+    assert midline.any() and np.all(np.abs(turned[midline, 1]) > 0.95)
+    # the rim beside a lobe's straight edge (y just above 25) runs along that edge: x
+    above = (mesh.region == BORDER_ZONE) & (c[:, 1] > 25) & (np.abs(c[:, 0] - 5) < 3)
+    assert above.any() and np.all(np.abs(turned[above, 0]) > 0.95)
+    # healthy and scar elements keep their fibres; only border zone turned
+    others = mesh.region != BORDER_ZONE
+    np.testing.assert_array_equal(turned[others], fibres[others])
+    assert 0 < count <= np.count_nonzero(mesh.region == BORDER_ZONE)
+
+
+def test_border_zone_fibres_unchanged_without_scar_or_out_of_reach():
+    from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY
+
+    mesh, fibres, sheets, c = _channel_slab()
+    turned, count = scar_border_fibres(
+        mesh, fibres, sheets, border_tags=(BORDER_ZONE,), scar_tags=(DENSE_SCAR,), reach_mm=0.1
+    )
+    assert count == 0 and np.array_equal(turned, fibres)
+    mesh.region[mesh.region == DENSE_SCAR] = HEALTHY
+    turned, count = scar_border_fibres(
+        mesh, fibres, sheets, border_tags=(BORDER_ZONE,), scar_tags=(DENSE_SCAR,), reach_mm=10.0
+    )
+    assert count == 0 and np.array_equal(turned, fibres)
