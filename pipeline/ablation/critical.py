@@ -4,6 +4,30 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
 :class:`Circuit`) and the tissue (:class:`~.graph.TissueGraph`). Method
 (:func:`find_critical_site`):
 
+0. **A protected isthmus first.** A scar-related circuit spends part of its cycle in a
+   narrow channel of surviving tissue while the rest of the heart is silent: its
+   *diastolic* pathway (mid-diastolic potentials mark the isthmus in clinical activation
+   and entrainment mapping; Stevenson et al. 1993, de Chillou et al. 2002). The map's
+   activated volume per ``DIASTOLE_BIN_MS`` (smoothed over ``DIASTOLE_SMOOTH_MS``) is
+   found; the longest stretch of the cycle where it stays below ``DIASTOLE_RATE`` of its
+   median, when it lasts at least ``DIASTOLE_MIN_FRACTION`` of the cycle, is the diastole.
+   The tissue activated in it (its largest connected piece) is the pathway, and its node
+   activated nearest mid-diastole is where the wave is protected. There the *corridor*
+   is cut (:func:`corridor_transect`): within ``TRANSECT_RADII_MM`` of that node, the
+   minimum vertex cut of all conducting tissue (activated in this cycle or not: both
+   limbs of a loop inside one channel, and tissue the wave may use once the circuit is
+   changed) between the ball's surface ahead of and behind the node along the corridor.
+   The corridor's direction is the one along which the distance to non-conducting tissue
+   varies least (the structure tensor of its gradient, in the plane of the wall, whose
+   normal is the direction in which the tissue around is thinnest): along the channel
+   between two scars. A transect that reaches the
+   ball's edge is not closed by obstacles there, and the steps below are used instead,
+   as they are for circuits without a diastole (a rotor, macro-re-entry in healthy
+   tissue). The cut of the circuit at its own wave front (step 1) is not used first on
+   scar maps because, on meshes that resolve slow border-zone conduction coarsely, the
+   front ends in small pockets activated late by one-edge crawls; the cheapest cut then
+   closes a pocket beside the circuit instead of crossing it (seen on the sample
+   patient's 2 mm mesh: a 7-node cut 9 mm off the isthmus, and the VT survived it).
 1. **Open the circuit.** A re-entrant cycle has no start: its one-cycle map jumps from ≈ CL
    back to ≈ 0 across the wave front at the cut time (the *wrap*). Edges of the tissue graph
    whose ends activate more than 0.75·CL apart (0.5·CL where the front crosses very slow
@@ -69,6 +93,19 @@ from cardiotwin.solvers.fem import element_gradients
 #: the border zone), 0.5, the least a wrap can differ by (the delay across the edge, CL − gap,
 #: is then below half a cycle)
 FRONT_FRACTIONS = (0.75, 0.5)
+#: diastole (step 0): activated volume counted per bin of this, ms, ...
+DIASTOLE_BIN_MS = 5.0
+#: ... smoothed (circular moving mean) over this, ms; ...
+DIASTOLE_SMOOTH_MS = 35.0
+#: ... below this fraction of its median rate ...
+DIASTOLE_RATE = 0.1
+#: ... for at least this fraction of the cycle
+DIASTOLE_MIN_FRACTION = 0.1
+#: radii of the ball around mid-diastole within which the corridor is cut, mm (the first
+#: that gives a transect closed by obstacles wins)
+TRANSECT_RADII_MM = (15.0, 10.0)
+#: the corridor's direction: from non-conducting tissue within this of the node, mm
+CORRIDOR_REACH_MM = 6.0
 #: integer resolution of the node costs in the flow network (scipy needs integers)
 COST_LEVELS = 10_000
 #: capacity of the unbounded arcs (above any cut: COST_LEVELS × nodes stays far below it for
@@ -108,7 +145,7 @@ class CriticalSite:
     """Where a circuit must be cut (tissue-node indices of :attr:`graph`); see module doc."""
 
     circuit_id: int
-    mechanism: str  # "re-entry", "exit" (no front in the map) or "focal"
+    mechanism: str  # "isthmus", "re-entry", "exit" (no front in the map) or "focal"
     reachable: bool
     note: str
     nodes: np.ndarray  # cut + extension: every node the lesion must remove
@@ -193,6 +230,122 @@ def minimum_vertex_cut(
     return np.nonzero(reached[:n] & ~reached[n : 2 * n])[0]
 
 
+@dataclass(frozen=True)
+class Diastole:
+    """The diastolic pathway of a map (module docstring, step 0): its stretch of the cycle
+    (``start_ms``, ``length_ms``), the share of the tissue volume activated in it, its
+    tissue nodes (largest connected piece) and the node activated nearest mid-diastole."""
+
+    start_ms: float
+    length_ms: float
+    volume_fraction: float
+    nodes: np.ndarray
+    centre: int
+
+
+def diastolic_pathway(graph: TissueGraph, t: np.ndarray, cycle_ms: float) -> Diastole | None:
+    """The diastole of map ``t`` (tissue-node ms, 0 ≤ t < ``cycle_ms``, NaN: not activated)
+    or None when the map has none (module docstring, step 0)."""
+    active = np.isfinite(t)
+    if not active.any():
+        return None
+    bins = max(int(np.ceil(cycle_ms / DIASTOLE_BIN_MS)), 3)
+    which = np.minimum((t[active] / cycle_ms * bins).astype(np.int64), bins - 1)
+    rate = np.bincount(which, weights=graph.volume_mm3[active], minlength=bins)
+    half = int(round(DIASTOLE_SMOOTH_MS / DIASTOLE_BIN_MS)) // 2
+    window = np.arange(-half, half + 1)
+    smooth = rate[(np.arange(bins)[:, None] + window[None, :]) % bins].mean(axis=1)
+    median = float(np.median(smooth))
+    low = smooth < DIASTOLE_RATE * median
+    if median <= 0 or not low.any() or low.all():
+        return None
+    # the longest circular run of quiet bins: start after a busy bin
+    begin = int(np.nonzero(~low)[0][-1]) + 1
+    rolled = np.roll(low, -begin)
+    best_len, best_start, run = 0, 0, 0
+    for k, quiet in enumerate(rolled):
+        run = run + 1 if quiet else 0
+        if run > best_len:
+            best_len, best_start = run, k - run + 1
+    bin_ms = cycle_ms / bins
+    length = best_len * bin_ms
+    if length < DIASTOLE_MIN_FRACTION * cycle_ms:
+        return None
+    start = ((best_start + begin) % bins) * bin_ms
+    phase = np.where(active, (np.nan_to_num(t) - start) % cycle_ms, np.inf)
+    inside = np.nonzero(phase < length)[0]
+    if inside.size == 0:
+        return None
+    link = graph.adjacency()[inside][:, inside]
+    _, label = connected_components(link, directed=False)
+    weight = np.bincount(label, weights=graph.volume_mm3[inside])
+    nodes = inside[label == np.argmax(weight)]
+    centre = int(nodes[np.argmin(np.abs(phase[nodes] - 0.5 * length))])
+    total = float(graph.volume_mm3[active].sum())
+    return Diastole(
+        start_ms=start,
+        length_ms=length,
+        volume_fraction=float(graph.volume_mm3[inside].sum()) / total,
+        nodes=nodes,
+        centre=centre,
+    )
+
+
+def corridor_axis(graph: TissueGraph, centre: int) -> np.ndarray | None:
+    """Unit direction of the conducting corridor at tissue node ``centre``: the direction in
+    which the distance to non-conducting tissue varies least (smallest eigenvector of its
+    gradient's structure tensor over the elements within ``CORRIDOR_REACH_MM``), in the
+    wall's plane (normal: the direction in which the tissue within the largest transect
+    radius is thinnest). None without non-conducting tissue."""
+    mesh = graph.mesh
+    blocked = mesh.tets[~graph.conducting]
+    if blocked.size == 0:
+        return None
+    walls = mesh.points_mm[np.unique(blocked)]
+    tets = graph.local[mesh.tets[graph.conducting]]
+    where = graph.points_mm[centre]
+    near = np.linalg.norm(graph.points_mm[tets].mean(axis=1) - where, axis=1)
+    near = near <= CORRIDOR_REACH_MM
+    if not near.any():
+        return None
+    local = tets[near]
+    distance = cKDTree(walls).query(graph.points_mm)[0]
+    grads, volumes = element_gradients(graph.points_mm, local)
+    g = np.einsum("eik,ei->ek", grads, distance[local])
+    tensor = np.einsum("e,ei,ej->ij", np.abs(volumes), g, g)
+    # the wall's normal: the direction in which the tissue around is thinnest
+    around = graph.points_mm[
+        np.linalg.norm(graph.points_mm - where, axis=1) <= max(TRANSECT_RADII_MM)
+    ]
+    normal = np.linalg.svd(around - around.mean(axis=0), full_matrices=False)[2][-1]
+    basis = np.linalg.svd(np.eye(3) - np.outer(normal, normal))[0][:, :2]
+    axis = basis @ np.linalg.eigh(basis.T @ tensor @ basis)[1][:, 0]
+    return axis / np.linalg.norm(axis)
+
+
+def corridor_transect(
+    graph: TissueGraph, cost: np.ndarray, centre: int, axis: np.ndarray, radius_mm: float
+) -> np.ndarray | None:
+    """Minimum vertex cut of the conducting tissue within ``radius_mm`` of tissue node
+    ``centre`` between the ball's surface ahead of and behind it along ``axis``; None when
+    the cut reaches the ball's surface (the corridor is not closed by obstacles there) or
+    the ball has no surface on one side."""
+    points = graph.points_mm
+    inside = np.linalg.norm(points - points[centre], axis=1) <= radius_mm
+    i, j = graph.edges[:, 0], graph.edges[:, 1]
+    crossing = inside[i] != inside[j]
+    surface = np.unique(np.where(inside[i[crossing]], i[crossing], j[crossing]))
+    along = (points[surface] - points[centre]) @ axis
+    margin = 2.0 * graph.spacing_mm
+    sources, sinks = surface[along > margin], surface[along < -margin]
+    if sources.size == 0 or sinks.size == 0:
+        return None
+    cut = minimum_vertex_cut(graph, cost, sources, sinks, inside[i] & inside[j])
+    if cut.size == 0 or np.isin(cut, surface).any():
+        return None
+    return cut
+
+
 def _touch_clusters(
     graph: TissueGraph, anchors: Anchors, nodes: np.ndarray, tolerance_mm: float
 ) -> list[tuple[int, np.ndarray]]:
@@ -269,6 +422,27 @@ def _interrupted(graph, circuit, sources, mechanism, cv_median) -> CriticalSite:
     )
 
 
+def _isthmus_cut(graph: TissueGraph, t: np.ndarray, cl: float, cost: np.ndarray):
+    """Step 0 of the module docstring: (transect, note) or (None, "")."""
+    diastole = diastolic_pathway(graph, t, cl)
+    if diastole is None:
+        return None, ""
+    axis = corridor_axis(graph, diastole.centre)
+    if axis is None:
+        return None, ""
+    for radius in TRANSECT_RADII_MM:
+        cut = corridor_transect(graph, cost, diastole.centre, axis, radius)
+        if cut is not None:
+            note = (
+                f"diastolic pathway: for {diastole.length_ms:.0f} of the {cl:.0f} ms cycle "
+                f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
+                f"corridor is cut across within {radius:.0f} mm of where the wave is at "
+                "mid-diastole"
+            )
+            return cut, note
+    return None, ""
+
+
 def find_critical_site(
     graph: TissueGraph,
     anchors: Anchors,
@@ -300,7 +474,8 @@ def find_critical_site(
     cv_median = float(np.nanmedian(speed)) if np.isfinite(speed).any() else None
 
     sources = sinks = np.zeros(0, dtype=np.int64)
-    for fraction in FRONT_FRACTIONS:
+    cut, isthmus_note = _isthmus_cut(graph, t, cl, cost)
+    for fraction in FRONT_FRACTIONS if cut is None else ():
         front = both & (gap > fraction * cl)
         early = np.where(t[i] < t[j], i, j)[front]
         late = np.where(t[i] < t[j], j, i)[front]
@@ -309,7 +484,9 @@ def find_critical_site(
         sources, sinks = np.setdiff1d(sources, both_ends), np.setdiff1d(sinks, both_ends)
         if sources.size and sinks.size:
             break
-    if sources.size and sinks.size:
+    if cut is not None:
+        mechanism = "isthmus"
+    elif sources.size and sinks.size:
         mechanism = "re-entry"
         cut = minimum_vertex_cut(graph, cost, sources, sinks, ~front)
     else:
@@ -369,6 +546,8 @@ def find_critical_site(
                 break
         if reachable and extension > 0:
             note = f"cut extended {extension:.1f} mm through tissue to reach an anchor"
+        if mechanism == "isthmus":
+            note = f"{isthmus_note}; {note}" if note else isthmus_note
         if mechanism == "exit":
             hidden = (
                 "no wave front in the map (it runs through tissue that did not activate in "
@@ -392,6 +571,12 @@ def find_critical_site(
     else:
         near = np.linalg.norm(points - points.mean(axis=0), axis=1)
     centre = points[np.argmin(near)]
+    if mechanism == "isthmus":
+        # a transect's centre is its centroid, the middle of the channel, where it lies
+        # within one mesh spacing of the cut's nodes (a cut that bends round may not)
+        middle = points.mean(axis=0)
+        if np.linalg.norm(points - middle, axis=1).min() <= graph.spacing_mm:
+            centre = middle
     cut_volume = float(graph.volume_mm3[cut].sum())
     site_elements = np.any(np.isin(tets, cut), axis=1) & np.isfinite(speed)
     return CriticalSite(

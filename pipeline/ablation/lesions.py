@@ -100,9 +100,12 @@ def _element_reach_mm(graph: TissueGraph, nodes: np.ndarray) -> float:
     return float(d[np.isin(t, mesh_nodes)].max())
 
 
-def cover_points(graph: TissueGraph, nodes: np.ndarray, radius_mm: float) -> np.ndarray:
-    """(k, 3) centres (tissue node positions) of the fewest spheres found greedily whose
-    reach (``radius_mm`` less the element reach) covers every one of ``nodes``."""
+def cover_points(
+    graph: TissueGraph, nodes: np.ndarray, radius_mm: float, first_mm: np.ndarray | None = None
+) -> np.ndarray:
+    """(k, 3) centres of the fewest spheres found greedily whose reach (``radius_mm`` less
+    the element reach) covers every one of ``nodes``: ``first_mm`` first when given, then
+    tissue node positions."""
     nodes = np.unique(np.asarray(nodes, dtype=np.int64))
     if nodes.size == 0:
         raise LesionError("nothing to cover: the critical site has no tissue node")
@@ -117,13 +120,17 @@ def cover_points(graph: TissueGraph, nodes: np.ndarray, radius_mm: float) -> np.
     tree = cKDTree(points)
     covers = [np.asarray(c, dtype=np.int64) for c in tree.query_ball_point(points, reach)]
     uncovered = np.ones(nodes.size, dtype=bool)
+    first = []
+    if first_mm is not None:
+        first = [np.asarray(first_mm, dtype=np.float64).reshape(3)]
+        uncovered[np.asarray(tree.query_ball_point(first[0], reach), dtype=np.int64)] = False
     chosen = []
     while uncovered.any():
         gain = np.array([np.count_nonzero(uncovered[c]) for c in covers])
         best = int(np.argmax(gain))
         chosen.append(best)
         uncovered[covers[best]] = False
-    return points[chosen]
+    return np.vstack(first + [points[chosen]])
 
 
 def covered_nodes(graph: TissueGraph, lesion_set: LesionSet, nodes: np.ndarray) -> np.ndarray:
@@ -143,8 +150,9 @@ def covered_nodes(graph: TissueGraph, lesion_set: LesionSet, nodes: np.ndarray) 
 
 
 def plan_lesion(graph: TissueGraph, site: CriticalSite, radius_mm: float) -> LesionSet:
-    """Ablation points of ``radius_mm`` covering ``site``'s nodes, nearest its centre first."""
-    centres = cover_points(graph, site.nodes, radius_mm)
+    """Ablation points of ``radius_mm`` covering ``site``'s nodes: the first at its centre,
+    the others nearest it first."""
+    centres = cover_points(graph, site.nodes, radius_mm, first_mm=site.centre_mm)
     order = np.argsort(np.linalg.norm(centres - site.centre_mm, axis=1), kind="stable")
     points = [LesionPoint(c.copy(), radius_mm, [site.circuit_id]) for c in centres[order]]
     return LesionSet(

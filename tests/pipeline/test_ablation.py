@@ -29,7 +29,7 @@ from cardiotwin.pipeline.ablation import (
     plan_lesion,
     run_ablation,
 )
-from cardiotwin.pipeline.ablation.critical import CriticalSiteError
+from cardiotwin.pipeline.ablation.critical import CriticalSiteError, diastolic_pathway
 from cardiotwin.pipeline.ablation.inputs import InductionInputError, round_from_file
 from cardiotwin.pipeline.ablation.lesions import LesionError, pvi_lesions
 from cardiotwin.pipeline.cli import main
@@ -123,6 +123,65 @@ def test_of_two_equal_necks_the_border_zone_one_is_cut():
     cut = graph.points_mm[site.cut_nodes]
     assert np.all(np.abs(angles_deg(cut) - 250.0 + 360.0 * (angles_deg(cut) < 0)) < 10.0)
     assert site.border_zone_fraction > 0.5
+
+
+def crawl_map(mesh: Mesh, crawl_deg: float, crawl_fraction: float, wrap_deg: float = 0.0):
+    """Like :func:`rotating_map`, but the wave crawls through the 20° sector at ``crawl_deg``
+    for ``crawl_fraction`` of the cycle (slow conduction in a protected channel: the rest
+    of the tissue is silent meanwhile, a diastole) and runs round the other 340° in the
+    rest."""
+    theta = np.degrees(np.arctan2(mesh.points_mm[:, 1], mesh.points_mm[:, 0]))
+    grid = np.linspace(0.0, 360.0, 3601)  # degrees from the wrap
+    at = (grid + wrap_deg) % 360.0
+    in_sector = np.abs((at - crawl_deg + 180.0) % 360.0 - 180.0) < NECK_HALF_WIDTH_DEG
+    rate = np.where(in_sector, crawl_fraction / 20.0, (1.0 - crawl_fraction) / 340.0)
+    elapsed = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * np.diff(grid))])
+    return CL_MS * np.interp((theta - wrap_deg) % 360.0, grid, elapsed / elapsed[-1]) * (1.0 - 1e-9)
+
+
+@pytest.mark.parametrize("wrap_deg", [0.0, 100.0, 250.0])
+def test_a_circuit_with_a_diastole_is_cut_across_its_protected_channel(wrap_deg):
+    # the wave spends 40 % of the cycle crawling through the border-zone neck (100°) while
+    # nothing else activates: the diastolic pathway, cut across from the core to the bump
+    # wherever the map's cycle starts (even inside the neck)
+    mesh = ring(border_zone_neck=NECK_DEG)
+    graph, site = site_of(mesh, crawl_map(mesh, NECK_DEG, 0.4, wrap_deg))
+    assert site.mechanism == "isthmus" and site.reachable
+    assert "diastolic pathway" in site.note
+    cut = graph.points_mm[site.cut_nodes]
+    assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
+    r = np.hypot(cut[:, 0], cut[:, 1])
+    assert r.min() < R_IN_MM + 1.0 and r.max() > NECK_R_MM - 1.0
+    assert site.anchors == ["dense scar", "dense scar"]
+    # a transect, not a slab: about one layer of nodes along the channel
+    assert np.ptp(angles_deg(cut)) < 12.0
+
+
+def test_the_diastole_is_the_quiet_stretch_of_the_cycle_and_its_middle_is_in_the_channel():
+    mesh = ring(border_zone_neck=NECK_DEG)
+    graph = TissueGraph.of(mesh)
+    activation = crawl_map(mesh, NECK_DEG, 0.4, 0.0)
+    diastole = diastolic_pathway(graph, activation[graph.nodes], CL_MS)
+    # the crawl runs from 90° (t = 0.6 CL · 90/340) for 0.4 CL; smoothing over 35 ms eats
+    # up to half that at either end
+    crawl_start = CL_MS * 0.6 * 90.0 / 340.0
+    assert crawl_start - 5.0 <= diastole.start_ms <= crawl_start + 20.0
+    assert 0.4 * CL_MS - 40.0 <= diastole.length_ms <= 0.4 * CL_MS
+    centre = graph.points_mm[diastole.centre]
+    assert abs(angles_deg(centre[None])[0] - NECK_DEG) < 3.0
+    # without a crawl the wave turns at one speed: no diastole
+    assert diastolic_pathway(graph, rotating_map(mesh)[graph.nodes], CL_MS) is None
+
+
+def test_a_diastole_in_tissue_no_obstacle_closes_falls_back_to_the_circuit_cut():
+    # the crawl lies where the ring is wide open (280°: core to the sheet's edge, ~17 mm
+    # and more): a transect there would end in tissue, so the circuit's own cut is used
+    mesh = ring(r_out_mm=40.0)
+    graph, site = site_of(mesh, crawl_map(mesh, 280.0, 0.5, 0.0), border_zone_cost=1.0)
+    assert diastolic_pathway(graph, crawl_map(mesh, 280.0, 0.5)[graph.nodes], CL_MS)
+    assert site.mechanism == "re-entry"
+    cut = graph.points_mm[site.cut_nodes]
+    assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
 
 
 def open_sheet(block: bool, named_edge: bool) -> Mesh:

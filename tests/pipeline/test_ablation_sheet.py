@@ -100,7 +100,8 @@ def test_the_ablated_mesh_and_the_round_files(study):
     folder, _, ablation = study
     ablated = read_mesh(folder / "ablation" / "ablated.vtu")
     assert ablated.fingerprint() == ablation["ablated_mesh_fingerprint"]
-    assert ablated.volume_ml(LESION) == pytest.approx(ablation["total_volume_ml"], rel=1e-4)
+    # the JSON gives ml to 5 decimals
+    assert ablated.volume_ml(LESION) == pytest.approx(ablation["total_volume_ml"], abs=5.1e-6)
     assert read_mesh(folder / "sheet.vtu").fingerprint() == ablation["mesh_fingerprint"]
     round_one = json.loads((folder / "ablation" / "round-1-induction.json").read_text())
     assert round_one["mesh_fingerprint"] == ablated.fingerprint() and not round_one["inducible"]

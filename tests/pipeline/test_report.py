@@ -167,7 +167,11 @@ def _inducible_study(tmp_path) -> tuple[Path, Path, dict, dict]:
                          "vt_ids": [1], "line_ends_mm": [[8.0, -5.0, 20.0], [14.0, -3.0, 23.0]],
                          "anchors": ["dense scar", "dense scar"], "volume_ml": 0.31,
                          "points": [0]}],
-        "per_round": [], "controls": [],
+        "per_round": [{"round": 1, "targets": [{
+            "vt_id": 1, "mechanism": "isthmus", "reachable": True,
+            "note": "diastolic pathway: for 120 of the 412 ms cycle only 0.4 % of the tissue "
+                    "activates", "cv_site_m_per_s": 0.08, "cv_median_m_per_s": 0.31}]}],
+        "controls": [],
         "controls_summary": {"draws": 0, "placed": 0, "non_inducible_after": 0,
                              "volume_ml": None},
         "mesh_fingerprint": "m", "ablated_mesh": "ablated.vtu", "ablated_mesh_fingerprint": "a",
@@ -247,6 +251,11 @@ def test_report_states_the_induction_and_ablation(tmp_path):
     assert "11.0, -4.0, 21.5" in text  # the lesion centre, scanner mm
     assert "8.0, -5.0, 20.0" in text and "14.0, -3.0, 23.0" in text  # the line's ends
     assert "after ablation the model is non-inducible" in text
+    # how the target was found, from the round's targets
+    assert (
+        "round 1, VT 1 (isthmus; conduction there 0.08 m/s against 0.31 m/s in the circuit): "
+        "diastolic pathway: for 120 of the 412 ms cycle only 0.4 % of the tissue activates"
+    ) in text
     assert "Nothing to ablate" not in text
     # montage, 3-D scar, the bullseye drawn from the sites' outcomes, the VT's activation map
     # and the lesions on the ablated mesh
