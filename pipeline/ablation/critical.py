@@ -309,7 +309,9 @@ def corridor_axis(graph: TissueGraph, centre: int) -> np.ndarray | None:
     if not near.any():
         return None
     local = tets[near]
-    distance = cKDTree(walls).query(graph.points_mm)[0]
+    distance = np.zeros(graph.n)
+    used = np.unique(local)
+    distance[used] = cKDTree(walls).query(graph.points_mm[used])[0]
     grads, volumes = element_gradients(graph.points_mm, local)
     g = np.einsum("eik,ei->ek", grads, distance[local])
     tensor = np.einsum("e,ei,ej->ij", np.abs(volumes), g, g)
