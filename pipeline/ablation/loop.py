@@ -165,13 +165,13 @@ def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
     """Critical sites of ``circuits`` and their lesion lines. A circuit whose site the lines
     planned so far already cover (the same circuit turning the other way, a second VT
     through the same isthmus) adds its id to those lines instead of a new one; a partly
-    covered site gets points for the rest only."""
+    covered site gets points for the rest only. Lines across protected isthmuses come
+    first."""
     graph = TissueGraph.of(mesh)
     anchor_set = anchors(graph)
     radius = config.lesion_radius_mm
-    sites, sets = [], []
-    for circuit in circuits:
-        site = find_critical_site(
+    sites = [
+        find_critical_site(
             graph,
             anchor_set,
             circuit,
@@ -179,7 +179,13 @@ def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
             anchors_per_line=config.anchors_per_line,
             radius_mm=radius,
         )
-        sites.append(site)
+        for circuit in circuits
+    ]
+    # protected isthmuses first (the classic target of scar-related VT ablation), then
+    # the other circuits' cuts, each group in VT order
+    order = sorted(range(len(sites)), key=lambda k: sites[k].mechanism != "isthmus")
+    sets = []
+    for site, circuit in ((sites[k], circuits[k]) for k in order):
         if not site.reachable:
             log.warning("VT %d: %s", circuit.id, site.note)
             continue
@@ -194,6 +200,9 @@ def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
         if covered.all():
             continue
         rest = replace(site, nodes=site.nodes[~covered])
+        if covered.any():  # the first point: the uncovered node nearest the site's centre
+            left = graph.points_mm[rest.nodes]
+            rest.centre_mm = left[np.argmin(np.linalg.norm(left - site.centre_mm, axis=1))]
         sets.append(plan_lesion(graph, rest, radius))
     return graph, sites, sets
 

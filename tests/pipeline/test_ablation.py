@@ -184,6 +184,23 @@ def test_a_diastole_in_tissue_no_obstacle_closes_falls_back_to_the_circuit_cut()
     assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
 
 
+def test_lines_across_protected_isthmuses_come_first():
+    # VT 1 turns at one speed (its cut: the border-zone neck at 250°), VT 2 crawls through
+    # the healthy neck at 100° (a diastole): VT 2's transect is the first line
+    from cardiotwin.pipeline.ablation.loop import _targets
+
+    mesh = ring(second_neck_deg=250.0, border_zone_neck=250.0)
+    circuits = [
+        Circuit(1, CL_MS, rotating_map(mesh)),
+        Circuit(2, CL_MS, crawl_map(mesh, NECK_DEG, 0.4)),
+    ]
+    _, sites, sets = _targets(mesh, circuits, AblationConfig(lesion_radius_mm=3.0))
+    assert [s.mechanism for s in sites] == ["re-entry", "isthmus"]
+    assert [s.vt_ids for s in sets] == [[2], [1]]
+    first = np.array([sets[0].points[0].centre_mm])
+    assert abs(angles_deg(first)[0] - NECK_DEG) < NECK_HALF_WIDTH_DEG
+
+
 def open_sheet(block: bool, named_edge: bool) -> Mesh:
     """A 40 x 30 x 1 mm sheet; optionally a 4 mm scar block at x 25-29, y 13-17 and its
     lateral faces named as an opening ('edge'; top and bottom faces are 'endo'/'epi')."""
