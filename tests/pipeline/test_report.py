@@ -167,7 +167,7 @@ def _inducible_study(tmp_path) -> tuple[Path, Path, dict, dict]:
                          "vt_ids": [1], "line_ends_mm": [[8.0, -5.0, 20.0], [14.0, -3.0, 23.0]],
                          "anchors": ["dense scar", "dense scar"], "volume_ml": 0.31,
                          "points": [0]}],
-        "per_round": [{"round": 1, "targets": [{
+        "per_round": [{"round": 0, "induction": {"inducible": True}}, {"round": 1, "targets": [{
             "vt_id": 1, "mechanism": "isthmus", "reachable": True,
             "note": "diastolic pathway: for 120 of the 412 ms cycle only 0.4 % of the tissue "
                     "activates", "cv_site_m_per_s": 0.08, "cv_median_m_per_s": 0.31}]}],
