@@ -83,6 +83,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components, maximum_flow
 from scipy.spatial import cKDTree
 
+from cardiotwin.meshing.laplace import gradient_per_element
 from cardiotwin.pipeline.ablation.graph import Anchors, TissueGraph
 from cardiotwin.solvers.fem import element_gradients
 
@@ -313,7 +314,7 @@ def corridor_axis(graph: TissueGraph, centre: int) -> np.ndarray | None:
     used = np.unique(local)
     distance[used] = cKDTree(walls).query(graph.points_mm[used])[0]
     grads, volumes = element_gradients(graph.points_mm, local)
-    g = np.einsum("eik,ei->ek", grads, distance[local])
+    g = gradient_per_element(grads, local, distance)
     tensor = np.einsum("e,ei,ej->ij", np.abs(volumes), g, g)
     # the wall's normal: the direction in which the tissue around is thinnest
     around = graph.points_mm[
