@@ -20,8 +20,12 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
    The corridor's direction is the one along which the distance to non-conducting tissue
    varies least (the structure tensor of its gradient, in the plane of the wall, whose
    normal is the direction in which the tissue around is thinnest): along the channel
-   between two scars. A transect that reaches the
-   ball's edge is not closed by obstacles there, and the steps below are used instead,
+   between two scars. A transect that reaches the ball's edge is not closed by obstacles
+   there, and one that touches obstacles at fewer than two separate places is not a
+   channel's cross-section (a node squeezed between scar and a pocket of block); then
+   the other tissue activated in the diastole is tried, nearest mid-diastole first (at
+   most ``DIASTOLE_TRIES`` nodes: mid-diastole can lie just beyond a channel's end, where
+   the wave leaves it). When none gives a closed transect, the steps below are used,
    as they are for circuits without a diastole (a rotor, macro-re-entry in healthy
    tissue). The cut of the circuit at its own wave front (step 1) is not used first on
    scar maps because, on meshes that resolve slow border-zone conduction coarsely, the
@@ -102,6 +106,8 @@ DIASTOLE_SMOOTH_MS = 35.0
 DIASTOLE_RATE = 0.1
 #: ... for at least this fraction of the cycle
 DIASTOLE_MIN_FRACTION = 0.1
+#: at most this many diastolic nodes are tried as the transect's centre (step 0)
+DIASTOLE_TRIES = 40
 #: radii of the ball around mid-diastole within which the corridor is cut, mm (the first
 #: that gives a transect closed by obstacles wins)
 TRANSECT_RADII_MM = (15.0, 10.0)
@@ -425,25 +431,61 @@ def _interrupted(graph, circuit, sources, mechanism, cv_median) -> CriticalSite:
     )
 
 
-def _isthmus_cut(graph: TissueGraph, t: np.ndarray, cl: float, cost: np.ndarray):
-    """Step 0 of the module docstring: (transect, note) or (None, "")."""
+def _isthmus_cut(graph: TissueGraph, anchors: Anchors, t: np.ndarray, cl: float, cost: np.ndarray):
+    """Step 0 of the module docstring: (transect, note) or (None, ""). A transect counts when
+    it is closed within its ball and touches obstacles at two separate places (a channel's
+    two walls; a node or two squeezed between one obstacle and a pocket of block is not a
+    channel)."""
     diastole = diastolic_pathway(graph, t, cl)
     if diastole is None:
         return None, ""
-    axis = corridor_axis(graph, diastole.centre)
-    if axis is None:
-        return None, ""
-    for radius in TRANSECT_RADII_MM:
-        cut = corridor_transect(graph, cost, diastole.centre, axis, radius)
-        if cut is not None:
-            note = (
-                f"diastolic pathway: for {diastole.length_ms:.0f} of the {cl:.0f} ms cycle "
-                f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
-                f"corridor is cut across within {radius:.0f} mm of where the wave is at "
-                "mid-diastole"
+    for k, centre in enumerate(_diastolic_candidates(t, cl, diastole)):
+        axis = corridor_axis(graph, centre)
+        if axis is None:
+            continue
+        for radius in TRANSECT_RADII_MM:
+            cut = corridor_transect(graph, cost, centre, axis, radius)
+            walls = (
+                _touch_clusters(graph, anchors, cut, max(graph.max_edge_mm, 1e-9))
+                if cut is not None
+                else []
             )
-            return cut, note
+            if len(walls) >= 2:
+                where = (
+                    "where the wave is at mid-diastole"
+                    if k == 0
+                    else f"{abs(_phase_from_mid(t[centre], cl, diastole)):.0f} ms from "
+                    "mid-diastole (nearer it the corridor is not closed by obstacles)"
+                )
+                note = (
+                    f"diastolic pathway: for {diastole.length_ms:.0f} of the {cl:.0f} ms cycle "
+                    f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
+                    f"corridor is cut across within {radius:.0f} mm of {where}"
+                )
+                return cut, note
     return None, ""
+
+
+def _phase_from_mid(t, cl: float, diastole: Diastole):
+    """Activation time(s) ``t`` relative to mid-diastole, ms in [−CL/2, CL/2)."""
+    mid = diastole.start_ms + 0.5 * diastole.length_ms
+    return (np.asarray(t) - mid + 0.5 * cl) % cl - 0.5 * cl
+
+
+def _diastolic_candidates(t: np.ndarray, cl: float, diastole: Diastole) -> list[int]:
+    """Where to try the corridor transect: the node at mid-diastole first, then every tissue
+    node activated in the diastole (not only its largest piece: the wave can be hidden
+    between pieces in tissue slower than the map resolves), nearest mid-diastole first, at
+    most ``DIASTOLE_TRIES`` of them spread evenly along that order. On the sample patient's
+    mesh with the default 2 s observation, mid-diastole of one VT lies 5 mm beyond the
+    channel's apical end, where no transect is closed, while the channel's own
+    diastolic nodes come later in the order."""
+    inside = np.isfinite(t) & ((np.nan_to_num(t) - diastole.start_ms) % cl < diastole.length_ms)
+    nodes = np.nonzero(inside)[0]
+    nodes = nodes[np.argsort(np.abs(_phase_from_mid(t[nodes], cl, diastole)), kind="stable")]
+    step = max(1, int(np.ceil(nodes.size / DIASTOLE_TRIES)))
+    ordered = [diastole.centre] + [int(n) for n in nodes[::step] if n != diastole.centre]
+    return ordered[: DIASTOLE_TRIES + 1]
 
 
 def find_critical_site(
@@ -477,7 +519,7 @@ def find_critical_site(
     cv_median = float(np.nanmedian(speed)) if np.isfinite(speed).any() else None
 
     sources = sinks = np.zeros(0, dtype=np.int64)
-    cut, isthmus_note = _isthmus_cut(graph, t, cl, cost)
+    cut, isthmus_note = _isthmus_cut(graph, anchors, t, cl, cost)
     for fraction in FRONT_FRACTIONS if cut is None else ():
         front = both & (gap > fraction * cl)
         early = np.where(t[i] < t[j], i, j)[front]

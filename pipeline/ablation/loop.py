@@ -161,12 +161,19 @@ def _unpaced_note(induction: InductionRound, before: set[str]) -> str:
     )  # fmt: skip
 
 
+#: the note of a circuit left for the next round because this one cuts an isthmus
+DEFERRED = (
+    "not targeted in this round: a protected isthmus was found, and its line comes first "
+    "(this circuit may run through it; the re-induction tells)"
+)
+
+
 def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
     """Critical sites of ``circuits`` and their lesion lines. A circuit whose site the lines
     planned so far already cover (the same circuit turning the other way, a second VT
     through the same isthmus) adds its id to those lines instead of a new one; a partly
-    covered site gets points for the rest only. Lines across protected isthmuses come
-    first."""
+    covered site gets points for the rest only. When a protected isthmus is found, only
+    isthmus lines are planned in this round (:data:`DEFERRED` on the others)."""
     graph = TissueGraph.of(mesh)
     anchor_set = anchors(graph)
     radius = config.lesion_radius_mm
@@ -182,10 +189,18 @@ def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
         for circuit in circuits
     ]
     # protected isthmuses first (the classic target of scar-related VT ablation), then
-    # the other circuits' cuts, each group in VT order
+    # the other circuits' cuts, each group in VT order. A round that found an isthmus places
+    # only its lines: the other circuits often run through the same channel (on the sample
+    # patient the two VTs without a protected diastole from AHA-12 and AHA-7 died within
+    # 1.6 s once the channel was cut), and the re-induction says which are left
     order = sorted(range(len(sites)), key=lambda k: sites[k].mechanism != "isthmus")
+    isthmus = any(s.mechanism == "isthmus" and s.reachable for s in sites)
     sets = []
-    for site, circuit in ((sites[k], circuits[k]) for k in order):
+    for k in order:
+        site, circuit = sites[k], circuits[k]
+        if isthmus and site.mechanism != "isthmus":
+            sites[k] = replace(site, note=(site.note + "; " if site.note else "") + DEFERRED)
+            continue
         if not site.reachable:
             log.warning("VT %d: %s", circuit.id, site.note)
             continue

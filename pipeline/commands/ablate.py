@@ -42,7 +42,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "cpu", "cuda", "reference"),
         help="simulation backend (default: the configuration's simulation.backend)",
     )
+    parser.add_argument(
+        "--vts",
+        help="target only these VTs of the induction in round 1 (comma-separated ids, e.g. "
+        "the clinical VT); the re-inductions still run every site and later rounds target "
+        "every VT they find",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _chosen_vts(first, text: str | None):
+    """``first`` with only the circuits named in ``--vts`` (all when not given)."""
+    from dataclasses import replace
+
+    if text is None:
+        return first
+    try:
+        wanted = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        raise CommandError(f"--vts takes VT ids separated by commas, got {text!r}") from None
+    known = {c.id for c in first.circuits}
+    unknown = sorted(wanted - known)
+    if unknown or not wanted:
+        listed = ", ".join(str(k) for k in sorted(known)) or "none"
+        raise CommandError(
+            f"--vts {text}: VT {', '.join(map(str, unknown)) or '(none given)'} is not in the "
+            f"induction (its VTs: {listed})"
+        )
+    log.info("round 1 targets VT %s only (--vts)", ", ".join(map(str, sorted(wanted))))
+    return replace(first, circuits=[c for c in first.circuits if c.id in wanted])
 
 
 def _same_protocol(config, report: dict) -> bool:
@@ -91,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             first = round_from_file(args.induction, mesh)
         except InductionInputError as exc:
             raise CommandError(str(exc)) from None
+        first = _chosen_vts(first, args.vts)
         if not _same_protocol(config, first.report):
             log.warning(
                 "the configuration differs from the one the induction ran with (config hash "

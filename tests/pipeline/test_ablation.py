@@ -184,10 +184,11 @@ def test_a_diastole_in_tissue_no_obstacle_closes_falls_back_to_the_circuit_cut()
     assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
 
 
-def test_lines_across_protected_isthmuses_come_first():
+def test_a_round_that_finds_a_protected_isthmus_places_only_its_lines():
     # VT 1 turns at one speed (its cut: the border-zone neck at 250°), VT 2 crawls through
-    # the healthy neck at 100° (a diastole): VT 2's transect is the first line
-    from cardiotwin.pipeline.ablation.loop import _targets
+    # the healthy neck at 100° (a diastole): VT 2's transect is the round's only line, VT 1
+    # waits for the re-induction, and says so
+    from cardiotwin.pipeline.ablation.loop import DEFERRED, _targets
 
     mesh = ring(second_neck_deg=250.0, border_zone_neck=250.0)
     circuits = [
@@ -196,9 +197,33 @@ def test_lines_across_protected_isthmuses_come_first():
     ]
     _, sites, sets = _targets(mesh, circuits, AblationConfig(lesion_radius_mm=3.0))
     assert [s.mechanism for s in sites] == ["re-entry", "isthmus"]
-    assert [s.vt_ids for s in sets] == [[2], [1]]
+    assert [s.vt_ids for s in sets] == [[2]]
+    assert DEFERRED in sites[0].note and DEFERRED not in sites[1].note
     first = np.array([sets[0].points[0].centre_mm])
     assert abs(angles_deg(first)[0] - NECK_DEG) < NECK_HALF_WIDTH_DEG
+    # without the crawl, VT 1 is targeted as before
+    _, sites, sets = _targets(mesh, circuits[:1], AblationConfig(lesion_radius_mm=3.0))
+    assert [s.vt_ids for s in sets] == [[1]] and DEFERRED not in sites[0].note
+
+
+def test_the_transect_is_tried_along_the_diastole_nearest_its_middle_first():
+    from cardiotwin.pipeline.ablation.critical import (
+        DIASTOLE_TRIES,
+        _diastolic_candidates,
+        _phase_from_mid,
+    )
+
+    mesh = ring(border_zone_neck=NECK_DEG)
+    graph = TissueGraph.of(mesh)
+    t = crawl_map(mesh, NECK_DEG, 0.4, 0.0)[graph.nodes]
+    diastole = diastolic_pathway(graph, t, CL_MS)
+    candidates = _diastolic_candidates(t, CL_MS, diastole)
+    assert candidates[0] == diastole.centre
+    assert 2 <= len(candidates) <= DIASTOLE_TRIES + 1 and len(set(candidates)) == len(candidates)
+    offsets = np.abs(_phase_from_mid(t[candidates[1:]], CL_MS, diastole))
+    assert np.all(np.diff(offsets) >= 0) and offsets.max() <= 0.5 * diastole.length_ms
+    # every candidate activates in the diastole
+    assert np.all((t[candidates] - diastole.start_ms) % CL_MS < diastole.length_ms)
 
 
 def open_sheet(block: bool, named_edge: bool) -> Mesh:
@@ -562,7 +587,8 @@ def test_cardiotwin_ablate_with_a_non_inducible_input_writes_an_empty_valid_resu
     assert ablated.fingerprint() == read_mesh(tmp_path / "ring.vtu").fingerprint()
 
 
-def test_cardiotwin_ablate_labels_an_unreachable_target(tmp_path):
+@pytest.mark.parametrize("vts", [None, "1"])
+def test_cardiotwin_ablate_labels_an_unreachable_target(tmp_path, vts):
     mesh = open_sheet(block=False, named_edge=False)
     write_mesh(mesh, tmp_path / "sheet.vtu")
     stored = read_mesh(tmp_path / "sheet.vtu")
@@ -576,12 +602,14 @@ def test_cardiotwin_ablate_labels_an_unreachable_target(tmp_path):
               "mesh_fingerprint": stored.fingerprint()}  # fmt: skip
     (tmp_path / "ind" / "induction.json").write_text(json.dumps(report))
     induction = str(tmp_path / "ind" / "induction.json")
+    chosen = [] if vts is None else ["--vts", vts]
     rc = main(["ablate", "--mesh", str(tmp_path / "sheet.vtu"), "--induction", induction,
-               "--out", str(tmp_path / "out")])  # fmt: skip
+               "--out", str(tmp_path / "out"), *chosen])  # fmt: skip
     assert rc == 0
     out = json.loads((tmp_path / "out" / "ablation.json").read_text())
     assert out["status"] == "target unreachable" and out["non_inducible_after"] is False
     assert out["per_round"][1]["targets"][0]["reachable"] is False
+    assert out["per_round"][1]["targets"][0]["vt_id"] == 1
 
 
 @pytest.mark.parametrize(
@@ -592,6 +620,8 @@ def test_cardiotwin_ablate_labels_an_unreachable_target(tmp_path):
         ("unknown key", "unknown key 'ablation.lesion_radius'"),
         ("small radius", "'ablation.lesion_radius_mm'"),
         ("not an induction file", "not an induction file"),
+        ("unknown vt", "--vts 1,7: VT 7 is not in the induction (its VTs: 1)"),
+        ("vts not ids", "--vts takes VT ids separated by commas, got 'first'"),
     ],
 )
 def test_cardiotwin_ablate_bad_input_is_one_line(tmp_path, capsys, case, message):
@@ -607,8 +637,10 @@ def test_cardiotwin_ablate_bad_input_is_one_line(tmp_path, capsys, case, message
     (tmp_path / "cfg.json").write_text(json.dumps({"ablation": ablation}))
     if case == "not an induction file":
         path.write_text(json.dumps({"hello": 1}))
+    chosen = {"unknown vt": ["--vts", "1,7"], "vts not ids": ["--vts", "first"]}.get(case, [])
     rc = main(["ablate", "--mesh", str(tmp_path / "ring.vtu"), "--induction", str(path),
-               "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "out")])  # fmt: skip
+               "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "out"),
+               *chosen])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert err[-1].startswith("cardiotwin ablate: error:") and message in err[-1]
