@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: version of the configuration format this code reads
 CONFIG_VERSION = 1
@@ -375,6 +375,15 @@ class DetectionConfig(StrictModel):
 
     threshold_mv: float = Field(0.0, description="activation: upward crossing of this, mV")
     rearm_mv: float = Field(-40.0, description="a node counts a new beat after V < this, mV")
+    # Courtemanche with AF remodelling peaks at about +3 mV in tissue paced at 500 ms and at
+    # -2 to -8 mV at 220-200 ms; fibrotic cells at -9 mV, and -25 to -37 mV during a burst
+    # (a 0.25 mm strip, sigma 0.128 S/m): at 0 mV their beats would not count
+    atrial_threshold_mv: float = Field(
+        -40.0, description="atria: activation is an upward crossing of this, mV"
+    )
+    atrial_rearm_mv: float = Field(
+        -60.0, description="atria: a node counts a new beat after V < this, mV"
+    )
     quiet_mv: float = Field(-50.0, description="at rest when V < this everywhere, mV")
     # 2 s: two cycles of a VT at 500-800 ms (border-zone ERP ~410 ms at 600 ms pacing sets the
     # shortest cycle a circuit through it can have) still fit after the paced beat
@@ -403,6 +412,23 @@ class DetectionConfig(StrictModel):
     same_vt_map_similarity: float = Field(
         0.8, gt=0, le=1, description="same VT: circular correlation of activation phase maps"
     )
+
+    @model_validator(mode="after")
+    def _rearm_below_threshold(self):
+        for prefix in ("", "atrial_"):
+            threshold, rearm = (getattr(self, f"{prefix}{k}_mv") for k in ("threshold", "rearm"))
+            if not rearm < threshold:
+                raise ValueError(
+                    f"{prefix}rearm_mv ({rearm} mV) must lie below {prefix}threshold_mv "
+                    f"({threshold} mV): a node counts a new beat only after it repolarises"
+                )
+        return self
+
+    def levels_mv(self, chamber: str) -> tuple[float, float]:
+        """(activation threshold, rearm level) in mV for ``chamber`` (ventricle / atrium)."""
+        if chamber == "atrium":
+            return self.atrial_threshold_mv, self.atrial_rearm_mv
+        return self.threshold_mv, self.rearm_mv
 
 
 class BatchConfig(StrictModel):

@@ -60,7 +60,9 @@ log = logging.getLogger(__name__)
 #: the model family whose transmural variants are chosen per node
 TP06_VARIANTS = {"endo": "tp06-endo", "m": "tp06-m", "epi": "tp06-epi"}
 TRANSMURAL_FIELD = "transmural"
-CACHE_FORMAT = 1
+#: 2: calibration strips time activation at −40 mV (was 0 mV: remodelled atrial cells never
+#: reached it)
+CACHE_FORMAT = 2
 #: slowest conduction a calibration strip waits for (m/s)
 MIN_CV_M_PER_S = 0.01
 #: absolute floor of the steady-state test of pre-pacing (state units: mV, mM, 1)

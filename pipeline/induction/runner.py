@@ -193,8 +193,10 @@ class TrialRunner:
         *,
         backend: str = "cpu",
         progress: bool = False,
+        chamber: str = "ventricle",
     ) -> None:
         self.mesh, self.tissue, self.sites = mesh, tissue, sites
+        self.threshold_mv, self.rearm_mv = induction.detection.levels_mv(chamber)
         self.simulation, self.induction = simulation, induction
         self.dt_ms = float(simulation.dt_ms)
         self.detection = induction.detection
@@ -349,8 +351,8 @@ class TrialRunner:
         monitor = TrialMonitor(
             [self._watch(m) for m in members],
             keep=d.keep_beats,
-            threshold_mv=d.threshold_mv,
-            rearm_mv=d.rearm_mv,
+            threshold_mv=self.threshold_mv,
+            rearm_mv=self.rearm_mv,
             quiet_mv=d.quiet_mv,
             capture_window_ms=d.capture_window_ms,
             capture_fraction=d.capture_fraction,

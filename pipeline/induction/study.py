@@ -134,8 +134,9 @@ def run_induction(
     )
     tissue = build_tissue(mesh, chamber_config, config.tissue, config.simulation, bcl_ms=bcl)
     runner = TrialRunner(
-        mesh, tissue, config.simulation, induction, chosen, backend=backend, progress=progress
-    )
+        mesh, tissue, config.simulation, induction, chosen, backend=backend, progress=progress,
+        chamber=chamber,
+    )  # fmt: skip
     chosen = [checked(s, runner.tissue_node) for s in chosen]
     runner.sites = chosen
     if journal is not None:

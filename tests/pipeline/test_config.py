@@ -41,3 +41,14 @@ def test_hash_changes_with_any_setting(tmp_path):
     moved = Config.model_validate({"workflow": {"results": "elsewhere"}})
     assert config_hash(moved) == config_hash(a)
     assert config_hash(moved, include_workflow=True) != config_hash(a, include_workflow=True)
+
+
+def test_activation_levels_per_chamber_and_a_rearm_above_the_threshold_is_named(tmp_path):
+    detection = Config().induction.detection
+    # atria: remodelled Courtemanche cells peak below 0 mV in tissue (test_tissue.py)
+    assert detection.levels_mv("atrium") == (-40.0, -60.0)
+    assert detection.levels_mv("ventricle") == (0.0, -40.0)
+    path = tmp_path / "c.yaml"
+    path.write_text("induction:\n  detection:\n    atrial_rearm_mv: -30\n")
+    with pytest.raises(ConfigError, match=r"atrial_rearm_mv \(-30.0 mV\) must lie below"):
+        load_config(path)

@@ -281,3 +281,38 @@ def test_atrial_dense_fibrosis_conducts_and_only_lesions_block(tmp_path):
     assert sets.size == 1 and sets[0] >= 0
     g_na = table[names.index("g_Na"), sets[0]]
     assert g_na == pytest.approx(0.6 * defaults[names.index("g_Na")])  # Zahid 2016: I_Na −40 %
+
+
+def test_remodelled_atrial_cells_conduct_on_the_calibration_strip():
+    """The default fibrotic atrial cell (Courtemanche, AF + fibrotic remodelling) peaks below
+    0 mV in tissue: a strip timed at 0 mV reported "no propagation" and the default atrium
+    refused every mesh with fibrosis. Its CV must equal the CV timed independently, at each
+    node's steepest upstroke."""
+    from cardiotwin.pipeline.tissue import _cell_model
+    from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
+    from cardiotwin.solvers.stepping import SplitStepper
+
+    fibrosis = Config().tissue.atrium.regions["fibrosis"]
+    cell = _cell_model(get_model("courtemanche"), fibrosis.parameter_scale)
+    dx, dt, sigma = 0.25, 0.05, 0.128  # σ ≈ 0.433 × the calibrated healthy σ at 0.1 mm
+    cv = strip_conduction_velocity(cell, sigma, dx, dt)
+
+    mesh = box_mesh((10.0, dx, dx), dx)
+    stimulus = Stimulus(0.0, 2.0, 60.0, box_mm=((0.0, 0.0, 0.0), (1.0, dx, dx)))
+    problem = MonodomainProblem(mesh, cell, {1: (sigma, sigma)}, stimuli=[stimulus])
+    stepper = SplitStepper(problem, dt, backend="cpu")
+    v_prev = np.asarray(stepper.voltage_mv).reshape(problem.n_nodes, -1)[:, 0].copy()
+    steepest, upstroke_at, peak = np.zeros_like(v_prev), np.zeros_like(v_prev), v_prev.copy()
+    for k in range(1, round(40.0 / dt) + 1):
+        stepper.run(k * dt)
+        v = np.asarray(stepper.voltage_mv).reshape(problem.n_nodes, -1)[:, 0].copy()
+        slope = (v - v_prev) / dt
+        faster = slope > steepest
+        steepest[faster], upstroke_at[faster] = slope[faster], (k - 0.5) * dt
+        peak, v_prev = np.maximum(peak, v), v
+    x = problem.points_mm[:, 0]
+    window = (x >= 3.0) & (x <= 8.0)
+    assert peak[window].max() < 0.0  # why 0 mV cannot time it
+    by_upstroke = 1.0 / np.polyfit(x[window], upstroke_at[window], 1)[0]
+    assert cv == pytest.approx(by_upstroke, rel=0.03)
+    assert 0.2 < cv < 0.71  # slower than healthy atrium (0.71 m/s along the fibres)
