@@ -215,5 +215,8 @@ def test_atria_with_more_fibrosis_sustain_drivers_from_more_sites(tmp_path):
     # Tried, not kept: fibrosis interleaved at the voxel scale in the phantom (field + w x a
     # σ 1.25 mm field) gives {'8': 0, '35': 1} at w = 0.6 (which costs the surface method its
     # 3-point accuracy at 2.5 mm slices, seed 43: -3.3) and {'8': 0, '35': 0} at w = 0.4
+    # and at 35 %: 30 % of the fibrotic elements non-conducting (percolation), the atrium
+    # scaled x 1.3, and the Courtemanche cell itself all give 0 sites (benchmarks/RESULTS.md,
+    # "Atria: still no driver at 2 mm"): this must-show needs a ~0.35 mm mesh
     print(f"atrial sites sustaining a driver, by fibrosis %: {counts}")
     assert counts["35"] > counts["8"], counts

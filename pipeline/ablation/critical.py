@@ -25,7 +25,9 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
    channel's cross-section (a node squeezed between scar and a pocket of block); then
    the other tissue activated in the diastole is tried, nearest mid-diastole first (at
    most ``DIASTOLE_TRIES`` nodes: mid-diastole can lie just beyond a channel's end, where
-   the wave leaves it). When none gives a closed transect, the steps below are used,
+   the wave leaves it), then the border zone / fibrosis activated within a quarter
+   diastole before or after it (``DIASTOLE_WIDENING``: a diastole can lie wholly beyond
+   the channel's end). When none gives a closed transect, the steps below are used,
    as they are for circuits without a diastole (a rotor, macro-re-entry in healthy
    tissue). The cut of the circuit at its own wave front (step 1) is not used first on
    scar maps because, on meshes that resolve slow border-zone conduction coarsely, the
@@ -108,6 +110,13 @@ DIASTOLE_RATE = 0.1
 DIASTOLE_MIN_FRACTION = 0.1
 #: at most this many diastolic nodes are tried as the transect's centre (step 0)
 DIASTOLE_TRIES = 40
+#: the windows about mid-diastole tried in turn, in half-diastoles: the diastole, then the
+#: stretches of a quarter diastole just before and after it (the wave may enter the channel
+#: just before the quiet stretch begins, or leave it just after it ends); not wider, or a
+#: long diastole's window would cover the whole cycle
+DIASTOLE_WIDENING = (1.0, 1.5)
+#: at most this many border-zone nodes tried in a widened window (nearest the diastole first)
+WIDENED_TRIES = 200
 #: radii of the ball around mid-diastole within which the corridor is cut, mm (the first
 #: that gives a transect closed by obstacles wins)
 TRANSECT_RADII_MM = (15.0, 10.0)
@@ -439,31 +448,50 @@ def _isthmus_cut(graph: TissueGraph, anchors: Anchors, t: np.ndarray, cl: float,
     diastole = diastolic_pathway(graph, t, cl)
     if diastole is None:
         return None, ""
-    for k, centre in enumerate(_diastolic_candidates(t, cl, diastole)):
-        axis = corridor_axis(graph, centre)
-        if axis is None:
+    first = True
+    for inner, widen in zip((0.0, *DIASTOLE_WIDENING), DIASTOLE_WIDENING, strict=False):
+        # beyond the quiet stretch: the channel's own remodelled tissue only, and of the
+        # transects found there the cheapest (healthy tissue and other border zone activate
+        # there too, so the first found need not be the channel)
+        among = graph.border if widen > 1.0 else None
+        found = []
+        for centre in _diastolic_candidates(t, cl, diastole, widen, inner, among):
+            transect = _closed_transect(graph, anchors, cost, centre)
+            if transect is not None:
+                found.append((float(cost[transect[0]].sum()), centre, *transect))
+                if widen == 1.0:
+                    break
+            first = False
+        if not found:
             continue
-        for radius in TRANSECT_RADII_MM:
-            cut = corridor_transect(graph, cost, centre, axis, radius)
-            walls = (
-                _touch_clusters(graph, anchors, cut, max(graph.max_edge_mm, 1e-9))
-                if cut is not None
-                else []
-            )
-            if len(walls) >= 2:
-                where = (
-                    "where the wave is at mid-diastole"
-                    if k == 0
-                    else f"{abs(_phase_from_mid(t[centre], cl, diastole)):.0f} ms from "
-                    "mid-diastole (nearer it the corridor is not closed by obstacles)"
-                )
-                note = (
-                    f"diastolic pathway: for {diastole.length_ms:.0f} of the {cl:.0f} ms cycle "
-                    f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
-                    f"corridor is cut across within {radius:.0f} mm of {where}"
-                )
-                return cut, note
+        _, centre, cut, radius = min(found, key=lambda f: f[0])
+        where = (
+            "where the wave is at mid-diastole"
+            if first
+            else f"{abs(_phase_from_mid(t[centre], cl, diastole)):.0f} ms from "
+            "mid-diastole (nearer it the corridor is not closed by obstacles)"
+        )
+        note = (
+            f"diastolic pathway: for {diastole.length_ms:.0f} of the {cl:.0f} ms cycle "
+            f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
+            f"corridor is cut across within {radius:.0f} mm of {where}"
+        )
+        return cut, note
     return None, ""
+
+
+def _closed_transect(graph: TissueGraph, anchors: Anchors, cost: np.ndarray, centre: int):
+    """(cut, radius mm) of the corridor at ``centre`` closed by two walls, or None."""
+    axis = corridor_axis(graph, centre)
+    if axis is None:
+        return None
+    for radius in TRANSECT_RADII_MM:
+        cut = corridor_transect(graph, cost, centre, axis, radius)
+        if cut is None:
+            continue
+        if len(_touch_clusters(graph, anchors, cut, max(graph.max_edge_mm, 1e-9))) >= 2:
+            return cut, radius
+    return None
 
 
 def _phase_from_mid(t, cl: float, diastole: Diastole):
@@ -472,20 +500,39 @@ def _phase_from_mid(t, cl: float, diastole: Diastole):
     return (np.asarray(t) - mid + 0.5 * cl) % cl - 0.5 * cl
 
 
-def _diastolic_candidates(t: np.ndarray, cl: float, diastole: Diastole) -> list[int]:
+def _diastolic_candidates(
+    t: np.ndarray,
+    cl: float,
+    diastole: Diastole,
+    widen: float = 1.0,
+    inner: float = 0.0,
+    among: np.ndarray | None = None,
+) -> list[int]:
     """Where to try the corridor transect: the node at mid-diastole first, then every tissue
     node activated in the diastole (not only its largest piece: the wave can be hidden
     between pieces in tissue slower than the map resolves), nearest mid-diastole first, at
     most ``DIASTOLE_TRIES`` of them spread evenly along that order. On the sample patient's
     mesh with the default 2 s observation, mid-diastole of one VT lies 5 mm beyond the
     channel's apical end, where no transect is closed, while the channel's own
-    diastolic nodes come later in the order."""
-    inside = np.isfinite(t) & ((np.nan_to_num(t) - diastole.start_ms) % cl < diastole.length_ms)
+    diastolic nodes come later in the order.
+
+    ``widen`` > 1: the nodes activated within ``widen`` half-diastoles of mid-diastole but
+    not within ``inner`` of them (the window already tried), without the mid-diastole node,
+    only those of ``among`` (a mask) when given. Another VT there has its whole diastole
+    beyond the channel's other end: the wave is in the channel 44 ms from mid-diastole,
+    9 ms outside its 70 ms diastole, when healthy tissue beyond the exit activates too."""
+    half = 0.5 * diastole.length_ms
+    offset = np.abs(_phase_from_mid(np.nan_to_num(t), cl, diastole))
+    inside = np.isfinite(t) & (offset < widen * half) & ~(offset < inner * half)
+    if among is not None:
+        inside &= among
     nodes = np.nonzero(inside)[0]
-    nodes = nodes[np.argsort(np.abs(_phase_from_mid(t[nodes], cl, diastole)), kind="stable")]
+    nodes = nodes[np.argsort(offset[nodes], kind="stable")]
+    if widen > 1.0:  # every one (few: the remodelled tissue activated in the window)
+        return [int(n) for n in nodes[:WIDENED_TRIES] if n != diastole.centre]
     step = max(1, int(np.ceil(nodes.size / DIASTOLE_TRIES)))
-    ordered = [diastole.centre] + [int(n) for n in nodes[::step] if n != diastole.centre]
-    return ordered[: DIASTOLE_TRIES + 1]
+    spread = [int(n) for n in nodes[::step] if n != diastole.centre]
+    return [diastole.centre, *spread][: DIASTOLE_TRIES + 1]
 
 
 def find_critical_site(

@@ -184,6 +184,41 @@ def test_a_diastole_in_tissue_no_obstacle_closes_falls_back_to_the_circuit_cut()
     assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
 
 
+def test_a_diastole_just_beyond_the_channel_is_traced_back_into_it(monkeypatch):
+    # the wave crawls through the border-zone neck (100°), but the map's quiet stretch is
+    # found just after it, in open tissue where no transect is closed (the sample patient's
+    # AHA-1 VT at 2 s: its whole diastole lies beyond the channel's end). The channel is
+    # the cheapest closed transect of the border zone activated within a quarter diastole
+    from cardiotwin.pipeline.ablation import critical
+
+    mesh = ring(border_zone_neck=NECK_DEG, r_out_mm=40.0)
+    activation = crawl_map(mesh, NECK_DEG, 0.4)
+    graph = TissueGraph.of(mesh)
+    t = activation[graph.nodes]
+    length = 60.0
+    start = float(t[graph.border].max()) + 5.0  # just after the wave has left the neck
+    phase = (t - start) % CL_MS
+    beyond = critical.Diastole(
+        start_ms=start,
+        length_ms=length,
+        volume_fraction=0.05,
+        nodes=np.nonzero(phase < length)[0],
+        centre=int(np.argmin(np.abs(phase - 0.5 * length))),
+    )
+    assert not np.any(graph.border[beyond.nodes])
+    monkeypatch.setattr(critical, "diastolic_pathway", lambda *args: beyond)
+    _, site = site_of(mesh, activation)
+    assert site.mechanism == "isthmus" and "ms from mid-diastole" in site.note, site.note
+    cut = graph.points_mm[site.cut_nodes]
+    assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
+    r = np.hypot(cut[:, 0], cut[:, 1])
+    assert r.min() < R_IN_MM + 1.0 and r.max() > NECK_R_MM - 1.0
+    # the diastole alone does not find it
+    monkeypatch.setattr(critical, "DIASTOLE_WIDENING", (1.0,))
+    _, alone = site_of(mesh, activation)
+    assert alone.mechanism != "isthmus"
+
+
 def test_a_round_that_finds_a_protected_isthmus_places_only_its_lines():
     # VT 1 turns at one speed (its cut: the border-zone neck at 250°), VT 2 crawls through
     # the healthy neck at 100° (a diastole): VT 2's transect is the round's only line, VT 1
