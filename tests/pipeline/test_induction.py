@@ -432,6 +432,42 @@ def test_cardiotwin_induce_bad_input_is_one_line(tmp_path, capsys, args, message
     assert not (tmp_path / "out").exists()
 
 
+def _as_atrium(base):
+    """The ring's fast tissue declared as an atrium (tag 2 as fibrosis)."""
+    ventricle = base.tissue.ventricle.model_dump()
+    ventricle["regions"]["fibrosis"] = ventricle["regions"].pop("border_zone")
+    return base.tissue.model_copy(update={"atrium": base.tissue.atrium.model_validate(ventricle)})
+
+
+@pytest.mark.parametrize("chamber", ["ventricle", "atrium"])
+def test_each_chamber_times_activation_at_its_own_level(tmp_path, monkeypatch, chamber):
+    # remodelled atrial cells peak below 0 mV in tissue (test_tissue.py): an atrial study
+    # must hand its own threshold and rearm level to the beat monitor, a ventricular one not
+    from cardiotwin.pipeline.induction import runner
+
+    mesh = ring()
+    if chamber == "atrium":
+        mesh.node_sets = {"LA-01": mesh.node_sets["AHA-1"]}
+    base = config(tmp_path)
+    settings = base.model_copy(update={"tissue": _as_atrium(base)})
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def monitor(*args, threshold_mv, rearm_mv, **kwargs):
+        seen.update(threshold_mv=threshold_mv, rearm_mv=rearm_mv)
+        raise Stop
+
+    monkeypatch.setattr(runner, "TrialMonitor", monitor)
+    with pytest.raises(Stop):
+        run_induction(mesh, settings, sites=["LA-01" if chamber == "atrium" else "AHA-1"])
+    detection = settings.induction.detection
+    expected = detection.levels_mv(chamber)
+    assert (seen["threshold_mv"], seen["rearm_mv"]) == expected
+    assert expected == ((-40.0, -60.0) if chamber == "atrium" else (0.0, -40.0))
+
+
 @pytest.mark.slow
 def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path):
     # the ring as an "atrium": fibrotic arc (tag 2) with longer refractoriness; the burst from
@@ -439,14 +475,9 @@ def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path)
     mesh = ring()
     mesh.node_sets = {"LA-01": mesh.node_sets["AHA-1"], "LA-02": mesh.node_sets["AHA-3"]}
     base = config(tmp_path)
-    ventricle = base.tissue.ventricle.model_dump()
-    regions = ventricle["regions"]
-    regions["fibrosis"] = regions.pop("border_zone")
     settings = base.model_copy(
         update={
-            "tissue": base.tissue.model_copy(
-                update={"atrium": base.tissue.atrium.model_validate(ventricle)}
-            ),
+            "tissue": _as_atrium(base),
             "induction": base.induction.model_copy(
                 update={
                     "rapid_pacing": base.induction.rapid_pacing.model_validate(
