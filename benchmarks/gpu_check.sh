@@ -4,6 +4,7 @@
 # when set (else out/gpu_check).
 #
 #   bash benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
+#   bash benchmarks/gpu_check.sh --clinical [BUDGET_S [CASE]]   # part 4 alone, a second call
 #
 # Parts (timeouts add up to 290 s; Numba compiling the TP06 kernels takes a good part):
 #   1. the CUDA tissue test on the real device (75 s): CUDA vs CPU parity, fp64 and mixed;
@@ -12,6 +13,14 @@
 #      and the cost of a batch member relative to a single run;
 #   3. the N-version slab at 0.1 mm (442 401 nodes), lumped mass, mixed precision (75 s):
 #      P8 against the CPU's 44.33 ms (fp64, RESULTS.md).
+#   4. (--clinical, its own call: up to BUDGET_S, default 540 s, so it fits one 600 s device
+#      command) the clinical configuration (configs/clinical.yaml: TP06, 0.5 mm, dt 0.01 ms,
+#      all 17 sites, backend cuda) on the sample lv-infarct (or CASE) through the pipeline's own
+#      commands, segment -> mesh -> induce -> ablate, by benchmarks/clinical_stages.py: wall
+#      time and peak memory per stage, and for a stage stopped at the budget its last
+#      progress (simulated ms, node-steps/s). It needs pydantic and nibabel, which the image
+#      lacks: first run benchmarks/gpu_wheels.sh here and carry .whl (installed from there,
+#      offline, into a temporary folder).
 # Not measured here (no CuPy path exists): whether cuSPARSE's SpMV beats the numba-cuda one.
 #
 # The device image has numpy, scipy, numba, numba-cuda, CuPy, pytest and tqdm but not
@@ -36,6 +45,28 @@ export PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
   "$PY" -c "import numba, numpy; from numba import cuda; print('numba', numba.__version__, 'numpy', numpy.__version__, 'cuda available', cuda.is_available())"
 } 2>&1 | tee "$OUT/device.txt"
+
+if [ "${1:-}" = "--clinical" ]; then
+  BUDGET_S=${2:-540}
+  CASE=${3:-lv-infarct}
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE/wheels" \
+      .whl/*.whl || exit 1
+    export PYTHONPATH="$SITE/wheels:$PYTHONPATH"
+  fi
+  if ! "$PY" -c "import pydantic, nibabel" 2>/dev/null; then
+    echo "pydantic or nibabel is missing: run benchmarks/gpu_wheels.sh on a machine with PyPI" \
+      "and carry .whl" | tee "$OUT/clinical_stages.txt"
+    exit 1
+  fi
+  echo "== 4. the clinical configuration on $CASE, stage by stage (${BUDGET_S} s)"
+  "$PY" benchmarks/clinical_stages.py --case "$CASE" --config configs/clinical.yaml \
+    --budget-s "$BUDGET_S" --work "$SITE/clinical" --json "$OUT/clinical_stages.json" 2>&1 \
+    | tee "$OUT/clinical_stages.txt"
+  rc=${PIPESTATUS[0]}
+  for log in "$SITE"/clinical/*.log; do tail -c 20000 "$log" >"$OUT/clinical_$(basename "$log")"; done
+  exit "$rc"
+fi
 
 status=0
 echo "== 1. CUDA tests on the device (75 s)"
