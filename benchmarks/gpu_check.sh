@@ -18,8 +18,8 @@
 #      all 17 sites, backend cuda) on the sample lv-infarct (or CASE) through the pipeline's own
 #      commands, segment -> mesh -> induce -> ablate, by benchmarks/clinical_stages.py: wall
 #      time and peak memory per stage, and for a stage stopped at the budget its last
-#      progress (simulated ms, node-steps/s). It needs pydantic and nibabel, which the image
-#      lacks: first run benchmarks/gpu_wheels.sh here and carry .whl (installed from there,
+#      progress (simulated ms, node-steps/s). It needs pydantic, nibabel and meshio, which the
+#      image lacks: first run benchmarks/gpu_wheels.sh here and carry .whl (installed from there,
 #      offline, into a temporary folder).
 # Not measured here (no CuPy path exists): whether cuSPARSE's SpMV beats the numba-cuda one.
 #
@@ -54,8 +54,8 @@ if [ "${1:-}" = "--clinical" ]; then
       .whl/*.whl || exit 1
     export PYTHONPATH="$SITE/wheels:$PYTHONPATH"
   fi
-  if ! "$PY" -c "import pydantic, nibabel" 2>/dev/null; then
-    echo "pydantic or nibabel is missing: run benchmarks/gpu_wheels.sh on a machine with PyPI" \
+  if ! "$PY" -c "import pydantic, nibabel, meshio" 2>/dev/null; then
+    echo "pydantic, nibabel or meshio is missing: run benchmarks/gpu_wheels.sh on a machine with PyPI" \
       "and carry .whl" | tee "$OUT/clinical_stages.txt"
     exit 1
   fi

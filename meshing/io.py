@@ -24,6 +24,7 @@ half-written mesh (an openCARP set appears complete or not at all).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -129,13 +130,45 @@ def _first(mapping, names):
 # --- VTU ----------------------------------------------------------------------------------
 
 
+def _pyvista():
+    """pyvista, or ``None`` where it (or VTK under it) cannot be imported."""
+    try:
+        import pyvista
+    except ImportError:
+        return None
+    return pyvista
+
+
+def check_vtu_support(path: str | os.PathLike) -> None:
+    """Raise :class:`MeshFileError` now if VTU files cannot be written here (neither pyvista
+    nor meshio): for commands that would find out only at their last write, hours later."""
+    if _pyvista() is None:
+        _without_vtk(Path(path), "writing", warn=False)
+
+
+def _without_vtk(path: Path, doing: str, warn: bool = True) -> None:
+    if importlib.util.find_spec("meshio") is None:
+        raise MeshFileError(
+            f"{path}: {doing} a VTU file needs pyvista (VTK) or meshio, and neither can be "
+            "imported here. Install pyvista, or meshio, or use an openCARP file set (*.elem)"
+        )
+    if not warn:
+        return
+    log.warning(
+        "%s: pyvista (VTK) cannot be imported here; %s it with meshio (the volume, tags, "
+        "fibres and point fields; no surfaces, node sets or affine)", path, doing,
+    )  # fmt: skip
+
+
 def write_vtu(mesh: Mesh, path: str | os.PathLike) -> Path:
     """Write ``mesh`` with everything it carries as one VTU file (atomically)."""
-    import pyvista as pv
-
     path = Path(path)
     if path.suffix.lower() != ".vtu":
         raise ValueError(f"write_vtu writes VTU files; name the file *.vtu, got {path}")
+    pv = _pyvista()
+    if pv is None:
+        _without_vtk(path, "writing")
+        return _write_meshio(mesh, path)
     m = mesh.n_elements
     cells = np.hstack([np.full((m, 1), 4, dtype=np.int64), mesh.tets]).reshape(-1)
     grid = pv.UnstructuredGrid(cells, np.full(m, pv.CellType.TETRA, dtype=np.uint8), mesh.points_mm)
@@ -157,9 +190,11 @@ def write_vtu(mesh: Mesh, path: str | os.PathLike) -> Path:
 
 def read_vtu(path: str | os.PathLike) -> Mesh:
     """Read the tetrahedra of a VTU file, with whatever cardiotwin fields it carries."""
-    import pyvista as pv
-
     path = Path(path)
+    pv = _pyvista()
+    if pv is None:
+        _without_vtk(path, "reading")
+        return _read_meshio(path)
     try:
         grid = pv.read(str(path))
     except Exception as exc:

@@ -86,7 +86,7 @@ def _same_protocol(config, report: dict) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from cardiotwin.files import write_all_or_nothing
-    from cardiotwin.meshing.io import read_mesh, write_mesh
+    from cardiotwin.meshing.io import check_vtu_support, read_mesh, write_mesh
     from cardiotwin.meshing.mesh import MeshError
     from cardiotwin.pipeline.ablation.critical import CriticalSiteError
     from cardiotwin.pipeline.ablation.inputs import (
@@ -114,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         mesh = read_mesh(args.mesh)
     except (MeshError, OSError, ValueError) as exc:
         raise CommandError(f"cannot read the mesh: {exc}") from None
+    try:
+        check_vtu_support(args.out / ABLATED_MESH)  # written after every round has run
+    except MeshError as exc:
+        raise CommandError(str(exc)) from None
     with StageTimer() as timer:
         try:
             first = round_from_file(args.induction, mesh)

@@ -56,7 +56,7 @@ def _backend(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cardiotwin.meshing.io import read_mesh
+    from cardiotwin.meshing.io import check_vtu_support, read_mesh
     from cardiotwin.meshing.mesh import MeshError
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.induction import InductionError, run_induction
@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if sites is not None and not sites:
         raise CommandError("--sites names no site; give 'all' or names like AHA-3,AHA-9")
     journal = args.journal or args.out / ".journal"
+    try:
+        check_vtu_support(args.out / "vt-1.vtu")  # the VT maps are written at the very end
+    except MeshError as exc:
+        raise CommandError(str(exc)) from None
     try:
         result = run_induction(
             mesh,

@@ -202,3 +202,39 @@ def test_xdmf_keeps_volume_tags_and_fibres(tmp_path, full_mesh):
     np.testing.assert_array_equal(back.tets, full_mesh.tets)
     np.testing.assert_array_equal(back.region, full_mesh.region)
     np.testing.assert_allclose(back.fibres, full_mesh.fibres)
+
+
+def test_vtu_without_vtk_keeps_the_volume_and_point_fields(
+    tmp_path, full_mesh, monkeypatch, caplog
+):
+    """A GPU node without VTK still writes and reads VTU (through meshio), and says what is
+    not kept; the file is one VTK itself reads with the same fields."""
+    import pyvista as pv
+
+    import cardiotwin.meshing.io as io
+
+    monkeypatch.setattr(io, "_pyvista", lambda: None)
+    path = write_mesh(full_mesh, tmp_path / "vt-1.vtu")
+    back = read_mesh(path)
+    np.testing.assert_array_equal(back.points_mm, full_mesh.points_mm)
+    np.testing.assert_array_equal(back.tets, full_mesh.tets)
+    np.testing.assert_array_equal(back.region, full_mesh.region)
+    np.testing.assert_array_equal(back.fibres, full_mesh.fibres)
+    for name, values in full_mesh.point_data.items():
+        np.testing.assert_array_equal(back.point_data[name], values)
+    assert back.node_sets == {} and back.surfaces == {}  # field data: VTK only
+    assert "no surfaces, node sets or affine" in caplog.text
+    grid = pv.read(str(path))  # the real VTK reader agrees
+    for name, values in full_mesh.point_data.items():
+        np.testing.assert_array_equal(np.asarray(grid.point_data[name]), values)
+    assert grid.n_cells == full_mesh.n_elements
+
+    real_find_spec = io.importlib.util.find_spec
+    monkeypatch.setattr(
+        io.importlib.util,
+        "find_spec",
+        lambda name: None if name == "meshio" else real_find_spec(name),
+    )
+    with pytest.raises(MeshFileError, match="needs pyvista \\(VTK\\) or meshio"):
+        write_mesh(full_mesh, tmp_path / "vt-2.vtu")
+    assert not (tmp_path / "vt-2.vtu").exists()

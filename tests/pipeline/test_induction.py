@@ -432,6 +432,28 @@ def test_cardiotwin_induce_bad_input_is_one_line(tmp_path, capsys, args, message
     assert not (tmp_path / "out").exists()
 
 
+def test_cardiotwin_induce_without_a_vtu_writer_refuses_before_simulating(
+    tmp_path, capsys, monkeypatch
+):
+    """Neither pyvista (VTK) nor meshio: the VT maps could not be written at the end, so the
+    study is refused up front, not after hours of simulation."""
+    import cardiotwin.meshing.io as io
+    from cardiotwin.pipeline.cli import main
+
+    mesh_path = io.write_mesh(ring(), tmp_path / "ring.elem")  # readable without either
+    real_find_spec = io.importlib.util.find_spec
+    monkeypatch.setattr(io, "_pyvista", lambda: None)
+    monkeypatch.setattr(
+        io.importlib.util, "find_spec", lambda n: None if n == "meshio" else real_find_spec(n)
+    )
+    started = []
+    monkeypatch.setattr("cardiotwin.pipeline.induction.run_induction", lambda *a, **k: started)
+    assert main(["induce", "--mesh", str(mesh_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs pyvista (VTK) or meshio" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def _as_atrium(base):
     """The ring's fast tissue declared as an atrium (tag 2 as fibrosis)."""
     ventricle = base.tissue.ventricle.model_dump()
