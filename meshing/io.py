@@ -143,21 +143,19 @@ def check_vtu_support(path: str | os.PathLike) -> None:
     """Raise :class:`MeshFileError` now if VTU files cannot be written here (neither pyvista
     nor meshio): for commands that would find out only at their last write, hours later."""
     if _pyvista() is None:
-        _without_vtk(Path(path), "writing", warn=False)
+        _need_meshio(Path(path), "writing")
 
 
-def _without_vtk(path: Path, doing: str, warn: bool = True) -> None:
+#: why a VTU file goes through meshio, for the warning
+NO_VTK = "pyvista (VTK) cannot be imported here"
+
+
+def _need_meshio(path: Path, doing: str) -> None:
     if importlib.util.find_spec("meshio") is None:
         raise MeshFileError(
             f"{path}: {doing} a VTU file needs pyvista (VTK) or meshio, and neither can be "
             "imported here. Install pyvista, or meshio, or use an openCARP file set (*.elem)"
         )
-    if not warn:
-        return
-    log.warning(
-        "%s: pyvista (VTK) cannot be imported here; %s it with meshio (the volume, tags, "
-        "fibres and point fields; no surfaces, node sets or affine)", path, doing,
-    )  # fmt: skip
 
 
 def write_vtu(mesh: Mesh, path: str | os.PathLike) -> Path:
@@ -167,8 +165,8 @@ def write_vtu(mesh: Mesh, path: str | os.PathLike) -> Path:
         raise ValueError(f"write_vtu writes VTU files; name the file *.vtu, got {path}")
     pv = _pyvista()
     if pv is None:
-        _without_vtk(path, "writing")
-        return _write_meshio(mesh, path)
+        _need_meshio(path, "writing")
+        return _write_meshio(mesh, path, reason=NO_VTK)
     m = mesh.n_elements
     cells = np.hstack([np.full((m, 1), 4, dtype=np.int64), mesh.tets]).reshape(-1)
     grid = pv.UnstructuredGrid(cells, np.full(m, pv.CellType.TETRA, dtype=np.uint8), mesh.points_mm)
@@ -193,7 +191,11 @@ def read_vtu(path: str | os.PathLike) -> Mesh:
     path = Path(path)
     pv = _pyvista()
     if pv is None:
-        _without_vtk(path, "reading")
+        _need_meshio(path, "reading")
+        log.warning(
+            "%s: %s, so it is read with meshio: the volume, tags, fibres and point fields, "
+            "without the surfaces, node sets and affine", path, NO_VTK,
+        )  # fmt: skip
         return _read_meshio(path)
     try:
         grid = pv.read(str(path))
@@ -239,7 +241,8 @@ def read_vtu(path: str | os.PathLike) -> Mesh:
 # --- meshio (XDMF, legacy VTK, Gmsh, Medit, ...) ------------------------------------------
 
 
-def _write_meshio(mesh: Mesh, path: Path) -> Path:
+def _write_meshio(mesh: Mesh, path: Path, reason: str | None = None) -> Path:
+    """Write through meshio; ``reason``: why a VTU file is not written by VTK."""
     import meshio
 
     cell_data = {"region": [mesh.region]}
@@ -250,7 +253,12 @@ def _write_meshio(mesh: Mesh, path: Path) -> Path:
         mesh.points_mm, [("tetra", mesh.tets)], cell_data=cell_data,
         point_data=dict(mesh.point_data),
     )  # fmt: skip
-    if mesh.surfaces or mesh.node_sets or mesh.affine is not None:
+    if reason is not None:
+        log.warning(
+            "%s: %s, so it is written with meshio: the volume, tags, fibres and point fields, "
+            "without the surfaces, node sets and affine", path, reason,
+        )  # fmt: skip
+    elif mesh.surfaces or mesh.node_sets or mesh.affine is not None:
         log.warning(
             "%s: surfaces, node sets and the affine are kept only in VTU and openCARP files; "
             "this file has the volume, tags, fibres and point fields", path,
