@@ -453,6 +453,34 @@ def activation_png(
     )
 
 
+def lesion_labels(centres_mm, radii_mm) -> tuple[np.ndarray, list[str]]:
+    """One label per cluster of overlapping lesions: (where, text). Lesions whose spheres
+    overlap (centres closer than the sum of their radii) share a label such as ``1–9`` (the
+    table's numbers, runs joined), placed on the member nearest the cluster's middle, so the
+    points of an ablation line, a few mm apart, do not print their numbers over each other."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
+    radii = np.broadcast_to(np.asarray(radii_mm, dtype=np.float64), len(centres))
+    if len(centres) == 0:
+        return centres, []
+    pairs = cKDTree(centres).query_pairs(r=2 * float(radii.max()), output_type="ndarray")
+    pairs = pairs[np.linalg.norm(centres[pairs[:, 0]] - centres[pairs[:, 1]], axis=1)
+                  < radii[pairs[:, 0]] + radii[pairs[:, 1]]]  # fmt: skip
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(centres),) * 2)
+    _, cluster = connected_components(graph, directed=False)
+    where, texts = [], []
+    for k in sorted(set(cluster.tolist()), key=lambda c: int(np.flatnonzero(cluster == c)[0])):
+        members = np.flatnonzero(cluster == k)
+        middle = centres[members].mean(axis=0)
+        where.append(centres[members[np.argmin(np.linalg.norm(centres[members] - middle, axis=1))]])
+        runs = np.split(members + 1, np.flatnonzero(np.diff(members) != 1) + 1)
+        texts.append(", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs))
+    return np.array(where), texts
+
+
 def lesion_png(mesh: Mesh, centres_mm, radii_mm, *, title: str = "ablation targets") -> bytes:
     """PNG of the ablation lesions on the mesh: the wall see-through, coloured by tissue
     (LABEL_COLOURS), the lesion elements (tag ``LESION``) solid magenta, or magenta balls of
@@ -470,7 +498,7 @@ def lesion_png(mesh: Mesh, centres_mm, radii_mm, *, title: str = "ablation targe
     lesion_tets = mesh.tets[mesh.region == LESION]
     lesion_faces = boundary_faces(lesion_tets)[0] if len(lesion_tets) else None
     centre = mesh.points_mm.mean(axis=0)
-    labels = [str(k + 1) for k in range(len(centres))] if len(centres) <= 20 else None
+    label_at, labels = lesion_labels(centres, radii)
 
     def draw(direction):
         def add(plotter):
@@ -482,7 +510,7 @@ def lesion_png(mesh: Mesh, centres_mm, radii_mm, *, title: str = "ablation targe
             else:
                 for c, r in zip(centres, radii, strict=True):
                     plotter.add_mesh(pv.Sphere(radius=r, center=c), color=LESION_MAGENTA)
-            _ball_actors(plotter, centres, labels, None, (centre, direction))
+            _ball_actors(plotter, label_at, labels, None, (centre, direction))
 
         return add
 

@@ -283,3 +283,21 @@ def test_report_states_the_induction_and_ablation(tmp_path):
     assert "VT 1: No picture: vt-1.vtu of the induce stage is missing; re-run induce." in html
     assert 'alt="activation map of VT 1"' not in html and str(tmp_path) not in html
     assert html.count("data:image/png;base64,") == 4
+
+
+def test_overlapping_lesions_share_one_label():
+    """The 9 points of an ablation line (2 mm apart, 4 mm spheres) print one label, not nine
+    numbers over each other; a lesion apart keeps its own; numbers are the table's."""
+    from cardiotwin.pipeline.mesh_pictures import lesion_labels
+
+    line = np.c_[np.arange(9) * 2.0, np.zeros(9), np.zeros(9)]
+    far = np.array([[60.0, 0, 0]])
+    where, texts = lesion_labels(np.vstack([line, far]), 4.0)
+    assert texts == ["1–9", "10"]
+    np.testing.assert_array_equal(where, [line[4], far[0]])  # the member in the middle
+
+    # overlap decides, not order: lesion 2 lies apart, lesions 1 and 3 overlap (7 < 4 + 4 mm)
+    where, texts = lesion_labels([[0, 0, 0], [30, 0, 0], [7, 0, 0]], [4.0, 4.0, 4.0])
+    assert texts == ["1, 3", "2"]
+    # spheres that only nearly touch (8.5 mm apart, radii 4) are labelled apart
+    assert lesion_labels([[0, 0, 0], [8.5, 0, 0]], 4.0)[1] == ["1", "2"]
