@@ -56,6 +56,12 @@ class SimulationConfig(StrictModel):
     dt_ms: float = Field(0.05, gt=0, le=1.0, description="time step, ms")
     mass: Literal["lumped", "consistent"] = "lumped"
     diffusion: Literal["explicit", "implicit"] = "explicit"
+    precision: Literal["fp64", "mixed"] = Field(
+        "fp64",
+        description="storage precision of the tissue runs: fp64, or mixed (float32 V, gates "
+        "and matrix values; the concentrations float32 cannot resolve per step stay float64; "
+        "solvers/precision.py). Tissue calibration always runs in fp64",
+    )
 
 
 # --- workflow (which cases, where results go) ---------------------------------------------

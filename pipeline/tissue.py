@@ -51,6 +51,7 @@ import numpy as np
 from cardiotwin.files import write_json_atomic
 from cardiotwin.meshing.mesh import Mesh
 from cardiotwin.solvers.ionic import IonicModel, ParameterTable, UnknownNameError, get_model
+from cardiotwin.solvers.precision import PrecisionError, state_layout
 
 if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
     from cardiotwin.pipeline.config import ChamberTissueConfig, SimulationConfig, TissueConfig
@@ -490,6 +491,10 @@ def build_tissue(
 
     has_transmural = TRANSMURAL_FIELD in mesh.point_data
     model, layers = _chamber_model(chamber, has_transmural)
+    try:  # before calibrating: a precision the model cannot run is a configuration error
+        state_layout(model, simulation.precision, simulation.dt_ms)
+    except PrecisionError as exc:
+        raise TissueError(f"simulation.precision: {exc}") from None
     layer = _layer_of_nodes(mesh, layers, chamber)
     table = model.parameter_table()
     set_index = {}

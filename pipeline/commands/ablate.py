@@ -1,8 +1,8 @@
 """``cardiotwin ablate``: virtual ablation until the heart is non-inducible.
 
 ``cardiotwin ablate --mesh MESH --induction DIR/induction.json --config CFG --out DIR2
-[--backend auto|cpu|cuda] [--no-progress]`` reads the induction study of MESH (its unique VTs
-and their activation maps ``vt-<id>.vtu``), runs the ablation loop
+[--backend auto|cpu|cuda] [--precision fp64|mixed] [--no-progress]`` reads the induction
+study of MESH (its unique VTs and their activation maps ``vt-<id>.vtu``), runs the ablation loop
 (:mod:`cardiotwin.pipeline.ablation.loop`: lesions at each circuit's critical site, the whole
 induction protocol again from every site of the study, until non-inducible or the budget of
 the configuration's ``ablation`` section), and writes, all or nothing:
@@ -41,6 +41,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=("auto", "cpu", "cuda", "reference"),
         help="simulation backend (default: the configuration's simulation.backend)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp64", "mixed"),
+        help="storage precision (default: the configuration's simulation.precision)",
     )
     parser.add_argument(
         "--vts",
@@ -97,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.ablation.lesions import LesionError
     from cardiotwin.pipeline.ablation.loop import AblationError, run_ablation, run_controls
     from cardiotwin.pipeline.ablation.report import build_report
-    from cardiotwin.pipeline.commands.induce import _backend
+    from cardiotwin.pipeline.commands.induce import _backend, with_precision
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.induction import InductionError, run_induction
     from cardiotwin.pipeline.induction.protocols import ProtocolError
@@ -108,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
+    config = with_precision(config, args.precision)
     requested = args.backend or config.simulation.backend
     backend = _backend(requested)
     try:

@@ -1,7 +1,8 @@
 """``cardiotwin induce``: programmed stimulation on a patient's mesh, re-entry, risk.
 
 ``cardiotwin induce --mesh MESH --config CFG --out DIR [--backend auto|cpu|cuda]
-[--sites all|NAME,...]`` (default: the configuration's ``induction.sites``) writes
+[--precision fp64|mixed] [--sites all|NAME,...]`` (default: the configuration's
+``induction.sites``) writes
 ``DIR/induction.json`` (:mod:`cardiotwin.pipeline.risk`) and one ``DIR/vt-<id>.vtu`` per
 unique VT (the mesh with the VT's activation maps as point data), all or nothing; progress
 (a bar per batch of trials: simulated ms, trials finished, node-steps/s) goes to stderr, a
@@ -33,6 +34,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="simulation backend (default: the configuration's simulation.backend)",
     )
     parser.add_argument(
+        "--precision",
+        choices=("fp64", "mixed"),
+        help="storage precision (default: the configuration's simulation.precision)",
+    )
+    parser.add_argument(
         "--sites",
         help="'all' or comma-separated site names (e.g. AHA-3,AHA-9); default: the "
         "configuration's induction.sites (null there: all)",
@@ -55,6 +61,14 @@ def _backend(name: str) -> str:
         raise CommandError(str(exc)) from None
 
 
+def with_precision(config, precision: str | None):
+    """``config`` with ``simulation.precision`` set to ``precision`` (None: unchanged)."""
+    if precision is None:
+        return config
+    simulation = config.simulation.model_copy(update={"precision": precision})
+    return config.model_copy(update={"simulation": simulation})
+
+
 def run(args: argparse.Namespace) -> int:
     from cardiotwin.meshing.io import check_vtu_support, read_mesh
     from cardiotwin.meshing.mesh import MeshError
@@ -68,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
+    config = with_precision(config, args.precision)
     backend = _backend(args.backend or config.simulation.backend)
     try:
         mesh = read_mesh(args.mesh)

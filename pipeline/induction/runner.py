@@ -209,6 +209,7 @@ class TrialRunner:
             backend=backend,
             mass=simulation.mass,
             diffusion=simulation.diffusion,
+            precision=simulation.precision,
             state=tissue.initial_state(self.base),
         )
         self.backend_name = stepper.backend

@@ -90,6 +90,43 @@ def test_the_report_says_what_a_cardiologist_needs(ring_study):
 
 
 @pytest.mark.slow
+def test_mixed_precision_finds_the_same_circuits(ring_study):
+    """``simulation.precision: mixed`` (float32 V, gates and matrix; solvers/precision.py):
+    every site gives the fp64 study's answer, and its circuit the same cycle length (within
+    0.5 %) and exit (within one element)."""
+    from cardiotwin.pipeline.commands.induce import with_precision
+
+    mixed = run_induction(
+        ring(), with_precision(ring_study.config, "mixed"), sites=["AHA-1", "AHA-2", "AHA-3"]
+    )
+    fp64 = {o.site.name: o for o in ring_study.sites}
+    for outcome in mixed.sites:
+        reference = fp64[outcome.site.name]
+        assert outcome.induced == reference.induced, outcome.site.name
+        if outcome.induced:
+            a, b = outcome.analysis, reference.analysis
+            assert abs(a.cycle_length_ms - b.cycle_length_ms) <= 0.005 * b.cycle_length_ms
+            assert np.linalg.norm(np.subtract(a.exit_mm, b.exit_mm)) <= 1.0 + 1e-9
+    assert len(mixed.vts) == len(ring_study.vts)
+
+
+def test_a_precision_the_model_cannot_run_is_refused_before_calibrating(tmp_path, capsys):
+    """Mixed precision below the time step its float32/float64 split was checked for: one
+    line naming the key, before any calibration run is made."""
+    from cardiotwin.meshing.io import write_mesh
+    from cardiotwin.pipeline.cli import main
+
+    mesh_path = write_mesh(ring(), tmp_path / "ring.vtu")
+    cfg = tmp_path / "small_dt.yaml"
+    cfg.write_text(f"simulation: {{dt_ms: 0.002}}\ntissue: {{cache_dir: {tmp_path / 'cache'}}}\n")
+    argv = ["induce", "--mesh", str(mesh_path), "--config", str(cfg), "--precision", "mixed"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "simulation.precision: precision='mixed' with dt" in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
 def test_a_uniform_ring_is_not_inducible(tmp_path):
     # negative control: no border zone, no unidirectional block, nothing sustains
     study = run_induction(ring(with_border_zone=False), config(tmp_path), sites=["AHA-1", "AHA-3"])
