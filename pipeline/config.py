@@ -510,6 +510,12 @@ class AblationConfig(StrictModel):
         "boundary (OPTIMA), so 1 only extends cuts that end on wall faces alone; 2 also "
         "extends a core's line on to a second anchor",
     )
+    isthmus_lines: Literal["middle", "ends"] = Field(
+        "middle",
+        description="a protected isthmus is cut across where the wave is in mid-diastole "
+        "(middle), or there and at both ends of the channel, as far along it as it stays "
+        "closed by two walls (ends: the channel's entrance and exit, as in scar dechanneling)",
+    )
     strategy: Literal["targeted", "pvi", "pvi+targeted"] = Field(
         "targeted",
         description="targeted: lesions at each circuit's critical site; pvi: atrial pulmonary "

@@ -34,6 +34,12 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
    front ends in small pockets activated late by one-edge crawls; the cheapest cut then
    closes a pocket beside the circuit instead of crossing it (seen on the sample
    patient's 2 mm mesh: a 7-node cut 9 mm off the isthmus, and the VT survived it).
+   With ``isthmus_lines="ends"`` (configuration ``ablation.isthmus_lines``) the channel is
+   also cut near its two ends (:func:`channel_transects`: stepping along the corridor while
+   it stays border zone, the furthest transect closed by two walls on each side), the
+   channel's entrance and exit as in scar dechanneling (Berruezo et al. 2015): one transect
+   leaves the channel's other part open, and on the sample patient a circuit then entered
+   it from its far opening after the first round.
 1. **Open the circuit.** A re-entrant cycle has no start: its one-cycle map jumps from ≈ CL
    back to ≈ 0 across the wave front at the cut time (the *wrap*). Edges of the tissue graph
    whose ends activate more than 0.75·CL apart (0.5·CL where the front crosses very slow
@@ -122,6 +128,10 @@ WIDENED_TRIES = 200
 TRANSECT_RADII_MM = (15.0, 10.0)
 #: the corridor's direction: from non-conducting tissue within this of the node, mm
 CORRIDOR_REACH_MM = 6.0
+#: channel ends (``isthmus_lines: ends``): step along the corridor, mm, ...
+CHANNEL_STEP_MM = 4.0
+#: ... at most this many steps each way
+CHANNEL_MAX_STEPS = 15
 #: integer resolution of the node costs in the flow network (scipy needs integers)
 COST_LEVELS = 10_000
 #: capacity of the unbounded arcs (above any cut: COST_LEVELS × nodes stays far below it for
@@ -440,14 +450,22 @@ def _interrupted(graph, circuit, sources, mechanism, cv_median) -> CriticalSite:
     )
 
 
-def _isthmus_cut(graph: TissueGraph, anchors: Anchors, t: np.ndarray, cl: float, cost: np.ndarray):
-    """Step 0 of the module docstring: (transect, note) or (None, ""). A transect counts when
-    it is closed within its ball and touches obstacles at two separate places (a channel's
-    two walls; a node or two squeezed between one obstacle and a pocket of block is not a
-    channel)."""
+def _isthmus_cut(
+    graph: TissueGraph,
+    anchors: Anchors,
+    t: np.ndarray,
+    cl: float,
+    cost: np.ndarray,
+    ends: bool = False,
+):
+    """Step 0 of the module docstring: (transect, note, end transects) or (None, "", []). A
+    transect counts when it is closed within its ball and touches obstacles at two separate
+    places (a channel's two walls; a node or two squeezed between one obstacle and a pocket
+    of block is not a channel). ``ends``: also the transects at the channel's two ends
+    (:func:`channel_transects`)."""
     diastole = diastolic_pathway(graph, t, cl)
     if diastole is None:
-        return None, ""
+        return None, "", []
     first = True
     for inner, widen in zip((0.0, *DIASTOLE_WIDENING), DIASTOLE_WIDENING, strict=False):
         # beyond the quiet stretch: the channel's own remodelled tissue only, and of the
@@ -476,8 +494,19 @@ def _isthmus_cut(graph: TissueGraph, anchors: Anchors, t: np.ndarray, cl: float,
             f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
             f"corridor is cut across within {radius:.0f} mm of {where}"
         )
-        return cut, note
-    return None, ""
+        extra = channel_transects(graph, anchors, cost, centre) if ends else []
+        if extra:
+            span = np.linalg.norm(
+                graph.points_mm[extra[0]].mean(axis=0) - graph.points_mm[extra[-1]].mean(axis=0)
+            )
+            note += (
+                f", and at the channel's {'two ends' if len(extra) == 2 else 'one end found'} "
+                f"({len(extra)} more transect(s)"
+                + (f", {span:.0f} mm apart" if len(extra) == 2 else "")
+                + "; ablation.isthmus_lines: ends)"
+            )
+        return cut, note, extra
+    return None, "", []
 
 
 def _closed_transect(graph: TissueGraph, anchors: Anchors, cost: np.ndarray, centre: int):
@@ -492,6 +521,46 @@ def _closed_transect(graph: TissueGraph, anchors: Anchors, cost: np.ndarray, cen
         if len(_touch_clusters(graph, anchors, cut, max(graph.max_edge_mm, 1e-9))) >= 2:
             return cut, radius
     return None
+
+
+def channel_transects(
+    graph: TissueGraph,
+    anchors: Anchors,
+    cost: np.ndarray,
+    centre: int,
+    step_mm: float = CHANNEL_STEP_MM,
+) -> list[np.ndarray]:
+    """Transects of the channel through tissue node ``centre`` near its two ends: stepping
+    ``step_mm`` at a time along the corridor (its axis re-estimated at each step, so a
+    curved channel is followed) in both directions while the steps stay in border zone /
+    fibrosis, the transect closed by two walls furthest from ``centre`` on each side that
+    shares no node with the one at ``centre``. (Not every step gives one: where the channel
+    widens, the cheapest cut in the ball runs to its surface.) Empty where the channel does
+    not go on."""
+    ends = []
+    axis0 = corridor_axis(graph, centre)
+    middle = _closed_transect(graph, anchors, cost, centre)
+    if axis0 is None or middle is None:
+        return ends
+    tree = cKDTree(graph.points_mm)
+    for sign in (1.0, -1.0):
+        here, axis, last = centre, sign * axis0, None
+        for _ in range(CHANNEL_MAX_STEPS):
+            target = graph.points_mm[here] + step_mm * axis
+            nxt = int(tree.query(target)[1])
+            if nxt == here or not graph.border[nxt]:
+                break
+            new_axis = corridor_axis(graph, nxt)
+            if new_axis is None:
+                break
+            axis = new_axis if new_axis @ axis >= 0 else -new_axis
+            here = nxt
+            found = _closed_transect(graph, anchors, cost, nxt)
+            if found is not None and not np.isin(found[0], middle[0]).any():
+                last = found[0]
+        if last is not None:
+            ends.append(last)
+    return ends
 
 
 def _phase_from_mid(t, cl: float, diastole: Diastole):
@@ -543,6 +612,7 @@ def find_critical_site(
     border_zone_cost: float = 0.5,
     anchors_per_line: int = 1,
     radius_mm: float = 4.0,
+    isthmus_lines: str = "middle",
 ) -> CriticalSite:
     """The critical site of ``circuit`` on ``graph`` (module docstring)."""
     t_mesh = np.asarray(circuit.activation_ms, dtype=np.float64)
@@ -566,7 +636,9 @@ def find_critical_site(
     cv_median = float(np.nanmedian(speed)) if np.isfinite(speed).any() else None
 
     sources = sinks = np.zeros(0, dtype=np.int64)
-    cut, isthmus_note = _isthmus_cut(graph, anchors, t, cl, cost)
+    cut, isthmus_note, channel_ends = _isthmus_cut(
+        graph, anchors, t, cl, cost, ends=isthmus_lines == "ends"
+    )
     for fraction in FRONT_FRACTIONS if cut is None else ():
         front = both & (gap > fraction * cl)
         early = np.where(t[i] < t[j], i, j)[front]
@@ -600,7 +672,7 @@ def find_critical_site(
         # sources and sinks are not connected: the map shows conduction this tissue no longer
         # allows (a map from before a lesion), so there is nothing left to cut here
         return _interrupted(graph, circuit, sources, mechanism, cv_median)
-    nodes = cut
+    nodes = np.unique(np.concatenate([cut, *channel_ends])) if channel_ends else cut
     extension = 0.0
     reachable, note = True, ""
     tolerance = max(graph.max_edge_mm, 1e-9)

@@ -185,6 +185,7 @@ def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
             border_zone_cost=config.border_zone_cost,
             anchors_per_line=config.anchors_per_line,
             radius_mm=radius,
+            isthmus_lines=config.isthmus_lines,
         )
         for circuit in circuits
     ]

@@ -696,3 +696,48 @@ def test_report_schema_file_is_generated_from_the_model():
     assert json.loads(Path(SCHEMA_PATH).read_text()) == report_schema(), (
         "pipeline/schemas/ablation.schema.json is stale: regenerate it from report_schema()"
     )
+
+
+def long_channel() -> tuple[Mesh, np.ndarray]:
+    """A sheet (x 0–140, y 0–60 mm) with two scar blocks (x 50–90; y 11–27 and 32–48 mm) and
+    a 5 mm border-zone channel between them, narrowed to 2 mm at x 57–59 and 81–83 mm by
+    scar bumps, and one cycle of a circuit that crawls through the channel in +x for 40 % of
+    the cycle (its diastole: the rest of the sheet is silent) and runs round the rest in the
+    remaining 60 %."""
+    mesh = box_mesh((140.0, 60.0, 1.0), 1.0)
+    c = mesh.element_centres_mm()
+    x, y = c[:, 0], c[:, 1]
+    along = (x > 50.0) & (x < 90.0)
+    mesh.region[along & (((y > 11.0) & (y < 27.0)) | ((y > 32.0) & (y < 48.0)))] = DENSE_SCAR
+    mesh.region[along & (y >= 27.0) & (y <= 32.0)] = BORDER_ZONE
+    necks = ((x > 57.0) & (x < 59.0)) | ((x > 81.0) & (x < 83.0))
+    mesh.region[necks & (y >= 27.0) & (y <= 32.0) & ((y < 28.5) | (y > 30.5))] = DENSE_SCAR
+    p = mesh.points_mm
+    inside = (p[:, 0] >= 50.0) & (p[:, 0] <= 90.0) & (p[:, 1] >= 27.0) & (p[:, 1] <= 32.0)
+    # round the rest at an even rate (nodes in order of their angle about the channel)
+    angle = np.arctan2(p[:, 1] - 29.5, 70.0 - p[:, 0]) % (2 * np.pi)
+    around = np.argsort(np.argsort(angle, kind="stable"), kind="stable") / len(angle)
+    t = np.where(inside, 0.4 * CL_MS * (p[:, 0] - 50.0) / 40.0, CL_MS * (0.4 + 0.6 * around))
+    return mesh, np.minimum(t, CL_MS * (1 - 1e-9))
+
+
+def test_the_channel_is_also_cut_near_both_ends_when_asked():
+    """``isthmus_lines: ends`` (scar dechanneling): besides the transect of the diastolic
+    pathway (the cheapest cut: one of the two 2 mm necks), the channel is cut across at its
+    other neck too, near its other end, each transect closed by the scar walls; the default
+    places the one transect only."""
+    mesh, activation = long_channel()
+    graph, one = site_of(mesh, activation)
+    assert one.mechanism == "isthmus" and one.reachable
+    first = graph.points_mm[one.nodes][:, 0]
+    assert np.ptp(first) <= 3.0 and (56.0 <= first.mean() <= 60.0 or 80.0 <= first.mean() <= 84.0)
+    graph, site = site_of(mesh, activation, isthmus_lines="ends")
+    assert site.mechanism == "isthmus" and site.reachable
+    assert "ablation.isthmus_lines: ends" in site.note
+    assert np.allclose(site.centre_mm, one.centre_mm)  # the first lesion stays where it was
+    points = graph.points_mm[site.nodes]
+    x = points[:, 0]
+    for end in (points[x < 70.0], points[x > 70.0]):  # one transect at each neck
+        assert end.size and np.ptp(end[:, 0]) <= 3.0
+        assert 56.0 <= end[:, 0].mean() <= 60.0 or 80.0 <= end[:, 0].mean() <= 84.0
+        assert end[:, 1].min() <= 28.5 + 1e-9 and end[:, 1].max() >= 30.5 - 1e-9  # across
