@@ -494,7 +494,7 @@ def _isthmus_cut(
             f"only {100 * diastole.volume_fraction:.1f} % of the tissue activates; the "
             f"corridor is cut across within {radius:.0f} mm of {where}"
         )
-        extra = channel_transects(graph, anchors, cost, centre) if ends else []
+        extra = channel_transects(graph, anchors, cost, centre, cut) if ends else []
         if extra:
             span = np.linalg.norm(
                 graph.points_mm[extra[0]].mean(axis=0) - graph.points_mm[extra[-1]].mean(axis=0)
@@ -528,19 +528,19 @@ def channel_transects(
     anchors: Anchors,
     cost: np.ndarray,
     centre: int,
+    middle: np.ndarray,
     step_mm: float = CHANNEL_STEP_MM,
 ) -> list[np.ndarray]:
     """Transects of the channel through tissue node ``centre`` near its two ends: stepping
     ``step_mm`` at a time along the corridor (its axis re-estimated at each step, so a
     curved channel is followed) in both directions while the steps stay in border zone /
     fibrosis, the transect closed by two walls furthest from ``centre`` on each side that
-    shares no node with the one at ``centre``. (Not every step gives one: where the channel
-    widens, the cheapest cut in the ball runs to its surface.) Empty where the channel does
-    not go on."""
+    shares no node with ``middle`` (the transect at ``centre``). (Not every step gives one:
+    where the channel widens, the cheapest cut in the ball runs to its surface.) Empty where
+    the channel does not go on."""
     ends = []
     axis0 = corridor_axis(graph, centre)
-    middle = _closed_transect(graph, anchors, cost, centre)
-    if axis0 is None or middle is None:
+    if axis0 is None:
         return ends
     tree = cKDTree(graph.points_mm)
     for sign in (1.0, -1.0):
@@ -556,7 +556,7 @@ def channel_transects(
             axis = new_axis if new_axis @ axis >= 0 else -new_axis
             here = nxt
             found = _closed_transect(graph, anchors, cost, nxt)
-            if found is not None and not np.isin(found[0], middle[0]).any():
+            if found is not None and not np.isin(found[0], middle).any():
                 last = found[0]
         if last is not None:
             ends.append(last)
