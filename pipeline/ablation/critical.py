@@ -48,6 +48,14 @@ Input: one cycle of the circuit's activation map (ms from the cycle's start, per
    of conduction block and tissue that did not activate in the cycle stay in the graph: a
    lesion must not lean on block that was only functional (it may conduct once the circuit
    is changed).
+   1b. A current map can jump by a cycle where the wave did not wrap: tissue activated
+   after all its neighbours (a pocket of slow conduction entered last) reads as the cycle's
+   start. Its front edges then bound the pocket and join nothing to the circuit's end, so
+   no cut separates them (seen on the sample patient's 2 mm mesh after two rounds of
+   lesions: a 63-node border-zone pocket). On a map with no times where the tissue does
+   not conduct (as induced on this mesh), those pieces are read as the next cycle and the
+   circuit is treated as one whose front the map does not show (step 4); with such times
+   the map is from before a lesion and the site is returned interrupted.
 2. **Minimum cut.** The smallest set of nodes whose removal disconnects sources from sinks,
    each node costing its volume (× ``border_zone_cost`` in border zone / fibrosis): a
    minimum vertex cut, computed as a maximum flow on the split-node network (each node an
@@ -426,6 +434,33 @@ def _velocities(graph: TissueGraph, t: np.ndarray, cycle_ms: float):
     return tets, speed
 
 
+def _unwrap_pockets(
+    graph: TissueGraph,
+    t: np.ndarray,
+    cycle_ms: float,
+    front: np.ndarray,
+    sources: np.ndarray,
+    sinks: np.ndarray,
+) -> np.ndarray:
+    """Tissue-node times with the pieces the ``front`` edges cut off put back in sequence
+    (module docstring, step 1b): without the front, the pieces holding early ends only (a
+    pocket activated after its late neighbours, its times wrapped to the cycle's start)
+    move one cycle later, or, when they outweigh the pieces holding late ends only, those
+    move one cycle earlier; shifted to start at 0."""
+    _, label = connected_components(graph.adjacency(~front), directed=False)
+    has_source = np.isin(np.arange(label.max() + 1), label[sources])
+    has_sink = np.isin(np.arange(label.max() + 1), label[sinks])
+    weight = np.bincount(label, weights=graph.volume_mm3)
+    early_only = np.nonzero(has_source & ~has_sink)[0]
+    late_only = np.nonzero(has_sink & ~has_source)[0]
+    out = t.copy()
+    if weight[early_only].sum() <= weight[late_only].sum():
+        out[np.isin(label, early_only)] += cycle_ms
+    else:
+        out[np.isin(label, late_only)] -= cycle_ms
+    return out - np.nanmin(out)
+
+
 def _interrupted(graph, circuit, sources, mechanism, cv_median) -> CriticalSite:
     where = graph.points_mm[sources]
     centre = where[np.argmin(np.linalg.norm(where - where.mean(axis=0), axis=1))]
@@ -636,6 +671,7 @@ def find_critical_site(
     cv_median = float(np.nanmedian(speed)) if np.isfinite(speed).any() else None
 
     sources = sinks = np.zeros(0, dtype=np.int64)
+    unwrapped = False
     cut, isthmus_note, channel_ends = _isthmus_cut(
         graph, anchors, t, cl, cost, ends=isthmus_lines == "ends"
     )
@@ -653,7 +689,16 @@ def find_critical_site(
     elif sources.size and sinks.size:
         mechanism = "re-entry"
         cut = minimum_vertex_cut(graph, cost, sources, sinks, ~front)
-    else:
+        if cut.size == 0:
+            if np.isfinite(np.delete(t_mesh, graph.nodes)).any():
+                # sources and sinks are not connected and the map has times where the
+                # tissue no longer conducts: a map from before a lesion, nothing left to cut
+                return _interrupted(graph, circuit, sources, mechanism, cv_median)
+            # a current map whose front edges do not join the circuit's two ends: they
+            # border tissue activated in sequence across the cycle's cut (step 1b)
+            t = _unwrap_pockets(graph, t, cl, front, sources, sinks)
+            cut, unwrapped = None, True
+    if cut is None:
         # no front edge: the front at the cycle's cut runs through tissue that did not
         # activate in the cycle (block, or conduction slower than a cycle), so the circuit
         # cannot be opened there. Its exit, the earliest-activated tissue, is the target
@@ -668,10 +713,6 @@ def find_critical_site(
         mechanism = "focal" if apart > FOCAL_APART * extent else "exit"
         cut = np.nonzero(active & (t <= np.nanmin(t) + FOCAL_WINDOW_MS))[0]
 
-    if cut.size == 0:
-        # sources and sinks are not connected: the map shows conduction this tissue no longer
-        # allows (a map from before a lesion), so there is nothing left to cut here
-        return _interrupted(graph, circuit, sources, mechanism, cv_median)
     nodes = np.unique(np.concatenate([cut, *channel_ends])) if channel_ends else cut
     extension = 0.0
     reachable, note = True, ""
@@ -718,6 +759,11 @@ def find_critical_site(
                 "the cycle: block or very slow conduction), so the circuit could not be "
                 "opened; the target is its exit, the earliest-activated tissue"
             )
+            if unwrapped:
+                hidden += (
+                    " (the map's only jumps by a cycle border tissue activated after its "
+                    "neighbours, read as the next cycle)"
+                )
             note = f"{hidden}; {note}" if note else hidden
     else:
         clusters = _touch_clusters(graph, anchors, nodes, tolerance)

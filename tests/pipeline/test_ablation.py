@@ -326,6 +326,27 @@ def test_a_circuit_whose_front_the_map_does_not_show_is_targeted_at_its_exit():
     assert site.anchors  # the line reaches the core or the outer scar
 
 
+def test_a_pocket_activated_last_is_not_mistaken_for_the_wrap_nor_for_the_exit():
+    # as on the sample patient after two rounds: the circuit's front is hidden (no
+    # activation at ±8° of the wrap) and a pocket of tissue activated after all its
+    # neighbours (r 12-16 mm, 315-335°) reads as the cycle's start; its edges are the map's
+    # only jumps by a cycle. The map is current (no times where tissue does not conduct):
+    # the target is still the exit, just past 8°, not the pocket, and not "interrupted"
+    mesh = ring()
+    graph = TissueGraph.of(mesh)
+    activation = rotating_map(mesh, 0.0)
+    theta = angles_deg(mesh.points_mm) % 360.0
+    r = np.hypot(mesh.points_mm[:, 0], mesh.points_mm[:, 1])
+    pocket = (theta >= 315.0) & (theta <= 335.0) & (r >= 12.0) & (r <= 16.0)
+    activation[pocket] = (activation[pocket] + 0.15 * CL_MS) % CL_MS
+    activation[(theta <= 8.0) | (theta >= 352.0)] = np.nan
+    activation[np.setdiff1d(np.arange(mesh.n_points), graph.nodes)] = np.nan
+    site = find_critical_site(graph, anchors(graph), Circuit(1, CL_MS, activation))
+    assert site.reachable and site.mechanism == "exit"
+    assert "read as the next cycle" in site.note
+    assert 8.0 < angles_deg(site.centre_mm[None])[0] < 14.0
+
+
 def test_a_map_of_a_circuit_the_mesh_no_longer_carries_is_labelled():
     # the ring's map on the ring already cut at its neck: nothing is left to cut
     mesh = ring()
