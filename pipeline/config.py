@@ -511,10 +511,12 @@ class AblationConfig(StrictModel):
         "extends a core's line on to a second anchor",
     )
     isthmus_lines: Literal["middle", "ends"] = Field(
-        "middle",
-        description="a protected isthmus is cut across where the wave is in mid-diastole "
-        "(middle), or there and at both ends of the channel, as far along it as it stays "
-        "closed by two walls (ends: the channel's entrance and exit, as in scar dechanneling)",
+        "ends",
+        description="a protected isthmus is cut across where the wave is in mid-diastole and "
+        "at both ends of the channel, as far along it as it stays closed by two walls (ends: "
+        "the channel's entrance and exit, as in scar dechanneling), or only across its middle "
+        "(middle: the least volume; on the sample patient it left the channel's far part "
+        "open to a new circuit)",
     )
     strategy: Literal["targeted", "pvi", "pvi+targeted"] = Field(
         "targeted",
