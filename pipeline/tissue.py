@@ -29,9 +29,10 @@ Calibrations and pre-paced states are cached on disk (``tissue.cache_dir``, defa
 ``$CARDIOTWIN_CACHE_DIR`` or ``~/.cache/cardiotwin``) per model, parameters, mesh spacing,
 time step and numerics: the next run on a mesh of the same resolution starts at once.
 
-Mesh spacing (:func:`mesh_spacing_mm`): (6 V̄)^(1/3) of the mean conducting element volume
-V̄, exactly the spacing of the box meshes the calibration strip is made of; for unstructured
-meshes with mean element edge ℓ it is ≈ 0.8–0.9 ℓ (both are reported).
+Mesh spacing (:func:`mesh_spacing_mm`): (6 V̄)^(1/3) of the mean volume V̄ of the
+conducting and lesion elements (a lesion was conducting before ablation, so an ablated mesh
+keeps its spacing and σ), exactly the spacing of the box meshes the calibration strip is
+made of; for unstructured meshes with mean element edge ℓ it is ≈ 0.8–0.9 ℓ (both are reported).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import numpy as np
 
 from cardiotwin.files import write_json_atomic
 from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.meshing.tags import LESION
 from cardiotwin.solvers.ionic import IonicModel, ParameterTable, UnknownNameError, get_model
 from cardiotwin.solvers.precision import PrecisionError, state_layout
 
@@ -523,7 +525,10 @@ def build_tissue(
     set_names = [set_index.get(s, "default") for s in range(len(table))]
 
     keep = np.isin(mesh.region, [t for t, r in region_of_tag.items() if conducting[r]])
-    spacing, mean_edge = mesh_spacing_mm(mesh, keep)
+    # Lesions were conducting tissue before ablation: counting them keeps an ablated mesh at
+    # its own spacing, so it is simulated with the σ its induction had (not recalibrated at a
+    # spacing shifted by the elements the lesions took).
+    spacing, mean_edge = mesh_spacing_mm(mesh, keep | (mesh.region == LESION))
     cache = cache_dir(tissue_config)
     sigma = _region_sigmas(names, regions, model, layers, spacing, simulation, tissue_config, cache)
     conductivities = {

@@ -1,5 +1,7 @@
 """Tissue: tags -> parameter sets per node, conductivities, pre-pacing (pipeline/tissue.py)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -316,3 +318,62 @@ def test_remodelled_atrial_cells_conduct_on_the_calibration_strip():
     by_upstroke = 1.0 / np.polyfit(x[window], upstroke_at[window], 1)[0]
     assert cv == pytest.approx(by_upstroke, rel=0.03)
     assert 0.2 < cv < 0.71  # slower than healthy atrium (0.71 m/s along the fibres)
+
+
+def test_an_ablated_mesh_keeps_the_spacing_and_conductivity_of_the_mesh_it_came_from(tmp_path):
+    """Lesions take conducting elements; if the spacing were measured on what still conducts,
+    an unstructured mesh would be recalibrated at a shifted spacing after ablation and its
+    re-induction would run with another σ than the induction it answers."""
+    mesh = _slab(0.5)
+    rng = np.random.default_rng(3)
+    interior = np.all((mesh.points_mm > 0.01) & (mesh.points_mm < [9.99, 5.99, 0.99]), axis=1)
+    mesh.points_mm[interior] += rng.uniform(-0.12, 0.12, (int(interior.sum()), 3))
+    centres = mesh.element_centres_mm()
+    ablated = dataclasses.replace(mesh, region=mesh.region.copy())
+    # a lesion through the healthy tissue where the jittered elements are largest
+    volume = np.abs(mesh.signed_volumes_mm3())
+    near = np.linalg.norm(centres - [2.0, 3.0, 0.5], axis=1) < 1.5
+    lesion = near & (volume > np.median(volume[near]))
+    ablated.region[lesion] = LESION
+    conducting = np.isin(mesh.region, [HEALTHY, BORDER_ZONE])
+    before = mesh_spacing_mm(mesh, conducting)[0]
+    # what the old rule measured after ablation: the spacing moves (this test can fail)
+    assert round(
+        mesh_spacing_mm(ablated, np.isin(ablated.region, [HEALTHY, BORDER_ZONE]))[0], 4
+    ) != (round(before, 4))
+    config = Config.model_validate(
+        {
+            "simulation": {"dt_ms": 0.05},
+            "tissue": {
+                "cache_dir": str(tmp_path / "cache"),
+                "calibrate_cv": False,
+                "ventricle": {
+                    "model": "mitchell-schaeffer",
+                    "regions": {
+                        "healthy": {"tag": 1, "sigma_s_per_m": [0.2, 0.05]},
+                        "border_zone": {
+                            "tag": 2,
+                            "sigma_scale": [1.0, 0.1],
+                            "relative_to": "healthy",
+                        },
+                        "dense_scar": {"tag": 3, "conducting": False},
+                        "lesion": {"tag": LESION, "conducting": False},
+                    },
+                },
+            },
+        }
+    )
+    built = [
+        build_tissue(
+            m,
+            config.tissue.ventricle,
+            config.tissue,
+            config.simulation,
+            bcl_ms=600.0,
+            prepace=False,
+        )
+        for m in (mesh, ablated)
+    ]
+    assert built[0].record["spacing_mm"] == pytest.approx(before, rel=1e-12)
+    assert built[1].record["spacing_mm"] == built[0].record["spacing_mm"]
+    assert built[1].conductivities_s_per_m == built[0].conductivities_s_per_m
