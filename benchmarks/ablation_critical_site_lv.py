@@ -73,6 +73,12 @@ def main(argv=None) -> int:
     parser.add_argument("--at", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     parser.add_argument("--cv", type=float, default=0.5, help="synthetic CV, m/s")
     parser.add_argument("--radius", type=float, default=4.0, help="lesion radius, mm")
+    parser.add_argument(
+        "--isthmus-lines",
+        choices=("middle", "ends"),
+        default="middle",
+        help="one transect (middle, as RESULTS.md's table) or both ends (the config default)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     mesh = read_mesh(args.mesh)
@@ -86,7 +92,11 @@ def main(argv=None) -> int:
         activation, cycle, wrap_point = circuit_map(graph, centreline, at, args.cv)
         started = time.perf_counter()
         site = find_critical_site(
-            graph, anchor_set, Circuit(1, cycle, activation), radius_mm=args.radius
+            graph,
+            anchor_set,
+            Circuit(1, cycle, activation),
+            radius_mm=args.radius,
+            isthmus_lines=args.isthmus_lines,
         )
         cut_s = time.perf_counter() - started
         started = time.perf_counter()

@@ -647,7 +647,7 @@ def find_critical_site(
     border_zone_cost: float = 0.5,
     anchors_per_line: int = 1,
     radius_mm: float = 4.0,
-    isthmus_lines: str = "middle",
+    isthmus_lines: str = "ends",
 ) -> CriticalSite:
     """The critical site of ``circuit`` on ``graph`` (module docstring)."""
     t_mesh = np.asarray(circuit.activation_ms, dtype=np.float64)

@@ -745,14 +745,14 @@ def long_channel() -> tuple[Mesh, np.ndarray]:
 def test_the_channel_is_also_cut_near_both_ends_when_asked():
     """``isthmus_lines: ends`` (scar dechanneling): besides the transect of the diastolic
     pathway (the cheapest cut: one of the two 2 mm necks), the channel is cut across at its
-    other neck too, near its other end, each transect closed by the scar walls; the default
-    places the one transect only."""
+    other neck too, near its other end, each transect closed by the scar walls (the default);
+    ``middle`` places the one transect only."""
     mesh, activation = long_channel()
-    graph, one = site_of(mesh, activation)
+    graph, one = site_of(mesh, activation, isthmus_lines="middle")
     assert one.mechanism == "isthmus" and one.reachable
     first = graph.points_mm[one.nodes][:, 0]
     assert np.ptp(first) <= 3.0 and (56.0 <= first.mean() <= 60.0 or 80.0 <= first.mean() <= 84.0)
-    graph, site = site_of(mesh, activation, isthmus_lines="ends")
+    graph, site = site_of(mesh, activation)
     assert site.mechanism == "isthmus" and site.reachable
     assert "ablation.isthmus_lines: ends" in site.note
     assert np.allclose(site.centre_mm, one.centre_mm)  # the first lesion stays where it was
