@@ -540,6 +540,12 @@ def _isthmus_cut(
                 + (f", {span:.0f} mm apart" if len(extra) == 2 else "")
                 + "; ablation.isthmus_lines: ends)"
             )
+        elif ends:
+            note += (
+                " (ablation.isthmus_lines: ends, but no other transect closed by two walls was "
+                "found along the channel: it stops being border zone or widens to the surface "
+                "within a step; this one transect only)"
+            )
         return cut, note, extra
     return None, "", []
 

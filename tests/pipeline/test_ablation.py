@@ -148,6 +148,9 @@ def test_a_circuit_with_a_diastole_is_cut_across_its_protected_channel(wrap_deg)
     graph, site = site_of(mesh, crawl_map(mesh, NECK_DEG, 0.4, wrap_deg))
     assert site.mechanism == "isthmus" and site.reachable
     assert "diastolic pathway" in site.note
+    # the default asks for the channel's ends too; this neck is one transect long, and the
+    # note says so rather than leaving the user to count lines
+    assert "no other transect" in site.note, site.note
     cut = graph.points_mm[site.cut_nodes]
     assert np.all(np.abs(angles_deg(cut) - NECK_DEG) < NECK_HALF_WIDTH_DEG)
     r = np.hypot(cut[:, 0], cut[:, 1])
