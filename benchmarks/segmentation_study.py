@@ -44,6 +44,7 @@ VENTRICLE_METHODS = {
     "fwhm": DEFAULTS["fwhm"],
     "fwhm, no channel step": replace(DEFAULTS["fwhm"], keep_channels=False),
     "fwhm, no blood-edge step": replace(DEFAULTS["fwhm"], trim_blood_edge=False),
+    "fwhm, trim only where seen": replace(DEFAULTS["fwhm"], trim_carry_over=False),
     "nsd 2/4 SD, remote": DEFAULTS["nsd"],
     "nsd 2/3 SD (Yan), remote": replace(DEFAULTS["nsd"], dense_sd=3.0),
     "nsd 2/4 SD, mode": replace(DEFAULTS["nsd"], nsd_reference="mode"),
