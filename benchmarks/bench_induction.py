@@ -139,6 +139,16 @@ def main() -> None:
         default=["batched", "site-by-site"],
         choices=("batched", "site-by-site"),
     )
+    parser.add_argument(
+        "--speculative",
+        type=int,
+        help="batched mode: induction.batch.speculative_intervals (default: the config's)",
+    )
+    parser.add_argument(
+        "--compact-fraction",
+        type=float,
+        help="batched mode: induction.batch.compact_fraction (default: the config's)",
+    )
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -167,11 +177,18 @@ def main() -> None:
         "command": " ".join(os.sys.argv),
     }
     for mode in args.modes:
-        settings = (
-            config
-            if mode == "batched"
-            else with_batch(config, max_members=1, speculative_intervals=1)
-        )
+        if mode == "batched":
+            changes = {
+                k: v
+                for k, v in (
+                    ("speculative_intervals", args.speculative),
+                    ("compact_fraction", args.compact_fraction),
+                )
+                if v is not None
+            }
+            settings = with_batch(config, **changes) if changes else config
+        else:
+            settings = with_batch(config, max_members=1, speculative_intervals=1)
         results[mode] = run(mesh, settings, names, args.backend, args.progress)
         print(
             mode,
