@@ -77,7 +77,6 @@ def trim_blood_edge(
         front = grown
     # Where a run of blood-like layers ends, inward, at dark myocardium, the mask's
     # overshoot is seen: the run's depth (0 where dark wall is right at the edge).
-    solid = wall & ~blood_like
     # The voxel at the true edge mixes blood and myocardium (intermediate): dark wall up to
     # one voxel beyond the run's end still shows the edge.
     dark_wall = wall & (image < dark)
@@ -103,11 +102,9 @@ def trim_blood_edge(
     if not carry_over:
         hidden = ~ndimage.binary_dilation(seen, cross, iterations=n_layers)
         local = np.where(hidden, 0.0, local)
-    # Trim each run to the expected overshoot, never past its own end: a run that ends at
-    # wall that is not blood-like (border zone, scar brighter than blood) stops there.
-    run_end = np.zeros(wall.shape, dtype=np.int8)
-    reach = (layer > 0) & ndimage.binary_dilation(solid, cross)
-    run_end[reach] = layer[reach]
+    # Trim each run to the expected overshoot, never past its own end: layers only grow
+    # through blood-like voxels, so a run that ends at wall that is not blood-like (border
+    # zone, scar brighter than blood) stops there by construction.
     removed = (layer > 0) & (layer <= np.rint(local))
     trimmed = wall & ~removed
     report.update(
