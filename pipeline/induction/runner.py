@@ -233,17 +233,23 @@ class TrialRunner:
         )
         self.bytes_per_node_member = per_node
         batch = induction.batch
+        #: coupling intervals per site side by side, and the finished fraction that
+        #: rebuilds the batch, with ``auto`` resolved for this backend
+        self.speculative_intervals, self.compact_fraction = batch.for_backend(self.backend_name)
         budget = (
             batch.memory_gb * 1e9 if batch.memory_gb else 0.5 * free_memory_bytes(self.backend_name)
         )
         fit = max(1, int(budget // (per_node * self.base.n_nodes)))
         self.max_members = min(fit, batch.max_members or MAX_MEMBERS)
         log.info(
-            "batch: %d bytes per node per member, %d tissue nodes: up to %d members in %.3g GB",
+            "batch: %d bytes per node per member, %d tissue nodes: up to %d members in %.3g GB; "
+            "%d coupling interval(s) per site side by side, rebuilt when %g of it has finished",
             per_node,
             self.base.n_nodes,
             self.max_members,
             budget / 1e9,
+            self.speculative_intervals,
+            self.compact_fraction,
         )
 
     # --- the batch loop -------------------------------------------------------------------
@@ -358,7 +364,7 @@ class TrialRunner:
             capture_window_ms=d.capture_window_ms,
             capture_fraction=d.capture_fraction,
             interval_ms=d.check_interval_ms,
-            stop_fraction=1.0 if keep_final else self.induction.batch.compact_fraction,
+            stop_fraction=1.0 if keep_final else self.compact_fraction,
             records=[m.record for m in members],
         )
         t_end = max(w.stop_at_ms for w in monitor.watches)

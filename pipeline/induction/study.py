@@ -185,6 +185,8 @@ def run_induction(
             "batches": stats.generations,
             "batch_sizes": stats.batch_sizes,
             "max_batch_members": runner.max_members,
+            "speculative_intervals": runner.speculative_intervals,
+            "compact_fraction": runner.compact_fraction,
             "bytes_per_node_member": runner.bytes_per_node_member,
             "tissue_nodes": runner.base.n_nodes,
             "member_steps": stats.member_steps,
@@ -296,7 +298,7 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
         pending = retry
     machines = {i: PESSite(timing) for i in snapshots}
     induced_analyses: dict[tuple, TrialAnalysis] = {}
-    width = induction.batch.speculative_intervals
+    width = runner.speculative_intervals
 
     def trials_of(i: int) -> list[Trial]:
         out = []
