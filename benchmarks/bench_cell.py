@@ -45,13 +45,32 @@ def load_average() -> float:
 
 
 def cpu_model_name() -> str:
+    """The CPU's model name, with family/model and the widest vector unit: a KVM guest
+    often reports a bare "AMD EPYC", which names neither the generation (Zen 1 has no
+    AVX-512, Zen 4 does) nor what Numba compiles for (LLVM's host CPU, appended)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if key.strip() == "flags":
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    name = fields.get("model name") or platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    details = (
+        [f"family {fields['cpu family']} model {fields['model']}"] if "model" in fields else []
+    )
+    details += [vector] if vector else []
+    try:
+        import llvmlite.binding as llvm
+
+        details.append(f"LLVM {llvm.get_host_cpu_name()}")
+    except (ImportError, RuntimeError):
+        pass
+    return f"{name} ({', '.join(details)})" if details else name
 
 
 def threading_environment() -> dict:
