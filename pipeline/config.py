@@ -464,8 +464,10 @@ class BatchConfig(StrictModel):
         may not need (speculative intervals) and finished members kept in the batch are a
         net loss: the whole 17-site PES on the sample ran 1.35x faster than site by site
         with one interval and eager compaction, while 3 intervals were 0.86-1.0x
-        (benchmarks/RESULTS.md). On a GPU the batch is nearly free up to the device's
-        width, so the defaults there stay speculative until measured on a device.
+        (benchmarks/RESULTS.md). On a GPU they stay as they were (3 and 0.5) until measured
+        on a device: a small mesh leaves the device idle at one member, and every rebuild of
+        the batch costs device copies; on a mesh that fills the device a member is predicted
+        to cost 0.75-0.8 of a run (issue 12), where speculation would lose there too.
         """
         gpu = backend == "cuda"
         width, fraction = self.speculative_intervals, self.compact_fraction
