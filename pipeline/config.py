@@ -290,6 +290,12 @@ class PrepacingConfig(StrictModel):
     rel_tol: float = Field(
         1e-3, gt=0, description="steady: no state changes by more than this (relative) per block"
     )
+    hold_slow_states: bool = Field(
+        True,
+        description="hold the model's slow states (Courtemanche: Na_i, K_i; none for TP06) at "
+        "their initial values while pre-pacing, so the other states reach a steady beat "
+        "instead of following a drift of many minutes",
+    )
 
 
 class TissueConfig(StrictModel):

@@ -5,6 +5,9 @@ A model file (one per model, see ``aliev_panfilov.py`` for the smallest) holds
 - ``STATES``: :class:`State` rows (name, initial value, unit, whether it is a gate),
 - ``PARAMETERS``: :class:`Parameter` rows (name, default, unit, description),
 - ``CITATION``: the paper the equations come from,
+- ``SLOW_STATES`` (optional): states that take many minutes of pacing to settle (the
+  intracellular Na⁺ and K⁺ of a model with ion homeostasis); single-cell pre-pacing holds
+  them at their initial values (``pipeline.tissue.prepaced_states``),
 - ``step(y, p, k, s, dt_ms, i_stim)``: one time step of node ``k`` written once, as plain
   ``math``-only Python that the backends compile unchanged (plain Python for the reference
   backend, ``numba.njit`` for the CPU, ``numba.cuda.jit(device=True)`` for CUDA).
@@ -74,6 +77,8 @@ class IonicModel:
     description: str = ""
     #: Parameter values that make this variant (e.g. TP06 endo vs epi), by name.
     defaults_override: Mapping[str, float] = field(default_factory=dict)
+    #: the model file's ``SLOW_STATES``: names of states that settle over minutes of pacing
+    slow_states: tuple[str, ...] = ()
 
     @property
     def n_states(self) -> int:
@@ -172,6 +177,10 @@ def model_from_module(module: ModuleType, name: str, **extra) -> IonicModel:
     states = tuple(module.STATES)
     if states[0].unit != "mV":
         raise ValueError(f"{module.__name__}: the first state must be the membrane potential (mV)")
+    slow = tuple(getattr(module, "SLOW_STATES", ()))
+    unknown = sorted(set(slow) - {s.name for s in states})
+    if unknown:
+        raise ValueError(f"{module.__name__}: SLOW_STATES names no state {unknown}")
     return IonicModel(
         name=name,
         states=states,
@@ -179,6 +188,7 @@ def model_from_module(module: ModuleType, name: str, **extra) -> IonicModel:
         citation=module.CITATION,
         step=module.step,
         module=module.__name__,
+        slow_states=slow,
         **extra,
     )
 

@@ -67,6 +67,14 @@ STATES = (
 #: of their movement comes in updates below half a float32 ulp, which a float32 store would
 #: lose; every other state loses ≤ 0.1 %
 FP64_STATES = ("Na_i", "K_i", "ui")
+#: held during single-cell pre-pacing (cardiotwin.pipeline.tissue.prepaced_states). Paced
+#: alone at 500 ms from the initial state, Na_i moves 0.07 mM per 10 beats for hundreds of
+#: beats (a time constant of many minutes) while everything else settles in 50-200 beats:
+#: the published cell's APD90 falls 276 → 237 ms over 300 beats, and the AF + fibrotic cell
+#: (I_Na × 0.6, I_K1 × 0.5) depolarises at rest until it stops firing (peak below 0 mV by
+#: beat 150). With Na_i and K_i held, the three sets reach a steady beat in 60, 100 and 200
+#: beats (benchmarks/RESULTS.md, "Courtemanche pre-pacing").
+SLOW_STATES = ("Na_i", "K_i")
 
 (
     V, NA_I, K_I, CA_I, CA_UP, CA_REL,
