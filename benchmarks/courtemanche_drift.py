@@ -32,7 +32,8 @@ def main() -> None:
     others = np.setdiff1d(np.arange(model.n_states), held)
     for label, scale in sets.items():
         table = model.parameter_table()
-        p = table.as_array()[:, table.add(**scale)]
+        column = table.add(**scale)
+        p = table.as_array()[:, column]
         y0 = model.initial_state(1)[:, 0]
         amplitude = 2.0 * stimulus_threshold(model, dt_ms=DT_MS, parameters=p, initial_state=y0)
         for hold in (False, True):
