@@ -1,11 +1,12 @@
 """``la-fibrosis``: a left atrium with patchy fibrosis, on a 3-D LGE grid.
 
 Anatomy (local frame: the body's left, posterior and superior axes): an ellipsoidal cavity
-inside a 2-3 mm wall, four pulmonary-vein stubs (lumen 10-13 mm) and a mitral opening
-(24-28 mm). Fibrosis is the top ``fibrosis_percent`` of a smooth random field (patches of
-~5-20 mm, the scale of atrial LGE enhancement) over the wall; the top :data:`DENSE_SHARE` of
-the fibrotic part is dense. The thresholds of the field are set once per seed on a 1 mm
-reference sampling of the wall, so the burden does not depend on the acquisition grid.
+of 90-150 ml (an AF patient's LA) inside a 2-3 mm wall, four pulmonary-vein stubs (lumen
+10-13 mm) and a mitral opening (24-28 mm). Fibrosis is the top ``fibrosis_percent`` of a
+smooth random field (patches of ~5-20 mm, the scale of atrial LGE enhancement) over the
+wall; the top :data:`DENSE_SHARE` of the fibrotic part is dense. The thresholds of the field
+are set once per seed on a 1 mm reference sampling of the wall, so the burden does not
+depend on the acquisition grid.
 
 Tissue values are drawn per seed (:func:`.contrast.draw_atrium_contrast`); the wall, blood
 and surroundings have a few % of smooth texture. Atrial LGE is a 3-D acquisition: the
@@ -55,6 +56,12 @@ MITRAL_DIRECTION = (0.25, -0.70, -0.65)
 #: patches of roughly 5-20 mm, the scale of the enhancement seen in atrial LGE.
 FIBROSIS_PATCH_SIGMA_MM = 5.0
 
+#: Volume of the body's cavity (ml, veins excluded), drawn uniformly: the LA of patients
+#: referred for AF ablation, 118 ± 42 ml by LGE-CMR (Chrispin et al. 2016, Europace 19:371;
+#: 179 patients). A normal LA (about 50 ml) is too small for the wavelength of AF-remodelled
+#: tissue (benchmarks/RESULTS.md, "Atria: a rotor needs room").
+LA_VOLUME_ML = (90.0, 150.0)
+
 #: Share of the fibrotic wall that is dense scar (label 3) in la-fibrosis.
 DENSE_SHARE = 0.4
 
@@ -103,8 +110,11 @@ class AtriumDesign:
 
 
 def draw_atrium(rng: np.random.Generator) -> AtriumDesign:
-    """Random adult (AF-sized) left atrium, its veins, mitral opening and axial stack."""
-    semi_axes = np.array([rng.uniform(25, 29), rng.uniform(18, 22), rng.uniform(20, 24)])
+    """Random adult left atrium of an AF patient (:data:`LA_VOLUME_ML`), its veins, mitral
+    opening and axial stack."""
+    shape = np.array([rng.uniform(25, 29), rng.uniform(18, 22), rng.uniform(20, 24)])
+    volume_mm3 = 1000.0 * rng.uniform(*LA_VOLUME_ML)
+    semi_axes = shape * (volume_mm3 / (4.0 / 3.0 * math.pi * float(np.prod(shape)))) ** (1 / 3)
     wall_mm = rng.uniform(2.0, 3.0)
     # Local (left, posterior, superior) -> scanner RAS (+x right, +y anterior, +z up).
     frame = random_tilt(rng, 12.0) @ np.diag([-1.0, -1.0, 1.0])
@@ -276,6 +286,9 @@ def atrium_record(design: AtriumDesign) -> dict:
     return {
         "centre_mm": to_list(design.centre),
         "endo_semi_axes_mm": to_list(design.semi_axes),
+        "body_cavity_volume_ml": round(
+            4.0 / 3.0 * math.pi * float(np.prod(design.semi_axes)) / 1000, 2
+        ),
         "axes_units": to_list(design.frame.T, 5),
         "axes_description": "rows: the body's left, posterior and superior axes (scanner RAS "
         "unit vectors) along which endo_semi_axes_mm are measured",

@@ -4,8 +4,9 @@
    cavity enclosed by the wall mask): marching cubes of the lightly blurred mask, in scanner
    mm (:func:`cardiotwin.meshing.surfaces.mask_surface`).
 2. At every vertex the LGE is sampled along the outward normal over ``surface_band_mm``
-   (default 0-3 mm: through a 2-3 mm wall) every ``surface_step_mm`` and the **maximum** is
-   kept (the maximum intensity projection of Oakes 2009 / CemrgApp).
+   (default 0-3 mm: through a 2-3 mm wall) every ``surface_step_mm`` (cubic spline
+   interpolation) and the **maximum** is kept (the maximum intensity projection of Oakes
+   2009 / CemrgApp).
 3. IIR per vertex = that maximum / the mean of the blood pool (eroded one voxel in-plane);
    fibrosis where IIR ≥ 1.20, dense where ≥ 1.32 (Benito 2017).
 4. Only vertices with wall beneath count (the wall mask within the band, if a wall mask is
@@ -88,6 +89,10 @@ def surface_fibrosis(
         band_mm=band,
         step_mm=settings.surface_step_mm,
         reduce="max",
+        # cubic spline: trilinear samples never exceed their voxels, so the peak of a wall
+        # thinner than the slice is read low (on 1.5 x 1.5 x 2.5 mm grids: -1.5 points mean,
+        # -3.3 worst over 80 phantoms, against -0.9 / -2.4 cubic; data_samples/README.md)
+        order=3,
     )
     iir = maximum / blood_mean
     if wall is None:
