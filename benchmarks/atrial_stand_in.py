@@ -1,5 +1,5 @@
 """APD90 and ERP of the atrial cells: Courtemanche (the default atrial tissue) against the
-Mitchell-Schaeffer stand-in of the phantom must-shows (ATRIAL_TISSUE in
+Mitchell-Schaeffer stand-in of the phantom must-shows (ATRIAL_STAND_IN in
 phantom_must_shows/test_induction_phantoms.py), where the numbers it prints are quoted.
 
 Single cells paced 20 beats at each cycle length (solvers.cell.pace_cell, twice the

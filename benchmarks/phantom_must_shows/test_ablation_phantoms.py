@@ -46,7 +46,7 @@ def ablate(tmp_path, case: str, settings: dict, ablation: dict, out: str) -> dic
     tissue = {**settings["tissue"], "cache_dir": str(tmp_path / "cache")}
     config.write_text(yaml.safe_dump({**settings, "tissue": tissue, "ablation": ablation}))
     induction = folder / "induction" / "induction.json"
-    args = ["ablate", "--mesh", folder / "prepared.vtu", "--config", config, "--no-progress",
+    args = ["ablate", "--mesh", folder / "mesh.vtu", "--config", config, "--no-progress",
             "--induction", induction, "--out", folder / out]  # fmt: skip
     assert main([str(a) for a in args]) == 0
     return json.loads((folder / out / "ablation.json").read_text())
