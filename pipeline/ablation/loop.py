@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 
 from cardiotwin.meshing.mesh import Mesh
 from cardiotwin.meshing.tags import LESION, NONCONDUCTING
@@ -74,6 +75,7 @@ class InductionRound:
 
     def summary(self, mesh: Mesh | None = None) -> dict:
         swallowed = [] if mesh is None else sites_in_lesions(mesh, self.sites)
+        isolated = [] if mesh is None else sites_isolated(mesh, self.sites)
         return {
             "inducible": self.inducible,
             "complete": self.complete,
@@ -86,6 +88,10 @@ class InductionRound:
                 if s["status"] != "ok"
             ],
             "sites_in_lesions": swallowed,
+            "sites_isolated": isolated,
+            "sites_inducing_not_isolated": [
+                s["name"] for s in self.sites if s["induced"] and s["name"] not in isolated
+            ],
             "unique_vts": [
                 {
                     "id": c.id,
@@ -115,6 +121,29 @@ def sites_in_lesions(mesh: Mesh, sites: list[dict]) -> list[str]:
         if s["status"] == "ok" or nodes is None or nodes.size == 0:
             continue
         if not graph_nodes[nodes].any() and lesion_nodes[nodes].any():
+            out.append(s["name"])
+    return out
+
+
+def sites_isolated(mesh: Mesh, sites: list[dict]) -> list[str]:
+    """Names of the sites whose conducting nodes all lie outside the atrium's or ventricle's
+    main body once lesions are placed: outside the largest connected piece of conducting
+    tissue (by volume), e.g. a site on a vein sleeve after pulmonary vein isolation. Pacing
+    there can only answer for the isolated piece, so a comparison of inducing sites between
+    lesion strategies counts these apart. Empty for a mesh without lesions."""
+    if not np.any(mesh.region == LESION):
+        return []
+    graph = TissueGraph.of(mesh)
+    count, label = connected_components(graph.adjacency(), directed=False)
+    if count < 2:
+        return []
+    main = int(np.argmax(np.bincount(label, graph.volume_mm3, count)))
+    out = []
+    for s in sites:
+        nodes = mesh.node_sets.get(s["name"])
+        local = graph.local[nodes] if nodes is not None else np.zeros(0, dtype=np.int64)
+        local = local[local >= 0]
+        if local.size and not np.any(label[local] == main):
             out.append(s["name"])
     return out
 
@@ -316,6 +345,13 @@ def run_ablation(
         note = (
             f"still inducible after ablation.max_rounds = {config.max_rounds} round(s) "
             f"({total:.3g} ml of lesions): {induction.note}"
+        )
+    isolated = sites_isolated(current, induction.sites)
+    if isolated:
+        note += (
+            f"; site(s) {', '.join(isolated)} lie in tissue the lesions cut off from the main "
+            "body (e.g. inside a vein's isolation ring): pacing there answers for that piece "
+            "only, so they are listed apart (sites_isolated)"
         )
     rounds = sum(1 for r in per_round[1:] if r.get("placed"))
     non_inducible = status == "non-inducible after ablation"

@@ -82,7 +82,10 @@ class AblationReport(_Model):
     lesion_sets: list[LesionLine]
     per_round: list[dict] = Field(
         description="round 0: the input induction; then per round: targets (critical sites), "
-        "lesion_sets, volume_ml, placed, total_volume_ml, induction (the re-induction)"
+        "lesion_sets, volume_ml, placed, total_volume_ml, induction (the re-induction: "
+        "inducible, sites_inducing, sites_in_lesions (every node ablated), sites_isolated "
+        "(cut off from the main body of the tissue, e.g. inside a vein's isolation ring), "
+        "sites_inducing_not_isolated, unique_vts)"
     )
     controls: list[dict]
     controls_summary: ControlSummary

@@ -572,6 +572,29 @@ def test_vein_isolation_alone_leaves_a_circuit_that_does_not_use_the_vein(strate
         assert result.status == "non-inducible after ablation" and result.rounds == 2
 
 
+def test_sites_that_vein_isolation_cuts_off_are_listed_apart():
+    # a site on the vein's sleeve, inside the isolation ring, can only answer for the sleeve
+    # after PVI: the summary lists it apart from the sites in the main body of the tissue
+    mesh = ring_with_vein()
+    p = mesh.points_mm
+    mesh.node_sets["LA-V"] = np.nonzero(np.hypot(p[:, 0] - VEIN_MM[0], p[:, 1]) < 1.8)[0]
+    mesh.node_sets["LA-B"] = np.nonzero(np.hypot(p[:, 0] + VEIN_MM[0], p[:, 1]) < 1.8)[0]
+    sites = [
+        {"name": "LA-V", "status": "ok", "induced": True, "vt_id": 1},
+        {"name": "LA-B", "status": "ok", "induced": True, "vt_id": 1},
+    ]
+    study = InductionRound(True, True, "inducible from 2 of 2 paced sites", [], sites)
+    assert study.summary(mesh)["sites_isolated"] == []  # no lesion yet
+    ablated = apply_lesions(mesh, pvi_lesions(TissueGraph.of(mesh), 4.0, 3.0))
+    summary = study.summary(ablated)
+    assert summary["sites_in_lesions"] == []
+    assert summary["sites_isolated"] == ["LA-V"]
+    assert summary["sites_inducing_not_isolated"] == ["LA-B"]
+    settings = AblationConfig(lesion_radius_mm=3.0, strategy="pvi", pvi_distance_mm=4.0)
+    result = run_ablation(mesh, study, lambda m, k: study, settings)
+    assert result.status == "pvi done" and "LA-V lie in tissue the lesions cut off" in result.note
+
+
 # --- files, command line, configuration ----------------------------------------------------------
 
 
