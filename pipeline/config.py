@@ -30,6 +30,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cardiotwin.meshing.tags import LESION
+
 #: version of the configuration format this code reads
 CONFIG_VERSION = 1
 
@@ -278,6 +280,13 @@ class ChamberTissueConfig(StrictModel):
     )
     regions: dict[str, RegionConfig]
     transmural: TransmuralConfig = Field(default_factory=TransmuralConfig)
+
+    def nonconducting_tags(self) -> tuple[int, ...]:
+        """Element tags this chamber's tissue does not conduct (its non-conducting regions),
+        always with the ablation lesion tag 4: by default dense scar and lesions in a
+        ventricle, lesions only in an atrium (dense fibrosis conducts there)."""
+        tags = {r.tag for r in self.regions.values() if not r.conducting} | {LESION}
+        return tuple(sorted(tags))
 
 
 class PrepacingConfig(StrictModel):

@@ -408,7 +408,7 @@ def activation_png(
     mesh: Mesh, *, cycle_length_ms: float, exit_site_mm=None, title: str = "activation"
 ) -> bytes:
     """PNG of one VT's activation map: the outer surface coloured by ``activation_ms`` (point
-    data, ms over one cycle, 0..``cycle_length_ms``), dense scar and unexcited tissue grey,
+    data, ms over one cycle, 0..``cycle_length_ms``), non-conducting and unexcited tissue grey,
     the exit site (scanner mm) a magenta ball on the surface point nearest to it; anterior and
     posterior views, one colour bar."""
     if "activation_ms" not in mesh.point_data:
@@ -421,7 +421,10 @@ def activation_png(
     known = np.isfinite(corners)
     count = known.sum(axis=1)
     value = np.where(known, corners, 0.0).sum(axis=1) / np.maximum(count, 1)
-    silent = np.isin(mesh.region[owner], NONCONDUCTING) | (count == 0)
+    # grey: faces with no activation time, and faces of tissue tagged non-conducting
+    # (dense scar, lesions) not wholly timed; in an atrium dense fibrosis conducts and
+    # carries times at every node, so it is coloured like the rest
+    silent = (count == 0) | (np.isin(mesh.region[owner], NONCONDUCTING) & (count < 3))
     value[silent] = np.nan
     edge = _edge_mm(mesh, faces)
     centre = mesh.points_mm.mean(axis=0)

@@ -1,7 +1,9 @@
 """The conducting tissue of a mesh as a graph, and the anchors a lesion line may end on.
 
 **Tissue graph** (:class:`TissueGraph`): the nodes of conducting elements (tags not in
-:data:`~cardiotwin.meshing.tags.NONCONDUCTING`) joined by the edges of those elements: the
+``blocking``: by default :data:`~cardiotwin.meshing.tags.NONCONDUCTING`, dense scar and
+lesions; the ablation stage passes the tags its tissue configuration does not conduct, so in
+an atrium, where dense fibrosis conducts, only lesions) joined by the edges of those elements: the
 P1 finite-element coupling, so two nodes exchange current exactly when they share an edge of
 a conducting element. Removing a set of nodes from this graph (making every element that
 touches them non-conducting) removes every path of conduction through them. Each node
@@ -29,7 +31,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from cardiotwin.meshing.mesh import TET_EDGES, Mesh
-from cardiotwin.meshing.tags import BORDER_ZONE, NONCONDUCTING, TISSUE_NAMES
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, NONCONDUCTING, TISSUE_NAMES
 
 #: surface names that are wall faces, not openings (a word of the name)
 WALL_FACE = re.compile(r"(^|[-_.])(endo|epi)([-_.]|$)", re.IGNORECASE)
@@ -56,7 +58,8 @@ class TissueGraph:
     ``nodes`` (N,) mesh indices of tissue nodes (ascending); ``local`` (n_mesh,) the tissue
     index of each mesh node (−1: no tissue); ``edges`` (E, 2) tissue-index pairs;
     ``length_mm`` (E,); ``volume_mm3`` (N,) lumped volume; ``border`` (N,) bool, the node
-    touches border zone / fibrosis.
+    touches conducting border zone / fibrosis (or dense fibrosis, where it conducts);
+    ``blocking`` the tags taken as non-conducting.
     """
 
     mesh: Mesh
@@ -67,10 +70,14 @@ class TissueGraph:
     length_mm: np.ndarray
     volume_mm3: np.ndarray
     border: np.ndarray
+    blocking: tuple[int, ...] = NONCONDUCTING
 
     @classmethod
-    def of(cls, mesh: Mesh) -> TissueGraph:
-        conducting = ~np.isin(mesh.region, NONCONDUCTING)
+    def of(cls, mesh: Mesh, blocking: tuple[int, ...] = NONCONDUCTING) -> TissueGraph:
+        """The graph of ``mesh``'s conducting tissue: elements whose tag is not in
+        ``blocking`` (the non-conducting tags of the tissue the mesh is simulated with)."""
+        blocking = tuple(int(t) for t in blocking)
+        conducting = ~np.isin(mesh.region, blocking)
         tets = mesh.tets[conducting]
         used = np.zeros(mesh.n_points, dtype=bool)
         used[tets.ravel()] = True
@@ -83,8 +90,10 @@ class TissueGraph:
         volume = np.abs(mesh.signed_volumes_mm3()[conducting])
         node_volume = np.bincount(local[tets].ravel(), np.repeat(volume / 4.0, 4), nodes.size)
         border = np.zeros(nodes.size, dtype=bool)
-        border[local[tets[mesh.region[conducting] == BORDER_ZONE]].ravel()] = True
-        return cls(mesh, conducting, nodes, local, edges, length, node_volume, border)
+        # remodelled tissue: border zone / fibrosis, and dense fibrosis where it conducts
+        fibrotic = np.isin(mesh.region[conducting], (BORDER_ZONE, DENSE_SCAR))
+        border[local[tets[fibrotic]].ravel()] = True
+        return cls(mesh, conducting, nodes, local, edges, length, node_volume, border, blocking)
 
     @property
     def n(self) -> int:

@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 from cardiotwin.meshing.mesh import Mesh
-from cardiotwin.meshing.tags import LESION
+from cardiotwin.meshing.tags import LESION, NONCONDUCTING
 from cardiotwin.pipeline.ablation.critical import CriticalSite
 from cardiotwin.pipeline.ablation.graph import TissueGraph
 
@@ -185,16 +185,18 @@ def lesion_elements(mesh: Mesh, centres_mm: np.ndarray, radii_mm: np.ndarray) ->
     return out
 
 
-def apply_lesions(mesh: Mesh, lesion_sets: list[LesionSet]) -> Mesh:
-    """A copy of ``mesh`` with every conducting element inside a lesion point tagged
-    ``LESION``; each point's ``volume_ml`` is set to the newly lesioned volume nearest it."""
+def apply_lesions(
+    mesh: Mesh, lesion_sets: list[LesionSet], blocking: tuple[int, ...] = NONCONDUCTING
+) -> Mesh:
+    """A copy of ``mesh`` with every conducting element (tag not in ``blocking``, the
+    tissue's non-conducting tags: in an atrium dense fibrosis conducts and is ablated too)
+    inside a lesion point tagged ``LESION``; each point's ``volume_ml`` is set to the newly
+    lesioned volume nearest it."""
     points = [p for s in lesion_sets for p in s.points]
     centres = np.array([p.centre_mm for p in points]).reshape(-1, 3)
     radii = np.array([p.radius_mm for p in points])
     owner = lesion_elements(mesh, centres, radii)
-    from cardiotwin.meshing.tags import NONCONDUCTING
-
-    new = (owner >= 0) & ~np.isin(mesh.region, NONCONDUCTING)
+    new = (owner >= 0) & ~np.isin(mesh.region, blocking)
     volume = np.abs(mesh.signed_volumes_mm3())
     per_point = np.bincount(owner[new], volume[new], len(points)) / 1000.0
     for p, v in zip(points, per_point, strict=True):

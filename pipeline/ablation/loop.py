@@ -73,9 +73,11 @@ class InductionRound:
     sites: list[dict]  # per site: name, status, induced, vt_id
     report: dict = field(default_factory=dict)
 
-    def summary(self, mesh: Mesh | None = None) -> dict:
-        swallowed = [] if mesh is None else sites_in_lesions(mesh, self.sites)
-        isolated = [] if mesh is None else sites_isolated(mesh, self.sites)
+    def summary(self, mesh: Mesh | None = None, blocking: tuple[int, ...] = NONCONDUCTING) -> dict:
+        """JSON-ready verdict and per-site lists; with ``mesh`` (and its tissue's
+        non-conducting tags ``blocking``) also the sites a lesion swallowed or cut off."""
+        swallowed = [] if mesh is None else sites_in_lesions(mesh, self.sites, blocking)
+        isolated = [] if mesh is None else sites_isolated(mesh, self.sites, blocking)
         return {
             "inducible": self.inducible,
             "complete": self.complete,
@@ -108,13 +110,15 @@ class InductionRound:
 Inducer = Callable[[Mesh, int], InductionRound]
 
 
-def sites_in_lesions(mesh: Mesh, sites: list[dict]) -> list[str]:
+def sites_in_lesions(
+    mesh: Mesh, sites: list[dict], blocking: tuple[int, ...] = NONCONDUCTING
+) -> list[str]:
     """Names of the sites that gave no answer because every node of theirs lies in
-    non-conducting tissue that includes a lesion."""
+    non-conducting tissue (tags ``blocking``) that includes a lesion."""
     lesion_nodes = np.zeros(mesh.n_points, dtype=bool)
     lesion_nodes[mesh.tets[mesh.region == LESION].ravel()] = True
     graph_nodes = np.zeros(mesh.n_points, dtype=bool)
-    graph_nodes[mesh.tets[~np.isin(mesh.region, NONCONDUCTING)].ravel()] = True
+    graph_nodes[mesh.tets[~np.isin(mesh.region, blocking)].ravel()] = True
     out = []
     for s in sites:
         nodes = mesh.node_sets.get(s["name"])
@@ -125,7 +129,9 @@ def sites_in_lesions(mesh: Mesh, sites: list[dict]) -> list[str]:
     return out
 
 
-def sites_isolated(mesh: Mesh, sites: list[dict]) -> list[str]:
+def sites_isolated(
+    mesh: Mesh, sites: list[dict], blocking: tuple[int, ...] = NONCONDUCTING
+) -> list[str]:
     """Names of the sites whose conducting nodes all lie outside the atrium's or ventricle's
     main body once lesions are placed: outside the largest connected piece of conducting
     tissue (by volume), e.g. a site on a vein sleeve after pulmonary vein isolation. Pacing
@@ -133,7 +139,7 @@ def sites_isolated(mesh: Mesh, sites: list[dict]) -> list[str]:
     lesion strategies counts these apart. Empty for a mesh without lesions."""
     if not np.any(mesh.region == LESION):
         return []
-    graph = TissueGraph.of(mesh)
+    graph = TissueGraph.of(mesh, blocking)
     count, label = connected_components(graph.adjacency(), directed=False)
     if count < 2:
         return []
@@ -168,14 +174,16 @@ def unanswered(induction: InductionRound) -> set[str]:
     return {s["name"] for s in induction.sites if s["status"] != "ok"}
 
 
-def _non_inducible(mesh: Mesh, induction: InductionRound, before: set[str]) -> bool:
+def _non_inducible(
+    mesh: Mesh, induction: InductionRound, before: set[str], blocking: tuple[int, ...]
+) -> bool:
     """Nothing induced, and every site answered except those a lesion swallowed and those
     that gave no answer before ablation either (``before``: they cannot be paced at all)."""
     if induction.inducible:
         return False
     if induction.complete:
         return True
-    return unanswered(induction) <= set(sites_in_lesions(mesh, induction.sites)) | before
+    return unanswered(induction) <= set(sites_in_lesions(mesh, induction.sites, blocking)) | before
 
 
 def _unpaced_note(induction: InductionRound, before: set[str]) -> str:
@@ -197,13 +205,18 @@ DEFERRED = (
 )
 
 
-def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
+def _targets(
+    mesh: Mesh,
+    circuits: list[Circuit],
+    config: AblationConfig,
+    blocking: tuple[int, ...] = NONCONDUCTING,
+):
     """Critical sites of ``circuits`` and their lesion lines. A circuit whose site the lines
     planned so far already cover (the same circuit turning the other way, a second VT
     through the same isthmus) adds its id to those lines instead of a new one; a partly
     covered site gets points for the rest only. When a protected isthmus is found, only
     isthmus lines are planned in this round (:data:`DEFERRED` on the others)."""
-    graph = TissueGraph.of(mesh)
+    graph = TissueGraph.of(mesh, blocking)
     anchor_set = anchors(graph)
     radius = config.lesion_radius_mm
     sites = [
@@ -253,16 +266,23 @@ def _targets(mesh: Mesh, circuits: list[Circuit], config: AblationConfig):
 
 
 def run_ablation(
-    mesh: Mesh, first: InductionRound, induce: Inducer, config: AblationConfig
+    mesh: Mesh,
+    first: InductionRound,
+    induce: Inducer,
+    config: AblationConfig,
+    blocking: tuple[int, ...] = NONCONDUCTING,
 ) -> AblationResult:
-    """The ablation loop on ``mesh`` from its induction study ``first`` (module docstring)."""
+    """The ablation loop on ``mesh`` from its induction study ``first`` (module docstring).
+    ``blocking``: the element tags the tissue does not conduct (the tissue configuration's
+    non-conducting regions for the mesh's chamber): the graph the targets are found on, the
+    elements a lesion turns into ``LESION`` and the sites it swallows or cuts off follow it."""
     if config.max_rounds == 0 or config.max_total_volume_ml == 0:
         raise AblationError(
             "the lesion budget is zero (ablation.max_rounds = "
             f"{config.max_rounds}, ablation.max_total_volume_ml = {config.max_total_volume_ml}"
             "): nothing can be ablated; give at least one round and a positive volume"
         )
-    per_round = [{"round": 0, "induction": first.summary(mesh)}]
+    per_round = [{"round": 0, "induction": first.summary(mesh, blocking)}]
     if not first.inducible:
         if first.complete:
             status, note = (
@@ -287,10 +307,10 @@ def run_ablation(
         use_pvi = config.strategy == "pvi" or (config.strategy == "pvi+targeted" and round_no == 1)
         if use_pvi:
             sets = pvi_lesions(
-                TissueGraph.of(current), config.pvi_distance_mm, config.lesion_radius_mm
+                TissueGraph.of(current, blocking), config.pvi_distance_mm, config.lesion_radius_mm
             )
         else:
-            _, sites, sets = _targets(current, induction.circuits, config)
+            _, sites, sets = _targets(current, induction.circuits, config, blocking)
             record["targets"] = [s.as_dict() for s in sites]
             if not sets:
                 status = "target unreachable"
@@ -298,7 +318,7 @@ def run_ablation(
                 record["note"] = note
                 per_round.append(record)
                 break
-        ablated = apply_lesions(current, sets)
+        ablated = apply_lesions(current, sets, blocking)
         volume = sum(s.volume_ml for s in sets)
         record["lesion_sets"] = [s.as_dict() for s in sets]
         record["volume_ml"] = round(volume, 5)
@@ -323,10 +343,10 @@ def run_ablation(
             round_no, len(sets), sum(len(s.points) for s in sets), volume, total,
         )  # fmt: skip
         induction = induce(current, round_no)
-        record["induction"] = induction.summary(current)
+        record["induction"] = induction.summary(current, blocking)
         per_round.append(record)
         log.info("round %d: %s", round_no, induction.note)
-        if _non_inducible(current, induction, unanswered(first)):
+        if _non_inducible(current, induction, unanswered(first), blocking):
             status = "non-inducible after ablation"
             note = (
                 f"non-inducible after {round_no} round(s), {total:.3g} ml of lesions"
@@ -346,7 +366,7 @@ def run_ablation(
             f"still inducible after ablation.max_rounds = {config.max_rounds} round(s) "
             f"({total:.3g} ml of lesions): {induction.note}"
         )
-    isolated = sites_isolated(current, induction.sites)
+    isolated = sites_isolated(current, induction.sites, blocking)
     if isolated:
         note += (
             f"; site(s) {', '.join(isolated)} lie in tissue the lesions cut off from the main "
@@ -359,16 +379,20 @@ def run_ablation(
 
 
 def run_controls(
-    mesh: Mesh, result: AblationResult, induce: Inducer, config: AblationConfig
+    mesh: Mesh,
+    result: AblationResult,
+    induce: Inducer,
+    config: AblationConfig,
+    blocking: tuple[int, ...] = NONCONDUCTING,
 ) -> list[dict]:
     """Random border-zone controls of the targeted volume on the input ``mesh`` (module
-    docstring); one record per draw."""
+    docstring); one record per draw. ``blocking`` as for :func:`run_ablation`."""
     targets = [s for _, s in result.lesion_sets if s.kind == "target"]
     volume = sum(s.volume_ml for s in targets)
     if config.random_controls == 0 or not targets or volume <= 0:
         return []
     before = {s["name"] for s in result.per_round[0]["induction"]["sites_without_answer"]}
-    graph = TissueGraph.of(mesh)
+    graph = TissueGraph.of(mesh, blocking)
     avoid = graph.local[_target_mesh_nodes(mesh, targets)]
     avoid = avoid[avoid >= 0]
     rng = np.random.default_rng(np.random.SeedSequence(config.seed))
@@ -379,7 +403,7 @@ def run_controls(
         except LesionError as exc:
             controls.append({"draw": draw, "placed": False, "note": str(exc)})
             break
-        ablated = apply_lesions(mesh, [lesion])
+        ablated = apply_lesions(mesh, [lesion], blocking)
         log.info("control %d: %.3g ml at random border zone; re-inducing", draw, lesion.volume_ml)
         induction = induce(ablated, -draw)
         controls.append(
@@ -389,8 +413,8 @@ def run_controls(
                 "lesion_set": lesion.as_dict(),
                 "lesions": [p.as_dict() for p in lesion.points],
                 "volume_ml": round(lesion.volume_ml, 5),
-                "non_inducible_after": _non_inducible(ablated, induction, before),
-                "induction": induction.summary(ablated),
+                "non_inducible_after": _non_inducible(ablated, induction, before, blocking),
+                "induction": induction.summary(ablated, blocking),
             }
         )
     return controls

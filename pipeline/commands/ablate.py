@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.induction import InductionError, run_induction
     from cardiotwin.pipeline.induction.protocols import ProtocolError
+    from cardiotwin.pipeline.induction.sites import chamber_of
     from cardiotwin.pipeline.provenance import StageTimer, backend_record, provenance
     from cardiotwin.pipeline.tissue import TissueError
 
@@ -152,9 +153,13 @@ def run(args: argparse.Namespace) -> int:
             reports[name] = induction.report
             return induction
 
+        # the tissue the re-inductions simulate decides what conducts: in an atrium dense
+        # fibrosis conducts, so the targets' graph includes it and a lesion ablates it
+        chamber = first.report.get("chamber") or chamber_of(mesh)
+        blocking = getattr(config.tissue, chamber).nonconducting_tags()
         try:
-            result = run_ablation(mesh, first, induce, config.ablation)
-            result.controls = run_controls(mesh, result, induce, config.ablation)
+            result = run_ablation(mesh, first, induce, config.ablation, blocking)
+            result.controls = run_controls(mesh, result, induce, config.ablation, blocking)
         except (AblationError, CriticalSiteError, LesionError) as exc:
             raise CommandError(str(exc)) from None
         except (InductionError, TissueError, ProtocolError) as exc:

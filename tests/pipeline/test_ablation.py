@@ -17,7 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from cardiotwin.meshing.io import read_mesh, write_mesh
 from cardiotwin.meshing.mesh import Mesh, boundary_triangles, box_mesh
-from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, LESION
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, LESION, NONCONDUCTING
 from cardiotwin.pipeline.ablation import (
     AblationError,
     Circuit,
@@ -404,31 +404,71 @@ def test_lesions_need_a_mesh_fine_enough_for_their_radius():
         plan_lesion(graph, site, 3.0)
 
 
-def test_pulmonary_vein_isolation_separates_each_vein_from_the_atrium():
-    # a sheet with two holes named vein-1, vein-2 (openings): a ring 4 mm from each
-    mesh = box_mesh((40.0, 20.0, 1.0), 1.0)
+HOLES = [(15.0, 20.0), (45.0, 20.0)]
+
+
+def sheet_with_veins() -> Mesh:
+    """A 60 x 40 mm sheet with two 3 mm holes named vein-1, vein-2 (openings)."""
+    mesh = box_mesh((60.0, 40.0, 1.0), 1.0)
     c = mesh.element_centres_mm()
-    holes = [(10.0, 10.0), (30.0, 10.0)]
-    inside = [np.hypot(c[:, 0] - x, c[:, 1] - y) < 3.0 for x, y in holes]
+    inside = [np.hypot(c[:, 0] - x, c[:, 1] - y) < 3.0 for x, y in HOLES]
     keep = ~(inside[0] | inside[1])
     sub = Mesh(mesh.points_mm, mesh.tets[keep], region=mesh.region[keep], fibres=mesh.fibres[keep])
     triangles, _ = boundary_triangles(sub.tets)
     centre = sub.points_mm[triangles].mean(axis=1)
-    for k, (x, y) in enumerate(holes, start=1):
+    for k, (x, y) in enumerate(HOLES, start=1):
         sub.surfaces[f"vein-{k}"] = triangles[np.hypot(centre[:, 0] - x, centre[:, 1] - y) < 4.0]
+    return sub
+
+
+def veins_cut_off(mesh: Mesh, blocking=NONCONDUCTING) -> list[bool]:
+    """Per vein: no path through tissue that conducts (tags not in ``blocking``) joins its
+    opening to the main body of the sheet (its largest piece)."""
+    after = TissueGraph.of(mesh, blocking)
+    _, label = connected_components(after.adjacency(), directed=False)
+    body = np.argmax(np.bincount(label, after.volume_mm3))
+    out = []
+    for name in ("vein-1", "vein-2"):
+        ostium = after.local[np.unique(mesh.surfaces[name])]
+        ostium = ostium[ostium >= 0]
+        out.append(bool(ostium.size) and not np.any(label[ostium] == body))
+    return out
+
+
+def test_pulmonary_vein_isolation_separates_each_vein_from_the_atrium():
+    # a ring 4 mm from each vein's opening
+    sub = sheet_with_veins()
     graph = TissueGraph.of(sub)
     sets = pvi_lesions(graph, distance_mm=4.0, radius_mm=3.0)
     assert [s.anchors for s in sets] == [["surface vein-1"], ["surface vein-2"]]
-    ablated = apply_lesions(sub, sets)
-    after = TissueGraph.of(ablated)
-    _, label = connected_components(after.adjacency(), directed=False)
-    corner = label[after.local[np.argmin(np.linalg.norm(sub.points_mm - [0.0, 0.0, 0.0], axis=1))]]
-    for name in ("vein-1", "vein-2"):
-        ostium = after.local[np.unique(sub.surfaces[name])]
-        ostium = ostium[ostium >= 0]
-        assert ostium.size and not np.any(label[ostium] == corner)
+    assert veins_cut_off(apply_lesions(sub, sets)) == [True, True]
     with pytest.raises(LesionError, match="vein-1..vein-N"):
         pvi_lesions(TissueGraph.of(ring()), 4.0, 3.0)
+
+
+def test_in_an_atrium_dense_fibrosis_conducts_and_the_isolation_ring_ablates_it():
+    # dense fibrosis (tag 3) all round vein-1 where its ring goes (3-11 mm from the centre):
+    # the atrial tissue conducts it (the default atrial regions), so the ring must cut it.
+    # Taken as non-conducting (the ventricular rule) it would be left as it is, and the vein
+    # would still conduct to the atrium through it in the simulation
+    sub = sheet_with_veins()
+    c = sub.element_centres_mm()
+    r = np.hypot(c[:, 0] - HOLES[0][0], c[:, 1] - HOLES[0][1])
+    sub.region[(r > 3.5) & (r < 11.0)] = DENSE_SCAR
+    atrial = Config().tissue.atrium.nonconducting_tags()
+    assert atrial == (LESION,) and Config().tissue.ventricle.nonconducting_tags() == (3, 4)
+    sets = pvi_lesions(TissueGraph.of(sub, atrial), distance_mm=4.0, radius_mm=3.0)
+    assert [s.anchors for s in sets] == [["surface vein-1"], ["surface vein-2"]]
+    ablated = apply_lesions(sub, sets, atrial)
+    assert veins_cut_off(ablated, atrial) == [True, True]
+    assert np.count_nonzero(ablated.region == LESION) > np.count_nonzero(
+        apply_lesions(sub, sets).region == LESION
+    )
+    # the ventricular rule on this atrium: no tissue left where vein-1's ring goes, and the
+    # same ring applied by it leaves the fibrosis, through which vein-1 still conducts
+    with pytest.raises(LesionError, match="opening of vein-1"):
+        pvi_lesions(TissueGraph.of(sub), 4.0, 3.0)
+    assert veins_cut_off(apply_lesions(sub, sets), atrial) == [False, True]
 
 
 # --- the loop ----------------------------------------------------------------------------------
