@@ -13,7 +13,8 @@ benchmarks/ablation_phantoms.py.
   centreline (``truth.json``); after ablation no paced site induces; random border-zone
   lesions of the same volume elsewhere leave it inducible (how often: the benchmark).
 - ``la-fibrosis`` at a high burden (35 %): lesions at the drivers' critical sites leave
-  fewer inducing sites than pulmonary vein isolation alone.
+  fewer inducing sites than pulmonary vein isolation alone (sites the PVI rings cut off from
+  the atrial body counted apart).
 """
 
 import json
@@ -67,17 +68,30 @@ def test_lv_infarct_lesion_on_the_isthmus_makes_it_non_inducible(tmp_path):
     assert summary["placed"] == 1 and summary["non_inducible_after"] == 0
 
 
+#: the atrial ablation study's sites: every other one of the 20 (CPU time: each arm re-runs
+#: the whole protocol from each; 10 sites are about 15 min per study on 2 cores)
+ATRIAL_ABLATION_SITES = tuple(f"LA-{k:02d}" for k in range(1, 20, 2))
+
+
 def test_la_fibrosis_driver_lesions_beat_pulmonary_vein_isolation(tmp_path):
     phantom = ("--fibrosis-percent", "35")
-    induction, _ = _pipeline(tmp_path, "la-fibrosis", tissue=ATRIAL_TISSUE, phantom=phantom)
-    if not induction["inducible"]:
-        pytest.skip(f"the phantom induced no driver: {induction['note']}")
+    induction, _ = _pipeline(
+        tmp_path, "la-fibrosis", lambda mesh, truth: ATRIAL_ABLATION_SITES,
+        tissue=ATRIAL_TISSUE, phantom=phantom,
+    )  # fmt: skip
+    assert induction["inducible"], induction["note"]
     case = "la-fibrosis" + "".join(phantom)
     pvi = ablate(tmp_path, case, ATRIAL_TISSUE, {"strategy": "pvi"}, "pvi")
     drivers = ablate(tmp_path, case, ATRIAL_TISSUE, {"strategy": "targeted"}, "drivers")
 
     def inducing_after(report) -> int:
-        return len(report["per_round"][-1]["induction"]["sites_inducing"])
+        # sites inside a PVI ring are listed apart: pacing there does not test the substrate
+        return len(report["per_round"][-1]["induction"]["sites_inducing_not_isolated"])
 
     counts = {"pvi": inducing_after(pvi), "drivers": inducing_after(drivers)}
-    assert counts["drivers"] < counts["pvi"] or counts == {"pvi": 0, "drivers": 0}, counts
+    print(f"atrial sites still inducing after ablation: {counts}; lesions: PVI "
+          f"{pvi['total_volume_ml']} ml, targeted {drivers['total_volume_ml']} ml")  # fmt: skip
+    # the issue's must-show: driver-targeted lesions reduce the number of inducing sites more
+    # than PVI alone. Seed 3, 2 mm, these 10 sites: 2 induce before ablation (LA-01, LA-15);
+    # benchmarks/RESULTS.md, "Ablation of the atrial driver"
+    assert counts["drivers"] < counts["pvi"], counts
