@@ -22,6 +22,7 @@ import json
 import pytest
 import yaml
 from test_induction_phantoms import (
+    ATRIAL_SITES,
     ATRIAL_TISSUE,
     PHANTOM_TISSUE,
     _nearest_to_isthmus,
@@ -68,15 +69,10 @@ def test_lv_infarct_lesion_on_the_isthmus_makes_it_non_inducible(tmp_path):
     assert summary["placed"] == 1 and summary["non_inducible_after"] == 0
 
 
-#: the atrial ablation study's sites: every other one of the 20 (CPU time: each arm re-runs
-#: the whole protocol from each; 10 sites are about 15 min per study on 2 cores)
-ATRIAL_ABLATION_SITES = tuple(f"LA-{k:02d}" for k in range(1, 20, 2))
-
-
 def test_la_fibrosis_driver_lesions_beat_pulmonary_vein_isolation(tmp_path):
     phantom = ("--fibrosis-percent", "35")
     induction, _ = _pipeline(
-        tmp_path, "la-fibrosis", lambda mesh, truth: ATRIAL_ABLATION_SITES,
+        tmp_path, "la-fibrosis", lambda mesh, truth: ATRIAL_SITES,
         tissue=ATRIAL_TISSUE, phantom=phantom,
     )  # fmt: skip
     assert induction["inducible"], induction["note"]
