@@ -10,7 +10,7 @@ the full-fidelity figures; benchmarks/README.md "Induction" says how to get ther
   lesion volume, and how many controls left it inducible;
 - atrium (``la-fibrosis``): ``cardiotwin ablate`` twice, ``strategy: pvi`` and ``strategy:
   targeted``; prints the inducing sites before, after PVI alone and after the driver-targeted
-  lesions.
+  lesions (those cut off from the atrial body by the lesions, e.g. inside a PVI ring, apart).
 
 Usage:
     python benchmarks/ablation_phantoms.py --phantom data_samples/lv-infarct \
@@ -92,6 +92,12 @@ def main(argv=None) -> int:
                 "rounds": report["rounds"],
                 "total_volume_ml": report["total_volume_ml"],
                 "sites_inducing_after": len(after.get("sites_inducing", [])),
+                # sites inside a PVI ring (cut off from the atrial body) are counted apart
+                "sites_inducing_not_isolated_after": len(
+                    after.get("sites_inducing_not_isolated", [])
+                ),
+                "sites_isolated_after": after.get("sites_isolated", []),
+                "sites_in_lesions_after": after.get("sites_in_lesions", []),
                 "wall_s": round(wall, 1),
             }
     for key, value in result.items():

@@ -9,8 +9,9 @@ the configuration's ``ablation`` section), and writes, all or nothing:
 
 - ``DIR2/ablation.json`` (:mod:`cardiotwin.pipeline.ablation.report`, with provenance);
 - ``DIR2/ablated.vtu``: the mesh with the lesions tagged 4;
-- ``DIR2/round-<k>-induction.json``: the induction report after each round (and
-  ``control-<k>-induction.json`` per random control).
+- ``DIR2/round-<k>-induction.json``: the induction report after each round, with its VTs'
+  activation maps ``round-<k>-vt-<id>.vtu`` on that round's ablated mesh (and
+  ``control-<k>-...`` per random control).
 
 Progress (rounds, and the induction's bars per batch of trials) goes to stderr, a one-line
 summary to stdout.
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.induction.protocols import ProtocolError
     from cardiotwin.pipeline.induction.sites import chamber_of
     from cardiotwin.pipeline.provenance import StageTimer, backend_record, provenance
+    from cardiotwin.pipeline.risk import vt_file_name, vt_mesh
     from cardiotwin.pipeline.tissue import TissueError
 
     try:
@@ -139,18 +141,20 @@ def run(args: argparse.Namespace) -> int:
             )
         sites = [s["name"] for s in first.sites]
         reports: dict[str, dict] = {}
+        maps: dict[str, object] = {}
 
         def induce(ablated, round_no: int):
             result = run_induction(
                 ablated, config, backend=backend, sites=sites, progress=not args.no_progress
             )
             induction = round_from_result(result, ablated)
-            name = (
-                f"round-{round_no}-induction.json"
-                if round_no > 0
-                else f"control-{-round_no}-induction.json"
-            )
-            reports[name] = induction.report
+            prefix = f"round-{round_no}" if round_no > 0 else f"control-{-round_no}"
+            # every round's answer is kept: its report and its VTs' activation maps (on
+            # that round's ablated mesh), named after the round
+            for vt, entry in zip(result.vts, induction.report["unique_vts"], strict=True):
+                entry["activation_map"] = f"{prefix}-{vt_file_name(vt.id)}"
+                maps[entry["activation_map"]] = vt_mesh(ablated, result, vt)
+            reports[f"{prefix}-induction.json"] = induction.report
             return induction
 
         # the tissue the re-inductions simulate decides what conducts: in an atrium dense
@@ -190,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         writers[args.out / name] = lambda p, data=data: Path(p).write_text(
             json.dumps(data, indent=1) + "\n", encoding="utf-8"
         )
+    for name, vt_map in maps.items():
+        writers[args.out / name] = lambda p, vt_map=vt_map: write_mesh(vt_map, p)
     write_all_or_nothing(writers)
     print(
         f"{report.status}: {report.note or 'done'}; {len(report.lesions)} ablation point(s), "

@@ -106,4 +106,13 @@ def test_the_ablated_mesh_and_the_round_files(study):
     round_one = json.loads((folder / "ablation" / "round-1-induction.json").read_text())
     assert round_one["mesh_fingerprint"] == ablated.fingerprint() and not round_one["inducible"]
     for k in range(1, CONTROLS + 1):
-        assert (folder / "ablation" / f"control-{k}-induction.json").is_file()
+        control = json.loads((folder / "ablation" / f"control-{k}-induction.json").read_text())
+        # every round's VTs are kept with their maps, on that round's ablated mesh (here the
+        # control's lesion, not the target's)
+        assert control["inducible"] and control["unique_vts"]
+        for vt in control["unique_vts"]:
+            assert vt["activation_map"] == f"control-{k}-vt-{vt['id']}.vtu"
+            vt_map = read_mesh(folder / "ablation" / vt["activation_map"])
+            lesion_ml = ablation["controls"][k - 1]["volume_ml"]
+            assert vt_map.volume_ml(LESION) == pytest.approx(lesion_ml, abs=5.1e-6)
+            assert np.isfinite(vt_map.point_data["activation_ms"]).any()
