@@ -58,8 +58,7 @@ class TissueGraph:
     ``nodes`` (N,) mesh indices of tissue nodes (ascending); ``local`` (n_mesh,) the tissue
     index of each mesh node (−1: no tissue); ``edges`` (E, 2) tissue-index pairs;
     ``length_mm`` (E,); ``volume_mm3`` (N,) lumped volume; ``border`` (N,) bool, the node
-    touches conducting border zone / fibrosis (or dense fibrosis, where it conducts);
-    ``blocking`` the tags taken as non-conducting.
+    touches conducting border zone / fibrosis (or dense fibrosis, where it conducts).
     """
 
     mesh: Mesh
@@ -70,13 +69,11 @@ class TissueGraph:
     length_mm: np.ndarray
     volume_mm3: np.ndarray
     border: np.ndarray
-    blocking: tuple[int, ...] = NONCONDUCTING
 
     @classmethod
     def of(cls, mesh: Mesh, blocking: tuple[int, ...] = NONCONDUCTING) -> TissueGraph:
         """The graph of ``mesh``'s conducting tissue: elements whose tag is not in
         ``blocking`` (the non-conducting tags of the tissue the mesh is simulated with)."""
-        blocking = tuple(int(t) for t in blocking)
         conducting = ~np.isin(mesh.region, blocking)
         tets = mesh.tets[conducting]
         used = np.zeros(mesh.n_points, dtype=bool)
@@ -93,7 +90,7 @@ class TissueGraph:
         # remodelled tissue: border zone / fibrosis, and dense fibrosis where it conducts
         fibrotic = np.isin(mesh.region[conducting], (BORDER_ZONE, DENSE_SCAR))
         border[local[tets[fibrotic]].ravel()] = True
-        return cls(mesh, conducting, nodes, local, edges, length, node_volume, border, blocking)
+        return cls(mesh, conducting, nodes, local, edges, length, node_volume, border)
 
     @property
     def n(self) -> int:

@@ -366,7 +366,9 @@ def run_ablation(
             f"still inducible after ablation.max_rounds = {config.max_rounds} round(s) "
             f"({total:.3g} ml of lesions): {induction.note}"
         )
-    isolated = sites_isolated(current, induction.sites, blocking)
+    # the last re-induction's summary already lists them (no second graph of the mesh)
+    last = next((r["induction"] for r in reversed(per_round) if "induction" in r), {})
+    isolated = last.get("sites_isolated", [])
     if isolated:
         note += (
             f"; site(s) {', '.join(isolated)} lie in tissue the lesions cut off from the main "
