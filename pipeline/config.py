@@ -570,8 +570,9 @@ class AblationConfig(StrictModel):
         ge=0,
         le=50,
         description="after the loop, re-induce this many copies of the input mesh, each with "
-        "a lesion of the first round's volume at a random border-zone location away from the "
-        "targets (shows that the target, not the volume, matters)",
+        "a line of the targeted lesions' total volume at a random border-zone location away "
+        "from the targets, plus the PVI rings with pvi+targeted (shows that the target, not "
+        "the volume, matters)",
     )
     seed: int = Field(0, ge=0, description="random-control draws (numpy SeedSequence)")
 

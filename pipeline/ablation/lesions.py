@@ -236,10 +236,11 @@ def random_control(
     rng: np.random.Generator,
     attempts: int = 200,
 ) -> LesionSet:
-    """A line of points of ``radius_mm`` at a random border-zone location, at least two radii
-    from every target point and sphere-free of ``avoid_nodes`` (the targets' critical nodes),
-    grown point by point along a random direction in the wall until its volume reaches
-    ``volume_ml``."""
+    """A line of points of ``radius_mm`` at a random border-zone location, grown point by
+    point along a random direction in the wall until its volume reaches ``volume_ml``. Every
+    point is at least two radii from every target point (no sphere overlaps a target's), the
+    line starts three radii away, and no sphere holds an ``avoid_nodes`` node. A draw that
+    cannot reach the volume (the wall ends) or breaks these rules is drawn again."""
     mesh = graph.mesh
     target_centres = np.array([p.centre_mm for s in targets for p in s.points]).reshape(-1, 3)
     candidates = np.nonzero(graph.border)[0]
@@ -255,6 +256,7 @@ def random_control(
     avoid = graph.points_mm[np.asarray(avoid_nodes, dtype=np.int64)]
     volume = np.abs(mesh.signed_volumes_mm3())
     conducting = graph.conducting
+    best = 0.0
     for _ in range(attempts):
         start = int(rng.choice(candidates))
         direction = _tangent_direction(graph, start, 3.0 * radius_mm, rng)
@@ -287,6 +289,15 @@ def random_control(
         centres_arr = np.array(centres)
         if avoid.size and (cKDTree(centres_arr).query(avoid)[0] <= radius_mm).any():
             continue  # it would cut the target itself: draw again
+        if (
+            target_centres.size
+            and (cKDTree(target_centres).query(centres_arr)[0] < 2.0 * radius_mm).any()
+        ):
+            continue  # a sphere would overlap a target's
+        reached = lesioned_ml(centres)
+        best = max(best, reached)
+        if reached < volume_ml * (1.0 - 1e-9):
+            continue  # too small to compare with the targets: draw again
         points = [LesionPoint(c.copy(), radius_mm) for c in centres_arr]
         return LesionSet(
             kind="random-control",
@@ -295,7 +306,9 @@ def random_control(
             label=f"random border-zone control of {volume_ml:.3g} ml",
         )
     raise LesionError(
-        f"no random border-zone location away from the targets was found in {attempts} draws"
+        f"no random border-zone location away from the targets took a line of {volume_ml:.3g} "
+        f"ml in {attempts} draws (the largest reached {best:.3g} ml): the wall is too small "
+        "or the border zone too close to the targets for a control of their volume"
     )
 
 

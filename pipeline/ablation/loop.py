@@ -26,8 +26,10 @@ How it ends (``status``), never a silent "non-inducible":
 - ``pvi done``: the PVI baseline was applied and re-induced.
 
 Random controls (``random_controls`` > 0): copies of the input mesh each get one line of the
-targeted lesions' total volume at a random border-zone location away from the targets, and
-are re-induced; how many stay inducible shows that the target, not the volume, matters.
+targeted lesions' total volume (at least that, never less) at a random border-zone location
+away from the targets (no sphere overlapping theirs), plus the PVI rings when the strategy
+placed them, and are re-induced; how many stay inducible shows that the target, not the
+volume, matters.
 """
 
 from __future__ import annotations
@@ -174,20 +176,39 @@ def unanswered(induction: InductionRound) -> set[str]:
     return {s["name"] for s in induction.sites if s["status"] != "ok"}
 
 
+#: How the statuses of sites that could not be paced begin (pipeline/induction/study.py):
+#: the only answers a site that failed before ablation is excused for giving again.
+PACING_FAILURES = ("not paced:", "S1 did not capture", "the first stimulus did not capture")
+
+
+def unpaced(sites: list[dict]) -> set[str]:
+    """Sites (records with ``name`` and ``status``) that could not be paced."""
+    return {s["name"] for s in sites if str(s["status"]).startswith(PACING_FAILURES)}
+
+
+def _still_unpaced(induction: InductionRound, before: set[str]) -> set[str]:
+    """Sites that could not be paced before ablation (``before``) and still cannot. A site
+    that fails in another way now (a trial that diverged, say) is not excused: it was paced
+    and its answer is missing."""
+    return unpaced(induction.sites) & before
+
+
 def _non_inducible(
     mesh: Mesh, induction: InductionRound, before: set[str], blocking: tuple[int, ...]
 ) -> bool:
     """Nothing induced, and every site answered except those a lesion swallowed and those
-    that gave no answer before ablation either (``before``: they cannot be paced at all)."""
+    that could not be paced before ablation and still cannot (``before``: :func:`unpaced` of
+    the induction before ablation)."""
     if induction.inducible:
         return False
     if induction.complete:
         return True
-    return unanswered(induction) <= set(sites_in_lesions(mesh, induction.sites, blocking)) | before
+    excused = set(sites_in_lesions(mesh, induction.sites, blocking))
+    return unanswered(induction) <= excused | _still_unpaced(induction, before)
 
 
 def _unpaced_note(induction: InductionRound, before: set[str]) -> str:
-    both = sorted(unanswered(induction) & before)
+    both = sorted(_still_unpaced(induction, before))
     if not both:
         return ""
     return (
@@ -346,16 +367,23 @@ def run_ablation(
         record["induction"] = induction.summary(current, blocking)
         per_round.append(record)
         log.info("round %d: %s", round_no, induction.note)
-        if _non_inducible(current, induction, unanswered(first), blocking):
+        if _non_inducible(current, induction, unpaced(first.sites), blocking):
             status = "non-inducible after ablation"
             note = (
                 f"non-inducible after {round_no} round(s), {total:.3g} ml of lesions"
-                + _unpaced_note(induction, unanswered(first))
+                + _unpaced_note(induction, unpaced(first.sites))
             )
             break
         if not induction.inducible:
             status = "induction incomplete"
-            note = f"nothing induced after round {round_no}, but {induction.note}"
+            missing = "; ".join(
+                f"{site['name']}: {site['status']}"
+                for site in induction.sites
+                if site["status"] != "ok"
+            )
+            note = f"nothing induced after round {round_no}, but {induction.note}" + (
+                f" (no answer from {missing})" if missing else ""
+            )
             break
         if config.strategy == "pvi":
             status = "pvi done"
@@ -388,12 +416,18 @@ def run_controls(
     blocking: tuple[int, ...] = NONCONDUCTING,
 ) -> list[dict]:
     """Random border-zone controls of the targeted volume on the input ``mesh`` (module
-    docstring); one record per draw. ``blocking`` as for :func:`run_ablation`."""
+    docstring); one record per draw. With ``pvi+targeted`` each control has the same PVI
+    rings as the ablation and the random line in place of the targets, so it differs from
+    the ablation only in where the targeted volume went. ``blocking`` as for
+    :func:`run_ablation`."""
     targets = [s for _, s in result.lesion_sets if s.kind == "target"]
     volume = sum(s.volume_ml for s in targets)
     if config.random_controls == 0 or not targets or volume <= 0:
         return []
-    before = {s["name"] for s in result.per_round[0]["induction"]["sites_without_answer"]}
+    before = unpaced(result.per_round[0]["induction"]["sites_without_answer"])
+    baseline = [s for _, s in result.lesion_sets if s.kind == "pvi"]
+    if baseline:
+        mesh = apply_lesions(mesh, baseline, blocking)
     graph = TissueGraph.of(mesh, blocking)
     avoid = graph.local[_target_mesh_nodes(mesh, targets)]
     avoid = avoid[avoid >= 0]
@@ -415,6 +449,7 @@ def run_controls(
                 "lesion_set": lesion.as_dict(),
                 "lesions": [p.as_dict() for p in lesion.points],
                 "volume_ml": round(lesion.volume_ml, 5),
+                "with_pvi": bool(baseline),
                 "non_inducible_after": _non_inducible(ablated, induction, before, blocking),
                 "induction": induction.summary(ablated, blocking),
             }

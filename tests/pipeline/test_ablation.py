@@ -471,6 +471,47 @@ def test_in_an_atrium_dense_fibrosis_conducts_and_the_isolation_ring_ablates_it(
     assert veins_cut_off(apply_lesions(sub, sets), atrial) == [False, True]
 
 
+def _sheet_target(radius_mm=3.0):
+    """The ablation-cases sheet (border-zone isthmus between scar blocks) and a two-point
+    target line across its isthmus."""
+    from ablation_cases import sheet
+
+    from cardiotwin.pipeline.ablation.lesions import LesionPoint, LesionSet
+
+    mesh = sheet(1.0)
+    points = [LesionPoint(np.array([x, 15.0, 0.5]), radius_mm, [1]) for x in (19.0, 22.0)]
+    target = LesionSet("target", points, np.zeros((2, 3)), [1])
+    apply_lesions(mesh, [target])  # sets its volume
+    return mesh, target
+
+
+def test_random_controls_match_the_target_volume_and_keep_clear_of_its_spheres():
+    from cardiotwin.pipeline.ablation.lesions import random_control
+
+    radius = 3.0
+    mesh, target = _sheet_target(radius)
+    graph = TissueGraph.of(mesh)
+    rng = np.random.default_rng(1)
+    centres = np.array([p.centre_mm for p in target.points])
+    for factor in (1.0, 5.0):
+        for _ in range(10):
+            control = random_control(
+                graph, [target], np.array([], int), factor * target.volume_ml, radius, rng
+            )
+            placed = apply_lesions(mesh, [control])
+            assert control.volume_ml >= factor * target.volume_ml * (1 - 1e-9)
+            # no control sphere overlaps a target sphere: every point two radii away
+            for point in control.points:
+                assert np.linalg.norm(centres - point.centre_mm, axis=1).min() >= 2 * radius
+            assert placed.region[placed.region == LESION].size > 0
+    # a volume no line in this sheet can take away from the target: an error that says so,
+    # not a smaller control reported as a match
+    with pytest.raises(LesionError, match="largest reached"):
+        random_control(
+            graph, [target], np.array([], int), 40 * target.volume_ml, radius, rng, attempts=20
+        )
+
+
 # --- the loop ----------------------------------------------------------------------------------
 
 
@@ -566,6 +607,23 @@ def test_sites_that_could_not_be_paced_before_ablation_are_listed_not_counted():
     assert "AHA-2" in result.note and "S1 did not capture" in result.note
     after = result.per_round[1]["induction"]
     assert after["sites_without_answer"][0]["name"] == "AHA-2"
+
+
+def test_a_site_unpaced_before_whose_trial_fails_after_ablation_is_not_excused():
+    # AHA-2 could not be paced before ablation; after it, it was paced and its trial blew
+    # up. Its answer is missing, so "non-inducible from every site" cannot be claimed.
+    mesh = ring()
+
+    def diverged(m, k):
+        study = ring_round(m, complete=False)
+        study.sites[1]["status"] = "trial [250.0] ms: the solution diverged (NaN) at 412 ms"
+        return study
+
+    result = run_ablation(
+        mesh, ring_round(mesh, complete=False), diverged, AblationConfig(lesion_radius_mm=3.0)
+    )
+    assert result.status == "induction incomplete" and not result.non_inducible_after
+    assert "diverged" in result.note
 
 
 def test_an_unreachable_target_ends_the_loop_with_a_label():
