@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
 from cardiotwin.files import write_all_or_nothing
@@ -47,7 +46,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--journal",
         type=Path,
         help="folder recording each finished trial, so a killed run resumes where it stopped "
-        "(default: OUT/.journal; removed once the outputs are written)",
+        "(default: OUT/.journal; removed once the outputs are written). A folder that holds "
+        "other files is refused, never emptied",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.meshing.mesh import MeshError
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.induction import InductionError, run_induction
+    from cardiotwin.pipeline.induction.journal import JournalError, remove_journal
     from cardiotwin.pipeline.induction.protocols import ProtocolError
     from cardiotwin.pipeline.risk import build_report, vt_file_name, vt_mesh
     from cardiotwin.pipeline.tissue import TissueError
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             journal=journal,
         )
-    except (InductionError, TissueError, ProtocolError) as exc:
+    except (InductionError, TissueError, ProtocolError, JournalError) as exc:
         raise CommandError(str(exc)) from None
     report = build_report(result, mesh.fingerprint())
     from cardiotwin.meshing.io import write_mesh
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             vt_mesh(mesh, result, vt), p
         )
     write_all_or_nothing(writers)
-    shutil.rmtree(journal, ignore_errors=True)  # the answer is written: nothing to resume
+    remove_journal(journal)  # the answer is written: nothing to resume
     print(
         f"{report.note}; {len(report.unique_vts)} unique "
         f"{'VT' if report.chamber == 'ventricle' else 'driver'}(s); wrote "

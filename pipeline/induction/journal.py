@@ -7,9 +7,12 @@ of simulating it; the protocol replays the same decisions, so the answer is the 
 uninterrupted run gives (trials are deterministic: a batch member does not depend on the
 other members, see ``tests/solvers/test_checkpoint.py``).
 
-Layout: ``<folder>/<set-up fingerprint>/<trial hash>.pkl``. A journal of another set-up (a
-changed configuration or mesh) is removed when a study opens the folder: it can never be
-reused. The command removes the journal once its outputs are written.
+Layout: ``<folder>/<set-up fingerprint>/<trial hash>.pkl`` and a marker file,
+``<folder>/CARDIOTWIN_TRIAL_JOURNAL``. A journal of another set-up (a changed configuration or
+mesh) is removed when a study opens the folder: it can never be reused. The command removes
+the journal once its outputs are written. Only a folder that is new, empty or marked is used,
+and only set-up folders and the marker are ever deleted: a folder of the user's given as the
+journal by mistake is refused, never emptied.
 
 The files are Python pickles written by this program for itself: do not open a journal
 folder from a source you do not trust.
@@ -31,6 +34,36 @@ log = logging.getLogger(__name__)
 #: bump when the pickled :class:`TrialResult` layout changes
 JOURNAL_FORMAT = 1
 
+#: the file that marks a folder as a trial journal
+MARKER = "CARDIOTWIN_TRIAL_JOURNAL"
+
+
+class JournalError(ValueError):
+    """A journal folder that cannot be used (it holds something that is not a journal)."""
+
+
+def _setup_folders(root: Path) -> list[Path]:
+    """The set-up folders of a journal: 32 hexadecimal digits, nothing else."""
+    hexdigits = set("0123456789abcdef")
+    return [
+        p for p in root.iterdir() if p.is_dir() and len(p.name) == 32 and set(p.name) <= hexdigits
+    ]
+
+
+def remove_journal(folder: str | Path) -> None:
+    """Delete a journal: its set-up folders and its marker, then the folder if that left it
+    empty. A folder without the marker is not a journal and is left alone."""
+    root = Path(folder)
+    if not (root / MARKER).is_file():
+        return
+    for setup in _setup_folders(root):
+        shutil.rmtree(setup, ignore_errors=True)
+    (root / MARKER).unlink(missing_ok=True)
+    try:
+        root.rmdir()
+    except OSError:
+        log.info("journal: %s kept (it holds other files)", root)
+
 
 def _trial_hash(key: tuple, strength_ua_per_uf: float) -> str:
     text = repr((JOURNAL_FORMAT, key, round(float(strength_ua_per_uf), 9)))
@@ -43,12 +76,21 @@ class TrialJournal:
     def __init__(self, folder: str | Path, fingerprint: str) -> None:
         self.root = Path(folder)
         self.folder = self.root / fingerprint[:32]
+        marker = self.root / MARKER
+        if self.root.exists() and not self.root.is_dir():
+            raise JournalError(f"the journal {self.root} is a file; give a folder")
+        if self.root.is_dir() and not marker.is_file() and any(self.root.iterdir()):
+            raise JournalError(
+                f"the journal folder {self.root} holds files and is not a trial journal (no "
+                f"{MARKER} in it); give a new or empty folder. Nothing in it was changed."
+            )
         if self.root.is_dir():
-            for other in self.root.iterdir():
-                if other.is_dir() and other != self.folder:
+            for other in _setup_folders(self.root):
+                if other != self.folder:
                     log.info("journal: removing %s (another set-up)", other.name)
                     shutil.rmtree(other, ignore_errors=True)
         self.folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text("finished trials of cardiotwin induction studies (safe to delete)\n")
         self.reused = 0
         self.written = 0
         found = len(list(self.folder.glob("*.pkl")))
@@ -86,5 +128,5 @@ class TrialJournal:
         self.written += 1
 
     def remove(self) -> None:
-        """Delete the whole journal (the study's outputs are written)."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Delete the whole journal (the study's outputs are written): :func:`remove_journal`."""
+        remove_journal(self.root)

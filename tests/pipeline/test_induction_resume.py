@@ -121,3 +121,26 @@ def test_a_journal_of_another_set_up_is_never_reused(tmp_path, caplog):
     _, folders_other, log_other = study(110)
     assert "resuming" not in log_other
     assert len(folders_other) == 1 and folders_other != folders_first
+
+
+def test_a_folder_that_is_not_a_journal_is_refused_and_left_as_it_was(tmp_path):
+    from cardiotwin.pipeline.induction.journal import JournalError, TrialJournal, remove_journal
+
+    # the user's own folder, given as --journal by mistake: refused, nothing deleted
+    mine = tmp_path / "patients"
+    (mine / "meshes").mkdir(parents=True)
+    (mine / "meshes" / "heart.vtu").write_text("precious")
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(JournalError, match="not a trial journal"):
+        TrialJournal(mine, "f" * 64)
+    remove_journal(mine)  # not a journal: left alone
+    assert (mine / "meshes" / "heart.vtu").read_text() == "precious"
+    assert (mine / "notes.txt").read_text() == "mine"
+    # a journal's own folder is used and reused; removing it removes only what it made
+    journal = tmp_path / "journal"
+    TrialJournal(journal, "a" * 64)
+    TrialJournal(journal, "b" * 64)  # another set-up replaces the first
+    assert sorted(p.name for p in journal.iterdir() if p.is_dir()) == ["b" * 32]
+    (journal / "kept.txt").write_text("a file someone put there")
+    remove_journal(journal)
+    assert sorted(p.name for p in journal.iterdir()) == ["kept.txt"]
