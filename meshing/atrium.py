@@ -44,7 +44,7 @@ from cardiotwin.meshing.surfaces import (
     vertex_normals,
     voxel_to_mm,
 )
-from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY
+from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR, HEALTHY, LESION
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def mesh_atrium(
             reduce="max", order=0,
         )  # fmt: skip
         region = np.rint(np.nanmax(np.nan_to_num(value, nan=HEALTHY)[triangles], axis=1))
-        region = np.clip(region, HEALTHY, DENSE_SCAR).astype(np.int32)
+        region = np.clip(region, HEALTHY, LESION).astype(np.int32)  # a lesion stays one
     region = region[column]
 
     mesh = Mesh(points_mm=layered, tets=tets, region=region)

@@ -115,3 +115,23 @@ def test_missing_blood_pool_or_wall_is_named():
         mesh_atrium(empty, full, np.eye(4), 1.0, thickness_mm=2.0)
     with pytest.raises(MeshingError, match="no wall"):
         mesh_atrium(full, empty, np.eye(4), 1.0, thickness_mm=2.0)
+
+
+def test_a_lesion_in_the_label_map_stays_a_lesion_on_the_mesh():
+    # label 4 (an ablation lesion) must not become 3, which conducts in an atrium
+    from cardiotwin.meshing.tags import LESION
+
+    n = 36
+    affine = np.eye(4)
+    affine[:3, 3] = -17.5
+    x = np.indices((n, n, n)).transpose(1, 2, 3, 0) - 17.5
+    r = np.linalg.norm(x, axis=-1)
+    blood, wall = r < 11, (r >= 11) & (r < 13.5)
+    wall &= ~((x[..., 2] > 9) & (np.hypot(x[..., 0], x[..., 1]) < 5))
+    labels = wall.astype(np.int16)
+    labels[wall & (x[..., 0] > 5)] = LESION
+    mesh = mesh_atrium(blood, wall, affine, 2.0, thickness_mm=2.5, labels=labels)
+    centres = mesh.element_centres_mm()
+    assert set(np.unique(mesh.region)) == {1, LESION}
+    assert np.all(mesh.region[centres[:, 0] > 8] == LESION)
+    assert np.all(mesh.region[centres[:, 0] < 2] == 1)
