@@ -1,7 +1,9 @@
 """Boundary surfaces and anatomical coordinates of ventricular and atrial meshes.
 
 **Surfaces** (:func:`identify_surfaces`), for a mesh that lacks them. Outward normals of the
-boundary faces point out of the tissue (into a cavity on an endocardium).
+boundary faces point out of the tissue (into a cavity on an endocardium). Surfaces supplied
+with a mesh may be wound either way: the functions here that read their normals re-wind them
+outward first (:func:`wind_ventricular_surfaces_outward`).
 
 - Ventricles: ``base`` is the largest planar set of boundary faces whose removal splits the
   rest of the boundary apart (a closed or ragged base is refused with what was found). The
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.sparse import csgraph
@@ -61,7 +63,7 @@ from cardiotwin.meshing.boundary import (
     triangle_normals_and_areas,
 )
 from cardiotwin.meshing.laplace import DirichletLaplace, stiffness_matrix
-from cardiotwin.meshing.mesh import Mesh, MeshError
+from cardiotwin.meshing.mesh import Mesh, MeshError, outward_surfaces
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +403,7 @@ def split_endocardium(mesh: Mesh) -> tuple[dict[str, np.ndarray], str] | None:
     ``rv-septum`` and ``rv-endo`` split as :func:`identify_surfaces` would; else ``None``."""
     if is_biventricular(mesh) or "endo" not in mesh.surfaces or "base" not in mesh.surfaces:
         return None
+    mesh, _ = wind_ventricular_surfaces_outward(mesh)
     endo = mesh.surfaces["endo"]
     first, second, _ = face_adjacency(endo, mesh.points_mm)
     labels = _components(len(endo), first, second)
@@ -582,6 +585,22 @@ def _require(mesh: Mesh, names) -> None:
         )
 
 
+def wind_ventricular_surfaces_outward(mesh: Mesh) -> tuple[Mesh, dict[str, int]]:
+    """``mesh`` with ``endo``, ``epi``, ``base``, ``rv-endo`` and ``rv-septum`` wound so every
+    normal points out of the tissue, and the number of triangles re-wound per surface.
+
+    Everything here that reads a surface's normals (which cavity is the LV, the septal face of
+    the RV, the long axis from the base) assumes outward normals; surfaces supplied with a mesh
+    may be wound inward. Returns ``mesh`` itself when nothing needed re-winding. Raises
+    :class:`MeshError` naming a surface with triangles that are not boundary faces.
+    """
+    given = {n: mesh.surfaces[n] for n in VENTRICLE_SURFACES + BIV_SURFACES if n in mesh.surfaces}
+    wound, rewound = outward_surfaces(mesh.tets, given)
+    if not any(rewound.values()):
+        return mesh, rewound
+    return replace(mesh, surfaces={**mesh.surfaces, **wound}), rewound
+
+
 def is_biventricular(mesh: Mesh) -> bool:
     """True when the mesh has an RV cavity (``rv-endo`` or ``rv-septum``)."""
     return any(len(mesh.surfaces.get(n, ())) for n in BIV_SURFACES)
@@ -709,6 +728,7 @@ def ventricular_coordinates(mesh: Mesh, *, septum_point_mm=None) -> VentricularF
     surfaces (``endo``, ``epi``, ``base``; plus ``rv-endo`` / ``rv-septum`` for a
     biventricular mesh). See the module docstring for the definitions."""
     _require(mesh, VENTRICLE_SURFACES)
+    mesh, _ = wind_ventricular_surfaces_outward(mesh)
     notes: list[str] = []
     stiffness = stiffness_matrix(mesh.points_mm, mesh.tets)
     endo = surface_nodes(mesh, "endo")

@@ -258,6 +258,57 @@ def boundary_triangles(tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return faces[once], owner[once]
 
 
+def outward_surfaces(
+    tets: np.ndarray, surfaces: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """``surfaces`` (name → (k, 3) triangles) with every triangle wound like the boundary face
+    of the same three nodes, so its normal points out of the tissue, and how many triangles of
+    each surface were re-wound (a re-wound triangle keeps its first node, the other two swap).
+
+    Surfaces from elsewhere (openCARP ``.surf``, VTU field data, a hand-made base) may be wound
+    either way. ``tets`` must be positively oriented. Raises :class:`MeshError` naming each
+    surface with triangles that are not boundary faces of the mesh.
+    """
+    names = list(surfaces)
+    triangles = [np.asarray(surfaces[n], dtype=np.int64).reshape(-1, 3) for n in names]
+    given = np.concatenate(triangles + [np.zeros((0, 3), dtype=np.int64)])
+    if len(given) == 0:
+        return {n: t for n, t in zip(names, triangles, strict=True)}, dict.fromkeys(names, 0)
+    faces, _ = boundary_triangles(tets)
+    # the boundary face of each given triangle: equal sorted node rows share a group
+    group, _ = group_rows(np.sort(np.concatenate([faces, given]), axis=1))
+    face_of_group = np.full(group.max() + 1, -1, dtype=np.int64)
+    face_of_group[group[: len(faces)]] = np.arange(len(faces))
+    match = face_of_group[group[len(faces) :]]
+    wound, rewound, problems = {}, {}, []
+    start = 0
+    for name, own in zip(names, triangles, strict=True):
+        found = match[start : start + len(own)]
+        start += len(own)
+        missing = np.nonzero(found < 0)[0]
+        if missing.size:
+            problems.append(
+                f"surface {name!r}: {missing.size} of {len(own)} triangles are not boundary "
+                f"faces of the mesh (triangles {_index_list(missing)}; the first has nodes "
+                f"{own[missing[0]].tolist()})"
+            )
+            continue
+        face = faces[found]
+        # same winding: the given triangle is a cyclic rotation of the outward face
+        same = np.zeros(len(own), dtype=bool)
+        for shift in range(3):
+            rotated = np.roll(face, -shift, axis=1)
+            same |= (rotated[:, 0] == own[:, 0]) & (rotated[:, 1] == own[:, 1])
+        wound[name] = np.where(same[:, None], own, own[:, [0, 2, 1]])
+        rewound[name] = int(np.count_nonzero(~same))
+    if problems:
+        raise MeshError(
+            "; ".join(problems) + ". A surface must lie on the mesh's boundary: check that it "
+            "belongs to this mesh (the same node numbering, from 0) or remove those triangles"
+        )
+    return wound, rewound
+
+
 def box_mesh(
     size_mm: tuple[float, float, float] = (20.0, 7.0, 3.0),
     dx_mm: float = 0.5,

@@ -9,10 +9,12 @@ or a measured fibre field survives. What is added (module that computes it):
 
 - ventricles: surfaces ``endo``, ``epi``, ``base`` (+ ``rv-endo``, ``rv-septum``)
   (:mod:`.coordinates`; an ``endo`` that holds both cavities, as a mesher may name them, is
-  split into the LV ``endo`` and the RV surfaces, the one change to what was there); point
-  fields ``transmural``, ``apicobasal``, ``rotational`` (:mod:`.coordinates`),
-  ``aha_segment`` (:mod:`.sites`); per-element ``fibres`` and ``sheets`` (:mod:`.fibres`);
-  node sets ``AHA-1`` .. ``AHA-17`` (+ ``RV-1``, ``RV-2``) (:mod:`.sites`).
+  split into the LV ``endo`` and the RV surfaces, and a supplied surface wound inward is
+  re-wound so its normals point out of the tissue, counted in the report: the two changes to
+  what was there); point fields ``transmural``, ``apicobasal``, ``rotational``
+  (:mod:`.coordinates`), ``aha_segment`` (:mod:`.sites`); per-element ``fibres`` and
+  ``sheets`` (:mod:`.fibres`); node sets ``AHA-1`` .. ``AHA-17`` (+ ``RV-1``, ``RV-2``)
+  (:mod:`.sites`).
 - atria: surfaces ``endo``, ``epi``, ``valve``, ``vein-1`` …; point fields ``transmural``,
   ``valve_vein``; fibres and sheets; node sets ``LA-01`` .. ``LA-NN``.
 
@@ -37,6 +39,7 @@ from cardiotwin.meshing.coordinates import (
     is_biventricular,
     split_endocardium,
     ventricular_coordinates,
+    wind_ventricular_surfaces_outward,
 )
 from cardiotwin.meshing.fibres import (
     FibreAngles,
@@ -81,6 +84,7 @@ class PrepareReport:
     sites: list[dict] = field(default_factory=list)
     moved_sites: list[str] = field(default_factory=list)
     surfaces: dict[str, int] = field(default_factory=dict)
+    rewound_triangles: dict[str, int] = field(default_factory=dict)
     septum_source: str = ""
     degenerate_fibre_elements: int = 0
 
@@ -91,6 +95,7 @@ class PrepareReport:
             "kept": self.kept,
             "notes": self.notes,
             "surfaces_triangles": self.surfaces,
+            "rewound_triangles": self.rewound_triangles,
             "septum_source": self.septum_source,
             "degenerate_fibre_elements": self.degenerate_fibre_elements,
             "moved_sites": self.moved_sites,
@@ -108,9 +113,23 @@ def _has_surface(mesh: Mesh, name: str) -> bool:
     return name in mesh.surfaces and len(mesh.surfaces[name]) > 0
 
 
+def _wind_outward(mesh: Mesh, report: PrepareReport) -> Mesh:
+    """Supplied ventricular surfaces re-wound so their normals point out of the tissue (the
+    coordinates tell LV from RV and find the long axis by them), each re-winding reported."""
+    mesh, rewound = wind_ventricular_surfaces_outward(mesh)
+    report.rewound_triangles = {name: count for name, count in rewound.items() if count}
+    for name, count in report.rewound_triangles.items():
+        report.notes.append(
+            f"surface {name!r}: {count} of {len(mesh.surfaces[name])} triangles were wound "
+            "inward (normal into the tissue) and are re-wound outward"
+        )
+    return mesh
+
+
 def _add_surfaces(mesh: Mesh, kind: str, config: AnatomySettings, report: PrepareReport) -> Mesh:
     given = set(mesh.surfaces)
     if kind == "ventricle":
+        mesh = _wind_outward(mesh, report)
         complete = all(_has_surface(mesh, n) for n in VENTRICLE_SURFACES)
     else:
         openings = [n for n in mesh.surfaces if n not in ("endo", "epi") and len(mesh.surfaces[n])]

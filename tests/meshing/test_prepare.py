@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cardiotwin.meshing.coordinates import ventricular_coordinates
 from cardiotwin.meshing.ellipsoid import (
     LVGeometry,
     RVGeometry,
@@ -10,7 +11,7 @@ from cardiotwin.meshing.ellipsoid import (
     biv_ellipsoid,
     lv_ellipsoid,
 )
-from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.meshing.mesh import Mesh, MeshError
 from cardiotwin.meshing.prepare import prepare
 from cardiotwin.pipeline.config import AnatomyConfig
 
@@ -171,3 +172,75 @@ def test_one_endo_for_both_cavities_is_split_into_lv_and_rv():
         got = set(map(tuple, np.sort(mesh.surfaces[name], axis=1).tolist()))
         assert len(truth & got) / len(truth) > 0.98
     assert {"RV-1", "RV-2"} <= set(mesh.node_sets)
+
+
+def inward(triangles: np.ndarray) -> np.ndarray:
+    """The same triangles wound the other way (normals into the tissue)."""
+    return triangles[:, [0, 2, 1]]
+
+
+def assert_same_preparation(got: Mesh, expected: Mesh) -> None:
+    assert sorted(got.surfaces) == sorted(expected.surfaces)
+    for name, triangles in expected.surfaces.items():
+        np.testing.assert_array_equal(got.surfaces[name], triangles, err_msg=name)
+    assert sorted(got.node_sets) == sorted(expected.node_sets)
+    for name, nodes in expected.node_sets.items():
+        np.testing.assert_array_equal(got.node_sets[name], nodes, err_msg=name)
+    for name, values in expected.point_data.items():
+        np.testing.assert_array_equal(got.point_data[name], values, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def biv():
+    return biv_ellipsoid(2.0, LVGeometry.small(), RVGeometry.small())
+
+
+@pytest.mark.parametrize("rv", ["in endo", "own surfaces"])
+def test_surfaces_wound_inward_give_the_same_ventricles(biv, rv):
+    # surfaces from elsewhere may be wound inward: re-wound, the LV/RV split, the RV surfaces
+    # and the pacing sites are those of the outward-wound surfaces (before the fix the RV was
+    # taken as the LV, or the long axis pointed from base to apex)
+    s = biv.surfaces
+    if rv == "in endo":  # one 'endo' for both cavities, as a mesher may name them
+        given = {"endo": np.concatenate([s["rv-endo"], s["rv-septum"], s["endo"]]),
+                 "epi": s["epi"], "base": s["base"]}  # fmt: skip
+        turned = ("endo", "base")
+    else:
+        given = dict(s)
+        turned = ("endo", "rv-endo", "rv-septum", "base")
+    outward, _ = prepare(Mesh(biv.points_mm, biv.tets, surfaces=given), "ventricle", CONFIG)
+    flipped = {n: inward(t) if n in turned else t for n, t in given.items()}
+    mesh, report = prepare(Mesh(biv.points_mm, biv.tets, surfaces=flipped), "ventricle", CONFIG)
+    assert_same_preparation(mesh, outward)
+    for name in ("endo", "rv-septum", "rv-endo"):  # the true LV and RV faces
+        truth = set(map(tuple, np.sort(s[name], axis=1).tolist()))
+        got = set(map(tuple, np.sort(mesh.surfaces[name], axis=1).tolist()))
+        assert len(truth & got) / len(truth) > 0.98
+    assert report.rewound_triangles == {n: len(given[n]) for n in turned}
+    assert report.as_dict()["rewound_triangles"] == report.rewound_triangles
+    assert sum("re-wound outward" in note for note in report.notes) == len(turned)
+
+
+def test_an_lv_with_a_base_wound_inward_gets_the_same_axis_and_sites(lv):
+    s = lv.surfaces
+    outward, _ = prepare(Mesh(lv.points_mm, lv.tets, surfaces=s), "ventricle", CONFIG)
+    epi = s["epi"].copy()
+    epi[::2] = inward(epi[::2])  # each triangle on its own: every other one turned
+    turned = {"endo": s["endo"], "epi": epi, "base": inward(s["base"])}
+    fields = ventricular_coordinates(
+        Mesh(lv.points_mm, lv.tets, surfaces=turned), septum_point_mm=CONFIG.septum_point_mm
+    )
+    np.testing.assert_allclose(fields.frame.long_axis, [0.0, 0.0, 1.0], atol=1e-12)  # +z
+    mesh, report = prepare(Mesh(lv.points_mm, lv.tets, surfaces=turned), "ventricle", CONFIG)
+    assert_same_preparation(mesh, outward)
+    assert report.rewound_triangles == {"epi": (len(epi) + 1) // 2, "base": len(s["base"])}
+
+
+def test_a_surface_off_the_boundary_is_refused_by_name(lv):
+    faces = np.sort(lv.tets[:, [0, 1, 2]], axis=1)
+    boundary = set(map(tuple, np.sort(np.concatenate(list(lv.surfaces.values())), 1).tolist()))
+    interior = next(f for f in faces.tolist() if tuple(f) not in boundary)
+    base = np.concatenate([lv.surfaces["base"], [interior]])
+    given = Mesh(lv.points_mm, lv.tets, surfaces={**lv.surfaces, "base": base})
+    with pytest.raises(MeshError, match=r"surface 'base': 1 of \d+ triangles are not boundary"):
+        prepare(given, "ventricle", CONFIG)
