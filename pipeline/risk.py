@@ -82,6 +82,11 @@ class TrialRecord(_Model):
     finished_ms: float
     induced: bool
     reason: str
+    read_by_protocol: bool = Field(
+        True,
+        description="false for a trial run side by side that the protocol, read in a "
+        "cardiologist's order, never needed (speculative): it decided nothing",
+    )
 
 
 class SiteResult(_Model):

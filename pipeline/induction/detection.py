@@ -22,8 +22,11 @@ run.
   (elements whose nodes activated within half a cycle of each other); the largest connected
   group of the slowest 5 % (above 0.02 m/s, below that is block), its centroid.
 - **Phase singularities** (:func:`phase_singularities`): phase from activation times,
-  φ = 2π (t − t_n)/(t_{n+1} − t_n) between consecutive beats, sampled 8 times over the last
-  cycle on the surface triangles; a triangle whose phase winds by ±2π holds a singularity;
+  φ = 2π (t − t_n)/(t_{n+1} − t_n) between consecutive beats, sampled 8 times over one cycle
+  ending 1.2 cycle lengths before the run's end (:func:`phase_window`: every node's next
+  beat after each sample is then on record; over the last cycle the nodes just activated at
+  the core have none, and the singularity could be missed) on the surface triangles; a
+  triangle whose phase winds by ±2π holds a singularity;
   its chirality is the sense the wave turns, +1 counter-clockwise seen from outside the
   tissue (along the triangles' outward normals). Singularities
   seen in at least half of the samples are reported. A circuit around scar (anatomical
@@ -179,9 +182,7 @@ def analyse_trial(
     result = TrialAnalysis(True, "sustained re-entry", cl, stable, reentrant, beats_ms=beats_ms)
     _cycle_map(result, beats_ms, end_ms, geometry)
     _slowest(result, geometry)
-    result.phase_singularities = phase_singularities(
-        beats_ms, result.cycle_start_ms, result.cycle_start_ms + cl, geometry
-    )
+    result.phase_singularities = phase_singularities(beats_ms, *phase_window(end_ms, cl), geometry)
     return result
 
 
@@ -249,6 +250,13 @@ def _slowest(result: TrialAnalysis, geometry: Geometry) -> None:
     group = slow[labels == biggest]
     result.slowest_mm = [round(float(v), 3) for v in geometry.centres_mm[group].mean(axis=0)]
     result.slowest_cv_m_per_s = round(float(np.median(speed[np.isin(elements, group)])), 4)
+
+
+def phase_window(end_ms: float, cycle_length_ms: float) -> tuple[float, float]:
+    """The cycle the phase is sampled over: [end − 2.2 CL, end − 1.2 CL). Every sample then
+    has each node's next beat on record (a local cycle up to 10 % longer than CL: the
+    stability criterion's tolerance) and the one before it."""
+    return end_ms - 2.2 * cycle_length_ms, end_ms - 1.2 * cycle_length_ms
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:

@@ -17,7 +17,9 @@ lengthen the S2 rather than give up. Every trial starts from the site's
 S1 snapshot and replays the chosen earlier extrastimuli (bit-identical to an unbroken run).
 Coupling intervals are tried ``speculative_intervals`` at a time side by side; the protocol
 then reads them in the order a cardiologist would have tried them one by one, so the answer
-does not depend on how many run at once (later, speculative ones are reported as such).
+does not depend on how many run at once: later, speculative ones are reported as such
+(``read_by_protocol`` false), and one that fails (its simulation diverged) fails the site
+only if the protocol reads it.
 
 **Atrial rapid pacing** (:func:`rapid_pacing_onsets`; Boyle et al. 2019): one trial per site,
 ``stimuli_per_cycle_length`` stimuli at each cycle length from ``first_cycle_length_ms``
@@ -156,9 +158,12 @@ class PESSite:
     """The PES state machine of one site: which trials to run next, what their results mean.
 
     ``propose(n)`` gives up to ``n`` coupling-interval tuples to run (each the stage's prefix
-    plus one new interval); ``record(couplings, captured, induced)`` takes a trial's result.
-    ``done`` once the site induced or ran out of stimuli; ``induced_by`` is then the inducing
-    tuple (or None).
+    plus one new interval); ``record(couplings, captured, induced, diverged=...)`` takes a
+    trial's result. ``done`` once the site induced, ran out of stimuli or reached a trial that
+    failed; ``induced_by`` is then the inducing tuple (or None), ``failed_at`` the failed one
+    (or None). ``read`` holds every trial the protocol read, in a cardiologist's order: a
+    trial run side by side that is not in it was speculative and decided nothing, so its
+    failure does not fail the site.
     """
 
     def __init__(self, timing: PESTiming) -> None:
@@ -166,6 +171,8 @@ class PESSite:
         self.stages: list[StageRecord] = [StageRecord(STIMULUS_NAMES[0], ())]
         self.pending: set[tuple[int, ...]] = set()
         self.induced_by: tuple[int, ...] | None = None
+        self.failed_at: tuple[int, ...] | None = None
+        self.read: set[tuple[int, ...]] = set()
         self.done = False
 
     @property
@@ -197,12 +204,24 @@ class PESSite:
         self.pending.update(out)
         return out
 
-    def record(self, couplings: tuple[int, ...], captured: bool, induced: bool, **info) -> None:
+    def record(
+        self,
+        couplings: tuple[int, ...],
+        captured: bool,
+        induced: bool,
+        diverged: bool = False,
+        **info,
+    ) -> None:
         self.pending.discard(couplings)
         stage = self.stage
         if self.done or couplings[:-1] != stage.prefix:
             return  # a speculative trial of a stage already decided
-        stage.tested[couplings[-1]] = {"captured": captured, "induced": induced, **info}
+        stage.tested[couplings[-1]] = {
+            "captured": captured,
+            "induced": induced,
+            "diverged": diverged,
+            **info,
+        }
         self._decide()
 
     def _decide(self) -> None:
@@ -214,6 +233,10 @@ class PESSite:
             result = stage.tested.get(c)
             if result is None:
                 return  # not known yet
+            self.read.add((*stage.prefix, c))
+            if result.get("diverged"):  # the protocol needs this answer and has none
+                stage.decided, self.failed_at, self.done = True, (*stage.prefix, c), True
+                return
             if result["induced"]:
                 stage.decided, self.induced_by, self.done = True, (*stage.prefix, c), True
                 stage.shortest_capturing = c

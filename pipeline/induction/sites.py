@@ -122,4 +122,5 @@ def probe_nodes(
         if shell.size:
             return shell
         outer = inner + 2.0 * (outer - inner)
-    return np.nonzero(distance >= inner)[0][:1]
+    beyond = np.nonzero(distance >= inner)[0]
+    return beyond[np.argmin(distance[beyond])][None] if beyond.size else beyond  # the nearest

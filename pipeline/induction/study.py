@@ -282,6 +282,7 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
             captured = result.captured
             outcome.s1_captured = all(c is not False for c in captured)
             if result.outcome == "diverged":
+                outcome.s1_captured = None  # the train blew up: capture is not known
                 outcome.status = f"S1 train: {result.error}"
             elif not outcome.s1_captured:
                 if _stronger(runner, i, induction):
@@ -327,18 +328,37 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
         captured = bool(result.captured and result.captured[-1])
         outcome.trials.append(_trial_record(result, couplings, analysis, dt))
         machine = machines[i]
-        if result.outcome == "diverged" and not machine.done:
-            machine.done = True
-            outcome.status = f"trial {steps_to_ms(list(couplings), dt)} ms: {result.error}"
-        machine.record(couplings, captured or analysis.induced, analysis.induced)
+        diverged = result.outcome == "diverged"
+        if diverged:
+            failures[(i, couplings)] = result.error
+        machine.record(
+            couplings, captured or analysis.induced, analysis.induced and not diverged, diverged
+        )
         if analysis.induced:
             induced_analyses[(i, couplings)] = analysis
         return trials_of(i)
 
+    failures: dict[tuple, str] = {}
     first = [t for i in machines for t in trials_of(i)]
     runner.run(first, on_result=on_result)
     for i, machine in machines.items():
         outcome = outcomes[i]
+        for record in outcome.trials:
+            intervals = tuple(record["coupling_intervals_ms"])
+            record["read_by_protocol"] = any(
+                tuple(steps_to_ms(list(c), dt)) == intervals for c in machine.read
+            )
+        if machine.failed_at is not None:
+            error = failures[(i, machine.failed_at)]
+            outcome.status = f"trial {steps_to_ms(list(machine.failed_at), dt)} ms: {error}"
+            log.warning("site %s: %s", outcome.site.name, outcome.status)
+        elif machine.induced_by is None and not machine.final_couplings():
+            tried = steps_to_ms(sorted(machine.stages[0].tested), dt)
+            outcome.status = (
+                f"no extrastimulus captured (S2 at {tried[0]:g}-{tried[-1]:g} ms after the last "
+                "S1): the site's answer is unknown"
+            )
+            log.warning("site %s: %s", outcome.site.name, outcome.status)
         if machine.induced_by is not None:
             outcome.analysis = induced_analyses.get((i, machine.induced_by))
         outcome.induced = outcome.analysis is not None

@@ -168,6 +168,31 @@ def test_protocol_decisions_do_not_depend_on_speculation():
     assert decisions[0] == decisions[1] == decisions[2] == ((110, 120), [110, 120])
 
 
+@pytest.mark.parametrize("width", [1, 3])
+def test_a_failed_trial_fails_the_site_only_if_the_protocol_reads_it(width):
+    timing = PESTiming(
+        s1_onsets=(0,), snapshot_step=90, couplings=(130, 120, 110), extrastimuli=1, duration=2
+    )
+    # S2 at 130 induces; 120 (speculative when run side by side) blows up and ends first
+    site = PESSite(timing)
+    proposed = site.propose(width)
+    if (120,) in proposed:
+        site.record((120,), False, False, diverged=True)
+    site.record((130,), True, True)
+    assert site.induced_by == (130,) and site.failed_at is None
+    assert site.read == {(130,)}  # 120 decided nothing
+    # S2 at 130 captures without inducing, so 120 is needed: its failure fails the site
+    site = PESSite(timing)
+    queue = site.propose(width)
+    outcomes = {(130,): dict(captured=True, induced=False), (120,): dict(diverged=True)}
+    while queue and not site.done:
+        trial = queue.pop(0)
+        site.record(trial, **{"captured": False, "induced": False, **outcomes.get(trial, {})})
+        queue.extend(site.propose(width))
+    assert site.done and site.failed_at == (120,) and site.induced_by is None
+    assert (120,) in site.read and (110,) not in site.read
+
+
 def test_rapid_pacing_onsets_follow_the_configured_ramp(tmp_path):
     # Boyle et al. 2019: 12 stimuli, two at each of 300, 280, ... 200 ms
     onsets = rapid_pacing_onsets(config(tmp_path).induction, 0.1)
@@ -218,7 +243,11 @@ def test_sites_that_cannot_be_paced_are_labelled_not_silent(tmp_path):
     assert study.sites[0].status == "S1 did not capture (stimuli [1, 2] of 2, at 4 µA/µF)"
     raised = config(tmp_path, stimulus={"strength_ua_per_uf": 5.0}, pes=short)
     study = run_induction(mesh, raised, sites=["AHA-3"])
-    assert study.sites[0].status == "ok" and study.sites[0].stimulus_strength_ua_per_uf == 10.0
+    assert study.sites[0].s1_captured and study.sites[0].stimulus_strength_ua_per_uf == 10.0
+    # S1 captured, but no S2 did, from 100 ms up to the S1 cycle length (this short train
+    # leaves the ring refractory): the site's answer is unknown, not "non-inducible"
+    assert study.sites[0].status.startswith("no extrastimulus captured (S2 at 100-190 ms")
+    assert not build_report(study, "0" * 64).complete
     with pytest.raises(InductionError, match="no pacing site can be paced.*AHA-4"):
         run_induction(mesh, settings, sites=["AHA-4"])
     with pytest.raises(InductionError, match="AHA-9 not in the mesh.*AHA-1, AHA-2, AHA-3"):
@@ -635,6 +664,24 @@ def test_a_rotor_has_one_phase_singularity_with_its_sense_of_rotation(turn):
     assert phase_singularities(plane, 800.0, 1000.0, geometry) == []
 
 
+@pytest.mark.parametrize("end_fraction", [0.1, 0.5, 0.9])
+def test_a_rotor_is_found_wherever_the_run_ends_in_its_cycle(end_fraction):
+    # beats recorded up to the run's end only: the nodes the wave just passed have no next
+    # beat on record, so the phase must be sampled over a cycle that is wholly observed
+    from cardiotwin.pipeline.induction.detection import phase_singularities, phase_window
+
+    geometry = _rotor_geometry()
+    x = geometry.points_mm
+    theta = np.mod(np.arctan2(x[:, 1] + 3.4, x[:, 0] - 2.3), 2 * np.pi)
+    cl = 200.0
+    end = 2000.0 + end_fraction * cl
+    beats = (theta / (2 * np.pi) * cl)[:, None] + cl * np.arange(20)[None, :]
+    beats = np.where(beats < end, beats, np.nan)
+    found = phase_singularities(beats, *phase_window(end, cl), geometry)
+    assert len(found) == 2, found
+    assert all(ps["samples"] == 8 for ps in found), found
+
+
 def test_unique_vts_same_circuit_at_another_time_counts_once():
     from cardiotwin.pipeline.config import DetectionConfig
     from cardiotwin.pipeline.induction.detection import TrialAnalysis, cluster_vts
@@ -696,3 +743,12 @@ def test_a_first_interval_that_does_not_capture_makes_the_search_go_up():
         assert site.done and site.induced_by is None
         assert site.final_couplings() == (320, 250)
         assert 340 not in site.stages[0].tested or width > 1  # no need to go past 320
+
+
+def test_the_capture_probe_falls_back_to_the_nearest_node_beyond_the_site():
+    from cardiotwin.pipeline.induction.sites import PacingSite, probe_nodes
+
+    site = PacingSite("X", np.array([0]), np.zeros(3), 0, 1.0)
+    # nothing in the shell (and its widenings); beyond it, a far node listed first
+    points = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0], [25.0, 0.0, 0.0], [60.0, 0, 0]])
+    assert probe_nodes(site, points, (1.0, 2.0)).tolist() == [2]
