@@ -529,10 +529,15 @@ class AblationConfig(StrictModel):
         4.0, ge=3.0, le=5.0, description="radius of one ablation point (clinical RF: 3-5 mm)"
     )
     max_rounds: int = Field(
-        4, ge=0, le=50, description="ablate / re-induce rounds at most (0: no ablation)"
+        4,
+        ge=0,
+        le=50,
+        description="ablate / re-induce rounds at most (0 is refused: nothing could be ablated)",
     )
     max_total_volume_ml: float = Field(
-        20.0, ge=0, description="total lesion volume at most, ml (0: no ablation)"
+        20.0,
+        ge=0,
+        description="total lesion volume at most, ml (0 is refused: nothing could be ablated)",
     )
     border_zone_cost: float = Field(
         0.5,

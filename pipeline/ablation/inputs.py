@@ -31,7 +31,7 @@ def _sites(report: dict) -> list[dict]:
     return [
         {
             "name": s["name"],
-            "status": s.get("status", "ok"),
+            "status": s["status"],
             "induced": bool(s.get("induced")),
             "vt_id": s.get("vt_id"),
         }
@@ -47,7 +47,7 @@ def _singularities(vt: dict) -> np.ndarray:
 def _round(report: dict, circuits: list[Circuit]) -> InductionRound:
     return InductionRound(
         inducible=bool(report["inducible"]),
-        complete=bool(report.get("complete", True)),
+        complete=bool(report["complete"]),
         note=str(report.get("note", "")),
         circuits=circuits,
         sites=_sites(report),
@@ -61,10 +61,11 @@ def read_report(path: Path) -> dict:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InductionInputError(f"cannot read the induction file {path}: {exc}") from None
-    missing = [
-        k for k in ("inducible", "unique_vts", "sites", "mesh_fingerprint") if k not in report
-    ]
-    if not isinstance(report, dict) or missing:
+    keys = ("inducible", "complete", "unique_vts", "sites", "mesh_fingerprint")
+    missing = [k for k in keys if k not in report] if isinstance(report, dict) else list(keys)
+    if not missing:  # a site without its status would read as answered: never assumed
+        missing = [f"sites[{k}].status" for k, s in enumerate(report["sites"]) if "status" not in s]
+    if missing:
         raise InductionInputError(
             f"{path} is not an induction file of cardiotwin induce (missing {missing})"
         )

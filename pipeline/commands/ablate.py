@@ -133,12 +133,14 @@ def run(args: argparse.Namespace) -> int:
         except InductionInputError as exc:
             raise CommandError(str(exc)) from None
         first = _chosen_vts(first, args.vts)
+        mismatch = ""
         if not _same_protocol(config, first.report):
-            log.warning(
-                "the configuration differs from the one the induction ran with (config hash "
-                "%s…); the re-inductions use this configuration's protocol",
-                str(first.report.get("config_hash"))[:12],
+            mismatch = (
+                " The re-inductions ran this configuration, which is not the one the "
+                f"induction ran with (its config hash {str(first.report.get('config_hash'))[:12]}"
+                "…): before and after are not the same protocol."
             )
+            log.warning("%s", mismatch.strip())
         sites = [s["name"] for s in first.sites]
         reports: dict[str, dict] = {}
         maps: dict[str, object] = {}
@@ -164,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = run_ablation(mesh, first, induce, config.ablation, blocking)
             result.controls = run_controls(mesh, result, induce, config.ablation, blocking)
+            result.note += mismatch
         except (AblationError, CriticalSiteError, LesionError) as exc:
             raise CommandError(str(exc)) from None
         except (InductionError, TissueError, ProtocolError) as exc:

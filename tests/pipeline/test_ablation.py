@@ -10,6 +10,7 @@ induced by the real protocol, ablated, re-induced) is in test_ablation_sheet.py.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -745,6 +746,16 @@ def test_an_induction_file_is_read_with_its_maps_and_checked_against_the_mesh(tm
     (tmp_path / "ind" / "vt-1.vtu").unlink()
     with pytest.raises(InductionInputError, match="activation map of VT 1"):
         round_from_file(path, stored)
+    # a file that does not say whether the study was complete, or a site without its
+    # status, is refused: read as "complete" it could give a silent "non-inducible"
+    report = json.loads(Path(path).read_text())
+    for drop, name in ((lambda r: r.pop("complete"), "complete"),
+                       (lambda r: r["sites"][0].pop("status"), r"sites\[0\]\.status")):  # fmt: skip
+        broken = json.loads(json.dumps(report))
+        drop(broken)
+        Path(path).write_text(json.dumps(broken))
+        with pytest.raises(InductionInputError, match=name):
+            round_from_file(path, stored)
 
 
 def test_cardiotwin_ablate_with_a_non_inducible_input_writes_an_empty_valid_result(
@@ -758,6 +769,8 @@ def test_cardiotwin_ablate_with_a_non_inducible_input_writes_an_empty_valid_resu
     assert rc == 0
     report = json.loads((tmp_path / "out" / "ablation.json").read_text())
     assert report["status"] == "not inducible before ablation"
+    # the induction file's config hash is not this configuration's: said in the result
+    assert "not the one the induction ran with" in report["note"]
     assert report["lesions"] == [] and report["rounds"] == 0 and report["total_volume_ml"] == 0
     assert report["input_inducible"] is False
     assert report["provenance"]["stage"] == "ablation"
