@@ -267,6 +267,14 @@ class NanGuard(Tracker):
             value_mv=value,
         )
 
+    def bad_members(self, sim) -> np.ndarray:
+        """(B,) True for each member whose V is now NaN/inf or |V| > ``limit_mv`` anywhere.
+
+        One host copy of V: for deciding, after :class:`SimulationDiverged`, which members
+        are affected, not for every check."""
+        v = sim.ops.to_host(sim.voltage)
+        return ~np.all(np.abs(v) <= self.limit_mv, axis=0)
+
 
 class ProgressTracker(Tracker):
     """A tqdm progress bar in simulated ms (updated every ``interval_ms``)."""

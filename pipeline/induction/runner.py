@@ -14,7 +14,9 @@ models are autonomous (no explicit time dependence besides the stimuli, which ar
 their local times), so a member's trajectory is the same as in a run of its own (the batch
 equals single runs to ~1e-13 ms in activation times and exactly in state; tested). When
 ``compact_fraction`` of the members have finished, the batch is rebuilt from the running
-members' snapshots and records plus new trials, so finished members stop costing.
+members' snapshots and records plus new trials, so finished members stop costing. A member
+that blows up (:class:`~cardiotwin.solvers.trackers.NanGuard`) while running is reported
+``diverged``; one that had already finished keeps its result, and the batch is rebuilt then.
 
 Memory: :func:`bytes_per_node_member` counts what one member needs per node (state,
 stimulus, diffusion work arrays, the monitor's ring of activation times); the batch size is
@@ -379,24 +381,44 @@ class TrialRunner:
         self.stats.generations += 1
         self.stats.batch_sizes.append(b)
         label = f"batch {self.stats.generations} ({b} trial{'s' if b > 1 else ''})"
-        trackers = [
-            monitor,
-            NanGuard(interval_ms=d.check_interval_ms),
-            _Progress(label, monitor, self.progress),
-        ]
+        guard = NanGuard(interval_ms=d.check_interval_ms)
+        trackers = [monitor, guard, _Progress(label, monitor, self.progress)]
+        started = time.perf_counter()
         try:
-            summary = stepper.run(t_end, trackers)
+            stepper.run(t_end, trackers)
         except SimulationDiverged as exc:
-            return self._diverged(members, clock, exc)
-        steps = summary.steps
+            # members that finished at an earlier check were sound then (the guard, checking
+            # at the monitor's interval, passed it): their results stand; they were only
+            # stepped on until compact_fraction of the batch had finished
+            settled = (monitor.outcome != RUNNING) & (monitor.finished_ms < exc.t_ms - 0.5 * dt)
+            if not settled[exc.member]:
+                return self._diverged(members, clock, exc)
+            member = members[exc.member]
+            log.info(
+                "trial %s: blew up at t = %.4g ms, after it had finished at %.4g ms (this "
+                "trial's time); its result stands",
+                member.trial.key,
+                exc.t_ms + member.offset * dt,
+                monitor.finished_ms[exc.member] + member.offset * dt,
+            )
+            if (guard.bad_members(stepper) & ~settled).any():
+                # a running member blew up at the same check: run the others again without
+                # the finished ones, so that the guard names its own time and place
+                beats = monitor.all_beats()
+                done = [
+                    self._result(members[m], m, monitor, beats) for m in np.flatnonzero(settled)
+                ]
+                return done, [m for i, m in enumerate(members) if not settled[i]], clock
+        wall_s = time.perf_counter() - started
+        steps = stepper.step_index - clock
         self.stats.member_steps += b * steps
         self.stats.node_steps += b * steps * problem.n_nodes
-        self.stats.wall_s += summary.wall_s
+        self.stats.wall_s += wall_s
         log.info(
             "%s: %.4g ms simulated, %.3g node-steps/s, %d finished",
             label,
             steps * dt,
-            summary.node_steps_per_s,
+            b * steps * problem.n_nodes / wall_s if wall_s > 0 else 0.0,
             int(np.count_nonzero(monitor.outcome != RUNNING)),
         )
         beats = monitor.all_beats()
@@ -410,28 +432,32 @@ class TrialRunner:
         records = monitor.member_records([m for m in range(b) if m not in finished])
         still = iter(records)
         for m, member in enumerate(members):
-            offset_ms = member.offset * dt
             if m in finished:
                 final = None
                 if member.trial.keep_final:
                     if abs(monitor.finished_ms[m] - t_end) > 1e-9:
                         raise RuntimeError(f"trial {member.trial.key} did not end at its stop")
                     final = snapshots.select([m])
-                done.append(
-                    TrialResult(
-                        trial=member.trial,
-                        outcome=OUTCOMES[int(monitor.outcome[m])],
-                        finished_ms=float(monitor.finished_ms[m]) + offset_ms,
-                        captured=list(monitor.captured[m]),
-                        beats_ms=beats[:, m, :] + offset_ms,
-                        final=final,
-                    )
-                )
+                done.append(self._result(member, m, monitor, beats, final))
             else:
                 running.append(
                     _Member(member.trial, snapshots.select([m]), next(still), member.offset)
                 )
         return done, running, now
+
+    def _result(
+        self, member: _Member, m: int, monitor: TrialMonitor, beats: np.ndarray, final=None
+    ) -> TrialResult:
+        """The result of finished member ``m`` (times in the trial's own ms)."""
+        offset_ms = member.offset * self.dt_ms
+        return TrialResult(
+            trial=member.trial,
+            outcome=OUTCOMES[int(monitor.outcome[m])],
+            finished_ms=float(monitor.finished_ms[m]) + offset_ms,
+            captured=list(monitor.captured[m]),
+            beats_ms=beats[:, m, :] + offset_ms,
+            final=final,
+        )
 
     def _diverged(self, members: list[_Member], clock: int, exc: SimulationDiverged):
         """Drop the member that blew up (its result names time and place); the others restart

@@ -93,3 +93,20 @@ def config(cache_dir, **induction) -> Config:
 
 def angle_deg(point_mm) -> float:
     return float(np.degrees(np.arctan2(point_mm[1], point_mm[0])))
+
+
+def ring_runner(tmp_path, max_members, compact_fraction=0.5):
+    """A TrialRunner on the ring's fast tissue, sites AHA-1..3, batches as given."""
+    from cardiotwin.pipeline.induction.runner import TrialRunner
+    from cardiotwin.pipeline.induction.sites import pacing_sites
+    from cardiotwin.pipeline.tissue import build_tissue
+
+    mesh = ring()
+    settings = config(
+        tmp_path, batch={"max_members": max_members, "compact_fraction": compact_fraction}
+    )
+    tissue = build_tissue(
+        mesh, settings.tissue.ventricle, settings.tissue, settings.simulation, bcl_ms=200.0
+    )
+    sites = pacing_sites(mesh, "ventricle", ["AHA-1", "AHA-2", "AHA-3"])
+    return TrialRunner(mesh, tissue, settings.simulation, settings.induction, sites)

@@ -17,6 +17,7 @@ from induction_cases import (
     angle_deg,
     config,
     ring,
+    ring_runner,
 )
 
 from cardiotwin.pipeline.induction import InductionError, run_induction
@@ -295,19 +296,7 @@ def test_outside_the_ring_everything_is_scar(tmp_path):
 
 
 def _runner(tmp_path, max_members, compact_fraction=0.5):
-    from cardiotwin.pipeline.induction.runner import TrialRunner
-    from cardiotwin.pipeline.induction.sites import pacing_sites
-    from cardiotwin.pipeline.tissue import build_tissue
-
-    mesh = ring()
-    settings = config(
-        tmp_path, batch={"max_members": max_members, "compact_fraction": compact_fraction}
-    )
-    tissue = build_tissue(
-        mesh, settings.tissue.ventricle, settings.tissue, settings.simulation, bcl_ms=200.0
-    )
-    sites = pacing_sites(mesh, "ventricle", ["AHA-1", "AHA-2", "AHA-3"])
-    return TrialRunner(mesh, tissue, settings.simulation, settings.induction, sites)
+    return ring_runner(tmp_path, max_members, compact_fraction)
 
 
 def _trials(runner):
