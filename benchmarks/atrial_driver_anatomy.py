@@ -15,6 +15,11 @@ of ``--band`` mm from the opening's nodes, ordered by their angle round the open
 sector is the circular mean of its nodes' phases. Sectors without tissue are skipped, and a
 loop that misses more than a quarter of the sectors is reported as open (no winding given).
 
+``cardiotwin induce`` now reports the winding round each opening itself (``induction.json``:
+``unique_vts[].opening_winding``, :mod:`cardiotwin.pipeline.induction.anatomy`, whose loop
+and winding this uses); this adds the rotation centres in the wall and the fibrosis round
+the exit.
+
 Usage (after ``cardiotwin induce`` on an atrial mesh):
     python benchmarks/atrial_driver_anatomy.py --mesh f35/mesh.vtu \
         --induction f35/ind10/induction.json --config f35/config.yaml
@@ -34,36 +39,7 @@ from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
 from cardiotwin.pipeline.ablation import TissueGraph
 from cardiotwin.pipeline.ablation.inputs import round_from_file
 from cardiotwin.pipeline.config import Config, load_config
-
-
-def opening_axis(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(centre, unit normal) of the plane fitted to an opening's nodes, mm."""
-    centre = points_mm.mean(axis=0)
-    _, _, vt = np.linalg.svd(points_mm - centre, full_matrices=False)
-    return centre, vt[2]
-
-
-def winding(
-    points_mm: np.ndarray, phase: np.ndarray, centre: np.ndarray, normal: np.ndarray, bins: int
-) -> float | None:
-    """Phase winding (turns) of ``phase`` (rad) at ``points_mm`` going once round the axis
-    through ``centre`` along ``normal``; None when under 3/4 of the sectors hold tissue."""
-    u = np.cross(normal, [1.0, 0.0, 0.0])
-    if np.linalg.norm(u) < 0.1:
-        u = np.cross(normal, [0.0, 1.0, 0.0])
-    u /= np.linalg.norm(u)
-    v = np.cross(normal, u)
-    rel = points_mm - centre
-    angle = np.arctan2(rel @ v, rel @ u)
-    sector = np.minimum(((angle + np.pi) / (2 * np.pi) * bins).astype(int), bins - 1)
-    z = np.exp(1j * phase)
-    held = [sector == k for k in range(bins)]
-    means = [np.angle(z[h].mean()) for h in held if h.any()]
-    if len(means) < 0.75 * bins:
-        return None
-    steps = np.diff(np.asarray(means + means[:1]))
-    steps = (steps + np.pi) % (2 * np.pi) - np.pi
-    return float(steps.sum() / (2 * np.pi))
+from cardiotwin.pipeline.induction.anatomy import opening_axis, winding
 
 
 def rotation_centres(

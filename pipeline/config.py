@@ -433,6 +433,20 @@ class DetectionConfig(StrictModel):
     same_vt_map_similarity: float = Field(
         0.8, gt=0, le=1, description="same VT: circular correlation of activation phase maps"
     )
+    opening_loop_mm: tuple[float, float] = Field(
+        (4.0, 8.0),
+        description="atria: the loop round each opening (vein, valve) on which a driver's "
+        "phase winding is measured, this far from it through the tissue, mm",
+    )
+
+    @model_validator(mode="after")
+    def _opening_loop_band(self):
+        low, high = self.opening_loop_mm
+        if not 0 <= low < high:
+            raise ValueError(
+                f"opening_loop_mm must be two distances 0 <= low < high, got {low}, {high}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rearm_below_threshold(self):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cardiotwin import __version__
 from cardiotwin.pipeline.config import config_hash
+from cardiotwin.pipeline.induction.anatomy import circled
 
 REPORT_FORMAT = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "induction.schema.json"
@@ -65,6 +66,17 @@ class UniqueVT(_Model):
     sites: list[str]
     trials: list[VTTrial]
     activation_map: str = Field(description="VTU file (in the output folder) of this VT")
+    opening_winding: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="atria: phase winding (turns) of one cycle round each opening (veins, "
+        "valves) on a loop induction.detection.opening_loop_mm from it; ±1: the driver "
+        "circles it, 0: it does not, None: no loop activated (pipeline/induction/anatomy.py)",
+    )
+    macro_reentry_around: list[str] = Field(
+        default_factory=list,
+        description="atria: the openings the driver circles (winding ±1): macro-re-entry, "
+        "reported apart from drivers in the wall (empty: none)",
+    )
 
 
 class StageResult(_Model):
@@ -187,6 +199,8 @@ def build_report(result, mesh_fingerprint: str) -> InductionReport:
                 sites=sorted({s for s, _ in vt.trials}),
                 trials=[VTTrial(site=s, coupling_intervals_ms=list(c)) for s, c in vt.trials],
                 activation_map=vt_file_name(vt.id),
+                opening_winding=dict(vt.openings),
+                macro_reentry_around=circled(vt.openings),
             )
         )
     paced = [s for s in sites if s.status == "ok"]

@@ -76,7 +76,11 @@ class Geometry:
         region = tissue.node_region[problem.tissue_nodes]
         names = tissue.region_names
         healthy = np.isin(region, [names.index("healthy")] if "healthy" in names else [])
-        remodelled = [i for i, n in enumerate(names) if n in ("border_zone", "fibrosis")]
+        # remodelled tissue that conducts: in an atrium dense fibrosis ("dense_scar") is
+        # among it (a ventricle's tissue has no dense scar: it does not conduct)
+        remodelled = [
+            i for i, n in enumerate(names) if n in ("border_zone", "fibrosis", "dense_scar")
+        ]
         border = np.isin(region, remodelled)
         tets = problem.tets
         n = problem.n_nodes
@@ -319,6 +323,8 @@ class VT:
     id: int
     analysis: TrialAnalysis
     trials: list = field(default_factory=list)  # (site name, coupling intervals or key)
+    #: atria: phase winding (turns) round each opening (:mod:`.anatomy`); None: no loop
+    openings: dict = field(default_factory=dict)
 
 
 def same_vt(a: TrialAnalysis, b: TrialAnalysis, config: DetectionConfig) -> bool:

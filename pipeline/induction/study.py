@@ -23,6 +23,7 @@ import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
 from cardiotwin.pipeline.induction import protocols
+from cardiotwin.pipeline.induction.anatomy import opening_loops, opening_windings
 from cardiotwin.pipeline.induction.detection import (
     VT,
     Geometry,
@@ -170,6 +171,21 @@ def run_induction(
     for vt in vts:
         for name, _ in vt.trials:
             next(o for o in outcomes if o.site.name == name).vt_id = vt.id
+    if chamber == "atrium" and vts:  # macro-re-entry round veins and valves (DESIGN §7)
+        loops = opening_loops(
+            mesh.surfaces,
+            runner.base.tissue_nodes,
+            mesh.n_points,
+            geometry.points_mm,
+            geometry.adjacency,
+            induction.detection.opening_loop_mm,
+        )
+        for vt in vts:
+            a = vt.analysis
+            if a.activation_ms is not None and a.cycle_length_ms:
+                vt.openings = opening_windings(
+                    loops, geometry.points_mm, a.activation_ms, a.cycle_length_ms
+                )
     stats = runner.stats
     return InductionResult(
         chamber=chamber,

@@ -100,7 +100,9 @@ def _induction(data: dict, source: Path) -> InductionResult:
     try:
         vts = [
             VTResult(id=v["id"], cycle_length_ms=v.get("cycle_length_ms"),
-                     exit_site_mm=v.get("exit_site_mm"), sites=list(v.get("sites", [])))
+                     exit_site_mm=v.get("exit_site_mm"), sites=list(v.get("sites", [])),
+                     macro_reentry_around=(v.get("macro_reentry_around")
+                                           if data.get("chamber") == "atrium" else None))
             for v in data["unique_vts"]
         ]  # fmt: skip
         cycle = {v.id: v.cycle_length_ms for v in vts}

@@ -44,6 +44,9 @@ class VTResult(_Result):
     cycle_length_ms: float | None
     exit_site_mm: list[float] | None = Field(description="[x, y, z], scanner mm")
     sites: list[str] = Field(description="pacing sites that induced this VT")
+    macro_reentry_around: list[str] | None = Field(
+        None, description="atria: openings the driver circles (empty: in the wall; null: ventricle)"
+    )
 
 
 class SiteResult(_Result):

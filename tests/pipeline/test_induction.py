@@ -575,6 +575,12 @@ def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path)
     # beside the arc's end leaves a sustained circuit, the burst from the far side does not
     mesh = ring()
     mesh.node_sets = {"LA-01": mesh.node_sets["AHA-1"], "LA-02": mesh.node_sets["AHA-3"]}
+    # the ring's inner edge named as an opening, and one in the scar outside it that no
+    # tissue reaches: the driver circles the first (macro-re-entry, DESIGN §7)
+    radius = np.hypot(*mesh.points_mm[:, :2].T)
+    inner = np.nonzero(np.abs(radius - R_IN_MM) < 0.6)[0]
+    mesh.surfaces["mitral"] = np.stack([inner] * 3, axis=1)
+    mesh.surfaces["vein-1"] = np.stack([np.nonzero(radius < 3.0)[0]] * 3, axis=1)
     base = config(tmp_path)
     settings = base.model_copy(
         update={
@@ -590,7 +596,7 @@ def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path)
                         }
                     ),
                     "detection": base.induction.detection.model_copy(
-                        update={"atrial_sustained_after_ms": 600.0}
+                        update={"atrial_sustained_after_ms": 600.0, "opening_loop_mm": (1.0, 2.5)}
                     ),
                 }
             ),
@@ -607,6 +613,9 @@ def test_atrial_rapid_pacing_finds_the_driver_next_to_the_fibrotic_arc(tmp_path)
     assert intervals == [140.0, 140.0, 130.0, 130.0, 120.0, 120.0, 110.0, 110.0, 100.0]
     report = build_report(study, "0" * 64)
     assert report.protocol == "rapid_pacing" and report.sites_inducing == 1
+    driver = report.unique_vts[0]
+    assert driver.macro_reentry_around == ["mitral"], driver.opening_winding
+    assert set(driver.opening_winding) == {"mitral"}  # vein-1 has no tissue round it
 
 
 # --- detection on synthetic activation maps -------------------------------------------------

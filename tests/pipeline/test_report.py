@@ -225,14 +225,21 @@ def _pixels(image: np.ndarray, rgb, tolerance: float) -> int:
     return int((np.abs(image - np.asarray(rgb)).max(axis=-1) < tolerance).sum())
 
 
-def test_report_states_the_induction_and_ablation(tmp_path):
-    import re
-
+def _study_inputs(tmp_path):
+    """The hand-made study of :func:`_inducible_study` with its stage meshes, as report
+    inputs: (inputs, induction.json path, induction, ablation)."""
     induction_json, ablation_json, induction, ablation = _inducible_study(tmp_path)
     lesion = ablation["lesions"][0]
     _stage_meshes(tmp_path, lesion["center_mm"], lesion["radius_mm"])
     inputs = _inputs()
     inputs.induction_json, inputs.ablation_json = induction_json, ablation_json
+    return inputs, induction_json, induction, ablation
+
+
+def test_report_states_the_induction_and_ablation(tmp_path):
+    import re
+
+    inputs, induction_json, induction, ablation = _study_inputs(tmp_path)
     written = write_report(inputs, tmp_path / "out", pdf=False)
     results = CaseResults.model_validate_json(written["results"].read_text())
     assert results.induction.inducible and results.induction.n_unique_vts == 1
@@ -301,3 +308,22 @@ def test_overlapping_lesions_share_one_label():
     assert texts == ["1, 3", "2"]
     # spheres that only nearly touch (8.5 mm apart, radii 4) are labelled apart
     assert lesion_labels([[0, 0, 0], [8.5, 0, 0]], 4.0)[1] == ["1", "2"]
+
+
+def test_an_atrial_driver_round_a_vein_is_called_macro_reentry(tmp_path):
+    import json
+    import re
+
+    inputs, induction_json, induction, ablation = _study_inputs(tmp_path)
+    html = write_report(inputs, tmp_path / "ventricle", pdf=False)["html"].read_text()
+    assert "macro-re-entry" not in html and "<th>circuit</th>" not in html
+    # the same study as an atrium whose driver circles vein-2 (its winding measured by
+    # pipeline/induction/anatomy.py), and one in the wall
+    second = {**induction["unique_vts"][0], "id": 2, "macro_reentry_around": []}
+    induction.update(chamber="atrium", unique_vts=[
+        {**induction["unique_vts"][0], "macro_reentry_around": ["vein-2"]}, second])  # fmt: skip
+    induction_json.write_text(json.dumps(induction))
+    html = write_report(inputs, tmp_path / "atrium", pdf=False)["html"].read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "AHA-4 macro-re-entry around vein-2" in text
+    assert "AHA-4 in the wall (circles no vein or valve)" in text
