@@ -60,6 +60,7 @@ def choose_series(source: Path, series: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.cli import CommandError
+    from cardiotwin.pipeline.imaging.nifti import is_nifti_path
     from cardiotwin.pipeline.images import (
         ImageError,
         check_output_path,
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out
         if out.is_dir():
             out = out / f"{volume.source}.nii.gz"
-        elif not str(out).endswith((".nii", ".nii.gz")):
+        elif not is_nifti_path(out):
             raise CommandError(
                 f"--out must be a .nii/.nii.gz file or an existing folder; e.g. "
                 f"{volume.source}.nii.gz"

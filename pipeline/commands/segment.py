@@ -80,7 +80,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dense-iir", type=float, help="iir: dense scar (default 1.32)")
     group.add_argument("--smooth-mm", type=float, help="in-wall Gaussian sigma, mm (0.8; 0 off)")
     group.add_argument(
-        "--min-component-ml", type=float, help="drop smaller enhanced parts (0.1 ml; iir 0)"
+        "--min-component-ml", type=float, help="drop smaller enhanced parts (0.3 ml; iir 0)"
     )
     group.add_argument(
         "--surface-band",
@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         resample_isotropic,
         save_nifti,
     )
+    from cardiotwin.pipeline.imaging.nifti import is_nifti_path
     from cardiotwin.pipeline.segmentation import (
         SegmentationError,
         compare_labels,
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         series = choose_series(args.lge, args.series)
         lge, identifiers = load_volume_with_identifiers(args.lge, series_uid=series)
-        from_dicom = not str(args.lge).endswith((".nii", ".nii.gz"))
+        from_dicom = not is_nifti_path(args.lge)  # LGE.NII.GZ is NIfTI too
         wall = load_nifti(args.wall) if args.wall is not None else None
         blood = load_nifti(args.blood) if args.blood is not None else None
         if wall is not None:
@@ -199,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         name = f"{lge.source}_labels_{method}" if from_dicom else f"labels_{method}"
         out = out / f"{name}.nii.gz"
-    if not str(out).endswith((".nii", ".nii.gz")):
+    if not is_nifti_path(out):
         raise CommandError(f"--out {out.name} must end in .nii or .nii.gz, or be a folder")
 
     try:

@@ -384,8 +384,9 @@ def _read_dicom_series(
         study_uid = series_uid
     case_id = pseudonymous_case_id(study_uid, patient_id, salt=salt)
     if check:
-        # Named by folder and case id so the user can find the series to fix.
-        check_volume(ImageVolume(array, affine, f"{folder} ({case_id})"))
+        # Named by the folder the user gave, not with the case id beside it: a folder named
+        # after the patient next to the pseudonym would link the two in a log.
+        check_volume(ImageVolume(array, affine, f"the DICOM series in {folder}"))
     volume = ImageVolume(array, affine, case_id)
     logger.info(
         "read DICOM series as %s: modality %s, shape %s, spacing %s mm",
@@ -508,6 +509,26 @@ def _check_itk_matches_headers(
         raise _image_error(
             folder,
             "SimpleITK's geometry disagrees with the slices' ImagePositionPatient",
+            "Report this with the (de-identified) series; do not use its coordinates.",
+        )
+    # The in-plane scale: a reader falls back to 1 mm without PixelSpacing, and the
+    # positions checked above cannot show that.
+    spacing = headers[0].get("PixelSpacing")
+    if spacing is None or len(spacing) != 2:
+        raise _image_error(
+            folder,
+            "series has no PixelSpacing, so its in-plane voxel size is unknown",
+            "Export the series with PixelSpacing (a secondary capture or screenshot cannot "
+            "be used).",
+        )
+    # PixelSpacing is (row spacing, column spacing): along the columns (j), along a row (i)
+    header_mm = np.array([float(spacing[1]), float(spacing[0])])
+    itk_mm = np.linalg.norm(affine[:3, :2], axis=0)
+    if np.abs(itk_mm - header_mm).max() > max(1e-3, 0.005 * header_mm.max()):
+        raise _image_error(
+            folder,
+            f"SimpleITK's in-plane spacing {_fmt_mm(itk_mm)} mm disagrees with the header's "
+            f"PixelSpacing {_fmt_mm(header_mm)} mm",
             "Report this with the (de-identified) series; do not use its coordinates.",
         )
 

@@ -126,6 +126,11 @@ def save_nifti(volume: ImageVolume, path: str | Path, *, description: str = "car
     return path
 
 
+def is_nifti_path(path: str | Path) -> bool:
+    """Whether ``path`` names a NIfTI file (.nii or .nii.gz, in any letter case)."""
+    return _nifti_suffix(Path(path)) is not None
+
+
 def _nifti_suffix(path: Path) -> str | None:
     name = path.name.lower()
     for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):

@@ -155,6 +155,11 @@ class SegmentationSettings:
                     f"{name.replace('_', '-')} must be a number of at least {low:g}{upper}, "
                     f"got {value}"
                 )
+        if self.keep_channels and self.method in ("iir", "iir-surface"):
+            raise SegmentationError(
+                f"--keep-channels is for ventricular scar (fwhm, nsd), not --method "
+                f"{self.method}: atrial fibrosis has no scar lobes with channels between them"
+            )
         low, high = self.surface_band_mm
         if not (math.isfinite(low) and math.isfinite(high) and -10 <= low < high <= 10):
             raise SegmentationError(
@@ -249,7 +254,7 @@ def segment(
         blood_source = "cavity enclosed by the wall mask"
     else:
         blood_pool = blood_mask
-        blood_source = blood.source
+        blood_source = "the given blood-pool mask"  # its path can name the patient
     report: dict = {"method": settings.method}
 
     if settings.method == "iir":
@@ -339,7 +344,15 @@ def _ventricle_edges(
     outside = edges.bright_outside(image, wall, low, blood_pool)
     extra: dict = {}
     wall_used = wall
-    if settings.trim_blood_edge:
+    if settings.trim_blood_edge and not blood_pool.any():
+        # the "blood" statistics above then come from everything outside the wall (air,
+        # lung, chest): trimming by them would cut healthy wall
+        log.warning(
+            "the wall mask encloses no blood pool and none was given (--blood): the blood-edge "
+            "step is skipped and the blood statistics are those of all voxels outside the wall"
+        )
+        extra["blood_edge"] = {"skipped": "no blood pool: the wall encloses none, none given"}
+    elif settings.trim_blood_edge:
         wall_used, extra["blood_edge"] = edges.trim_blood_edge(
             image,
             wall,

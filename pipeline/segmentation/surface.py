@@ -154,7 +154,7 @@ def segment_surface(
         source = "cavity enclosed by the wall mask"
     else:
         blood_pool = blood_mask
-        source = blood.source
+        source = "the given blood-pool mask"  # its path can name the patient
     if np.count_nonzero(blood_pool) < MIN_WALL_VOXELS:
         where = blood.source if blood is not None else wall.source
         raise ImageError(

@@ -404,6 +404,21 @@ def test_short_pixel_data_is_reported(tmp_path):
     assert victim.name in str(excinfo.value)
 
 
+def test_a_series_without_pixel_spacing_is_refused_not_read_at_1_mm(tmp_path):
+    # without PixelSpacing a reader takes 1 mm in-plane; the slice positions cannot show it
+    folder = tmp_path / "series"
+    write_mr_series(
+        folder, planted_voxels((24, 20, 4)), study_uid=generate_uid(), series_uid=generate_uid()
+    )
+    for path in folder.iterdir():
+        dataset = dcmread(path)
+        del dataset.PixelSpacing
+        dataset.save_as(path)
+    with pytest.raises(ImageError, match="no PixelSpacing") as excinfo:
+        load_volume(folder)
+    _assert_no_planted(str(excinfo.value), "an error message")
+
+
 # ---------------------------------------------------------------------------------------
 # Bad NIfTI input
 # ---------------------------------------------------------------------------------------

@@ -517,3 +517,60 @@ def test_constant_wall_is_refused(case_dir):
     flat = ImageVolume(np.full(lge.shape, 7.0, np.float32), lge.affine, "flat_lge.nii.gz")
     with pytest.raises(ImageError, match="flat_lge.nii.gz: all .* same intensity"):
         segment(flat, wall, DEFAULTS["fwhm"])
+
+
+def test_inputs_in_a_patient_named_folder_never_reach_the_outputs(tmp_path):
+    # an upper-case NIfTI name is NIfTI (it was taken for a DICOM folder: the output went
+    # into the input's folder, named after its path); the --blood path is not stored
+    import shutil
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "data_samples" / "lv-infarct"
+    patient = tmp_path / "PAT12345_DOE"
+    patient.mkdir()
+    shutil.copy(sample / "lge.nii.gz", patient / "LGE.NII.GZ")
+    shutil.copy(sample / "wall.nii.gz", patient / "wall.nii.gz")
+    shutil.copy(sample / "blood.nii.gz", patient / "blood.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = main(["segment", "--lge", str(patient / "LGE.NII.GZ"), "--wall",
+               str(patient / "wall.nii.gz"), "--blood", str(patient / "blood.nii.gz"),
+               "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    assert sorted(p.name for p in patient.iterdir()) == [
+        "LGE.NII.GZ",
+        "blood.nii.gz",
+        "wall.nii.gz",
+    ]
+    written = sorted(p.name for p in out.iterdir())
+    assert "labels_fwhm.nii.gz" in written and "labels_fwhm.json" in written
+    for path in out.iterdir():
+        if path.suffix == ".json":
+            assert "PAT12345" not in path.read_text()
+
+
+def test_atrial_methods_refuse_the_channel_step():
+    from cardiotwin.pipeline.segmentation import DEFAULTS, SegmentationError
+
+    for method in ("iir", "iir-surface"):
+        with pytest.raises(SegmentationError, match="keep-channels is for ventricular scar"):
+            replace(DEFAULTS[method], keep_channels=True).validate()
+
+
+def test_a_wall_that_encloses_no_blood_pool_is_not_trimmed_by_the_chest(caplog):
+    # an open arc of wall (no cavity, no --blood): the "blood" statistics would come from
+    # air, lung and chest, so the blood-edge step is skipped, and says so
+    shape = (48, 48, 4)
+    i, j = np.indices(shape[:2]) - 23.5
+    r, angle = np.hypot(i, j), np.arctan2(j, i)
+    arc = (r > 14) & (r < 20) & (angle > -1.5) & (angle < 1.5)
+    rng = np.random.default_rng(0)
+    image = np.where(arc, 20.0, np.where(r < 14, 300.0, 60.0))[:, :, None] + rng.normal(0, 5, shape)
+    affine = np.diag([1.5, 1.5, 8.0, 1.0])
+    wall = np.repeat(arc[:, :, None], shape[2], axis=2).astype(np.uint8)
+    result = segment(
+        ImageVolume(image, affine, "lge"), ImageVolume(wall, affine, "wall"), DEFAULTS["fwhm"]
+    )
+    assert "skipped" in result.report["blood_edge"]
+    assert np.count_nonzero(result.labels.array) == np.count_nonzero(wall)  # nothing trimmed
+    assert "encloses no blood pool" in caplog.text
