@@ -15,7 +15,13 @@ from snakemake.utils import validate
 from cardiotwin.pipeline import workflow as cw
 
 
-configfile: "configs/demo.yaml"
+# The demo is the configuration only when none is given: Snakemake lays --configfile over
+# a configfile directive key by key, so with the directive always on, a clinical.yaml that
+# leaves a section out would run the demo's (its fast cell model, its one pacing site)
+# instead of the defaults.
+if not config:
+
+    configfile: "configs/demo.yaml"
 
 
 validate(config, "configs/schema/config.schema.json")

@@ -144,6 +144,24 @@ def test_lint_and_dry_run(tmp_path):
     assert len(shell) == 2 and all("NUMBA_NUM_THREADS=1 " in line for line in shell), shell
 
 
+def test_a_config_file_given_replaces_the_demo_instead_of_extending_it(tmp_path):
+    # clinical.yaml leaves tissue, induction and ablation to the code's defaults: laid over
+    # demo.yaml they were the demo's (Mitchell-Schaeffer, one site, one round)
+    sheet = make_cohort(tmp_path)
+    where = tmp_path / "where.yaml"
+    results = tmp_path / "results-clinical"
+    where.write_text(yaml.safe_dump({"workflow": {"cohort": str(sheet), "results": str(results)}}))
+    clinical = ROOT / "configs" / "clinical.yaml"
+    snakemake("-n", "--cores", "1", "--configfile", str(clinical), str(where), cwd=tmp_path)
+    (resolved,) = (results / "config").glob("*.json")
+    settings = json.loads(resolved.read_text())
+    assert settings["tissue"]["ventricle"]["model"] == "tp06"
+    assert settings["induction"]["sites"] is None  # every site
+    assert settings["induction"]["pes"]["s1_count"] == 6
+    assert settings["ablation"]["max_rounds"] == 4
+    assert settings["simulation"]["dt_ms"] == 0.01 and settings["mesh"]["edge_mm"] == 0.5
+
+
 def _config(folder: Path, sheet: Path, **sections) -> Path:
     path = folder / "config.yaml"
     settings = {
