@@ -13,6 +13,11 @@ the configuration's ``ablation`` section), and writes, all or nothing:
   activation maps ``round-<k>-vt-<id>.vtu`` on that round's ablated mesh (and
   ``control-<k>-...`` per random control).
 
+Each re-induction records its finished trials in ``DIR2/.journal/round-<k>`` (or
+``control-<k>``): killed and started again with the same inputs, the ablation replays the
+rounds it had run from there (the loop is deterministic, so each round's mesh is the same).
+The journals are removed once the outputs are written.
+
 Progress (rounds, and the induction's bars per batch of trials) goes to stderr, a one-line
 summary to stdout.
 """
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.commands.induce import _backend, with_precision
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.induction import InductionError, run_induction
+    from cardiotwin.pipeline.induction.journal import JournalError, remove_journal
     from cardiotwin.pipeline.induction.protocols import ProtocolError
     from cardiotwin.pipeline.induction.sites import chamber_of
     from cardiotwin.pipeline.provenance import StageTimer, backend_record, provenance
@@ -145,12 +151,21 @@ def run(args: argparse.Namespace) -> int:
         reports: dict[str, dict] = {}
         maps: dict[str, object] = {}
 
+        journals = args.out / ".journal"
+
         def induce(ablated, round_no: int):
+            prefix = f"round-{round_no}" if round_no > 0 else f"control-{-round_no}"
+            # one trial journal per re-induction: killed and started again (a cluster job
+            # past its time), the rounds already run come back from there, not from scratch
             result = run_induction(
-                ablated, config, backend=backend, sites=sites, progress=not args.no_progress
+                ablated,
+                config,
+                backend=backend,
+                sites=sites,
+                progress=not args.no_progress,
+                journal=journals / prefix,
             )
             induction = round_from_result(result, ablated)
-            prefix = f"round-{round_no}" if round_no > 0 else f"control-{-round_no}"
             # every round's answer is kept: its report and its VTs' activation maps (on
             # that round's ablated mesh), named after the round
             for vt, entry in zip(result.vts, induction.report["unique_vts"], strict=True):
@@ -169,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             result.note += mismatch
         except (AblationError, CriticalSiteError, LesionError) as exc:
             raise CommandError(str(exc)) from None
-        except (InductionError, TissueError, ProtocolError) as exc:
+        except (InductionError, TissueError, ProtocolError, JournalError) as exc:
             raise CommandError(f"re-induction failed: {exc}") from None
     report = build_report(
         result,
@@ -200,6 +215,13 @@ def run(args: argparse.Namespace) -> int:
     for name, vt_map in maps.items():
         writers[args.out / name] = lambda p, vt_map=vt_map: write_mesh(vt_map, p)
     write_all_or_nothing(writers)
+    if journals.is_dir():  # the answer is written: nothing to resume
+        for journal in journals.iterdir():
+            remove_journal(journal)
+        try:
+            journals.rmdir()
+        except OSError:
+            log.info("%s kept: it holds other files", journals)
     print(
         f"{report.status}: {report.note or 'done'}; {len(report.lesions)} ablation point(s), "
         f"{report.total_volume_ml:.3g} ml in {report.rounds} round(s); wrote "

@@ -116,3 +116,34 @@ def test_the_ablated_mesh_and_the_round_files(study):
             lesion_ml = ablation["controls"][k - 1]["volume_ml"]
             assert vt_map.volume_ml(LESION) == pytest.approx(lesion_ml, abs=5.1e-6)
             assert np.isfinite(vt_map.point_data["activation_ms"]).any()
+
+
+@pytest.mark.slow
+def test_a_killed_ablation_resumes_its_rounds_from_their_journals(study, monkeypatch, tmp_path):
+    import cardiotwin.pipeline.ablation.report as report
+
+    folder, _, ablation = study
+    assert not (folder / "ablation" / ".journal").exists()  # removed once written
+    # killed as it reports, after every round had run: the journals stay
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["ablation"]["random_controls"] = 0
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    args = ["ablate", "--mesh", str(folder / "sheet.vtu"), "--config", str(tmp_path / "cfg.json"),
+            "--no-progress", "--induction", str(folder / "induction" / "induction.json"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "build_report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert (tmp_path / "out" / ".journal" / "round-1").is_dir()
+    monkeypatch.undo()
+    # started again: the round's trials come from its journal, the answer is the same
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert again["lesions"] == ablation["lesions"] and again["status"] == ablation["status"]
+    round_one = json.loads((tmp_path / "out" / "round-1-induction.json").read_text())
+    assert round_one["batch"]["trials_from_journal"] > 0
+    assert not (tmp_path / "out" / ".journal").exists()
