@@ -211,12 +211,17 @@ def setup(snakemake_config: dict, base: str | os.PathLike = ".") -> Setup:
     any job runs.
     """
     config = config_from_dict(dict(snakemake_config), source="workflow configuration")
-    digest = config_hash(config, include_workflow=True)
+    # named by what is computed, not where files are or how many threads compute it: a new
+    # thread count or cohort sheet path keeps the file, so no stage reruns for it (the
+    # stages never read the workflow section; it is left out of the file)
+    digest = config_hash(config)
     results = config.workflow.results
     config_file = f"{results}/config/{digest[:16]}.json"
     target = Path(base) / config_file
     if not target.exists():
-        write_json_atomic(config.model_dump(mode="json"), target)
+        resolved = config.model_dump(mode="json")
+        resolved.pop("workflow", None)
+        write_json_atomic(resolved, target)
     cases = read_cohort(Path(base) / config.workflow.cohort, base)
     return Setup(config, config_file, digest, cases, results)
 

@@ -213,6 +213,11 @@ def test_run_rerun_one_patient_and_keep_going(tmp_path):
     lge = tmp_path / "in" / "lv-healthy" / "lge.nii.gz"
     os.utime(lge, (lge.stat().st_atime + 60, lge.stat().st_mtime + 60))
     assert "Nothing to be done" in snakemake("-n", "--configfile", str(config), cwd=tmp_path).stdout
+    # ... nor does a thread count: where and how fast, not what is computed
+    threads = tmp_path / "threads.yaml"
+    threads.write_text(yaml.safe_dump({"workflow": {"simulation_threads": 1}}))
+    dry = snakemake("-n", "--configfile", str(config), str(threads), cwd=tmp_path).stdout
+    assert "Nothing to be done" in dry, dry
     # ... a changed input re-runs only that patient (and the cohort summary)
     image = nib.load(lge)
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj) * 1.01, image.affine, image.header), lge)
