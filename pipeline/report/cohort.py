@@ -41,7 +41,12 @@ def rows(cases: list[CaseResults]) -> list[dict]:
             "scar_percent": None if seg is None else round(seg.scar_percent, 2),
             "border_zone_percent": None if seg is None else round(seg.border_zone_percent, 2),
             "scar_volume_ml": None if seg is None else round(seg.scar_volume_ml, 2),
-            "inducible": None if ind is None else ind.inducible,
+            # nothing induced but not every site answered: unknown, never "not inducible"
+            "inducible": None
+            if ind is None
+            else ind.inducible
+            if ind.inducible or ind.complete
+            else "incomplete",
             "n_unique_vts": None if ind is None else ind.n_unique_vts,
             "fraction_inducing_sites": None
             if ind is None or ind.fraction_inducing_sites is None
@@ -68,8 +73,13 @@ def burden_plot_png(table: list[dict]) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
-    colours = {True: "#b00020", False: "#1b7a1b", None: "#888888"}
-    labels = {True: "inducible", False: "not inducible", None: "induction not run"}
+    colours = {True: "#b00020", False: "#1b7a1b", "incomplete": "#d08000", None: "#888888"}
+    labels = {
+        True: "inducible",
+        False: "not inducible",
+        "incomplete": "nothing induced, sites without an answer",
+        None: "induction not run",
+    }
     seen = set()
     for i, row in enumerate(table):
         if row["scar_percent"] is None:

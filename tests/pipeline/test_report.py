@@ -327,3 +327,26 @@ def test_an_atrial_driver_round_a_vein_is_called_macro_reentry(tmp_path):
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "AHA-4 macro-re-entry around vein-2" in text
     assert "AHA-4 in the wall (circles no vein or valve)" in text
+
+
+def test_the_cohort_summary_never_calls_an_incomplete_study_not_inducible():
+    from types import SimpleNamespace
+
+    from cardiotwin.pipeline.report.cohort import burden_plot_png, rows, tsv
+    from cardiotwin.pipeline.report.results import InductionResult
+
+    def case(case_id, inducible, complete):
+        induction = InductionResult(
+            inducible=inducible, complete=complete, n_unique_vts=int(inducible), unique_vts=[],
+            n_sites=2, fraction_inducing_sites=0.5 if inducible else 0.0, sites=[],
+        )  # fmt: skip
+        segmentation = SimpleNamespace(scar_percent=5.0, border_zone_percent=3.0, scar_volume_ml=4)
+        return SimpleNamespace(
+            case_id=case_id, kind="ventricle", segmentation=segmentation,
+            induction=induction, ablation=None,
+        )  # fmt: skip
+
+    table = rows([case("a", True, False), case("b", False, True), case("c", False, False)])
+    assert [row["inducible"] for row in table] == [True, False, "incomplete"]
+    assert "\tincomplete\t" in tsv(table)
+    assert burden_plot_png(table).startswith(b"\x89PNG")
