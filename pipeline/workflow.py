@@ -29,6 +29,11 @@ from cardiotwin.files import write_json_atomic
 from cardiotwin.pipeline.config import Config, ConfigError, config_from_dict, config_hash
 
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: the pseudonymous case ids ``cardiotwin import`` gives (their hex may hold digit runs)
+PSEUDONYM = re.compile(r"^case-[0-9a-f]{10}$")
+#: what a medical record number or a date looks like inside a case id: six digits in a row
+#: (an MRN, or YYYYMMDD), or a date with separators (1965-04-12, 12_04_1965)
+IDENTIFIER_LIKE = re.compile(r"\d{6,}|\d{4}[-_]\d{1,2}[-_]\d{1,2}|\d{1,2}[-_]\d{1,2}[-_]\d{4}")
 KINDS = ("ventricle", "atrium")
 COLUMNS = ("case_id", "kind", "lge", "wall", "blood")
 REQUIRED_COLUMNS = ("case_id", "kind", "lge", "wall")
@@ -91,8 +96,18 @@ def read_cohort(path: str | os.PathLike, base: str | os.PathLike = ".") -> dict[
                 "use a pseudonymous id, never a patient name or ID)"
             )
             continue
-        if case_id in cases:
-            problems.append(f"{where}: duplicate case id; give every case its own id")
+        if IDENTIFIER_LIKE.search(case_id) and not PSEUDONYM.match(case_id):
+            problems.append(
+                f"line {line_number}: the case id looks like a record number or a date (six "
+                "digits in a row, or a date); case ids name folders and reports, so use a "
+                "pseudonymous id such as P001"
+            )
+            continue
+        if case_id.lower() in {c.lower() for c in cases}:
+            problems.append(
+                f"{where}: duplicate case id (letter case aside: their folders collide on "
+                "macOS and Windows); give every case its own id"
+            )
             continue
         if record["kind"] not in KINDS:
             problems.append(f"{where}: kind {record['kind']!r} is not one of {', '.join(KINDS)}")

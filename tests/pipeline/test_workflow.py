@@ -79,6 +79,10 @@ def test_cohort_sheet_errors_name_the_row(tmp_path):
         + f"p1\tventricle\t{lge}\t{wall}\t-\n"
         + f"p2\theart\t{lge}\t{tmp_path / 'missing.nii.gz'}\t-\n"
         + f"John Smith\tventricle\t{lge}\t{wall}\t-\n"
+        + f"P1\tventricle\t{lge}\t{wall}\t-\n"
+        + f"MRN0012345\tventricle\t{lge}\t{wall}\t-\n"
+        + f"Doe-1965-04-12\tventricle\t{lge}\t{wall}\t-\n"
+        + f"case-1234567abc\tventricle\t{lge}\t{wall}\t-\n"  # import's pseudonym: fine
     )
     with pytest.raises(CohortError) as info:
         read_cohort(sheet)
@@ -87,6 +91,11 @@ def test_cohort_sheet_errors_name_the_row(tmp_path):
     assert "line 4 (case 'p2'): kind 'heart' is not one of ventricle, atrium" in message
     assert "line 4 (case 'p2'): wall file" in message and "missing.nii.gz does not exist" in message
     assert "line 5 (case 'John Smith'): case ids are" in message
+    assert "line 6 (case 'P1'): duplicate case id (letter case aside" in message
+    # an MRN or a birth date in an id is refused without being repeated in the message
+    assert "line 7: the case id looks like a record number or a date" in message
+    assert "line 8: the case id looks like" in message
+    assert "0012345" not in message and "1965" not in message and "line 9" not in message
     sheet.write_text("case\tkind\tlge\twall\n")
     with pytest.raises(
         CohortError, match=r"unknown columns \['case'\]; missing columns \['case_id'\]"
