@@ -372,7 +372,14 @@ def write_report(
 
 
 def _write_pdf(html: str, path: Path) -> None:
-    import weasyprint
+    try:
+        import weasyprint
+    except OSError as exc:  # WeasyPrint loads the system's Pango when imported
+        raise ReportError(
+            f"the PDF needs the Pango text library, which WeasyPrint could not load ({exc}). "
+            "Install it (Debian/Ubuntu: apt-get install libpango-1.0-0 libpangoft2-1.0-0; "
+            "macOS: brew install pango), or write the HTML alone with --no-pdf."
+        ) from None
 
     for name in ("weasyprint", "weasyprint.progress"):
         logging.getLogger(name).setLevel(logging.ERROR)
