@@ -50,6 +50,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--chamber", choices=CHAMBERS, help="ventricle or atrium (default: from wall thickness)"
     )
     parser.add_argument("--blood", type=Path, help="blood-pool mask (default: the cavity)")
+    parser.add_argument(
+        "--wall-label",
+        type=float,
+        nargs="+",
+        metavar="N",
+        help="--wall is a label map: these labels are the wall (e.g. 2 for ACDC-style maps)",
+    )
+    parser.add_argument(
+        "--blood-label",
+        type=float,
+        nargs="+",
+        metavar="N",
+        help="--blood is a label map: these labels are the blood pool",
+    )
     parser.add_argument("--stats", type=Path, help="JSON report (default: OUT with .json)")
     parser.add_argument("--qc", type=Path, help="folder for the quality-control pictures")
     parser.add_argument(
@@ -172,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_chamber,
         segment,
     )
+    from cardiotwin.pipeline.segmentation.inputs import select_labels
 
     if args.resample_iso is not None and not (
         math.isfinite(args.resample_iso) and 0 < args.resample_iso <= 20
@@ -185,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
         from_dicom = not is_nifti_path(args.lge)  # LGE.NII.GZ is NIfTI too
         wall = load_nifti(args.wall) if args.wall is not None else None
         blood = load_nifti(args.blood) if args.blood is not None else None
+        if wall is not None and args.wall_label:
+            wall = select_labels(wall, args.wall_label)
+        if blood is not None and args.blood_label:
+            blood = select_labels(blood, args.blood_label)
         if wall is not None:
             check_same_grid(lge, wall)
             method, chamber, chamber_info = resolve_chamber(args.method, args.chamber, wall)

@@ -60,6 +60,39 @@ def check_is_mask(volume: ImageVolume, role: str) -> None:
     )
 
 
+def check_one_label(volume: ImageVolume, role: str, option: str) -> None:
+    """Refuse a label map of several labels where one structure's mask belongs: which label
+    is the wall (or the blood pool) is not known (an ACDC-style map has blood pool 1,
+    myocardium 2 and right ventricle 3), and taking every label would put them all in it."""
+    array = np.asarray(volume.array)
+    if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.floating):
+        if array.dtype == np.bool_ or not np.all(array == np.round(array)):
+            return  # a binary or soft mask
+    labels = np.unique(array[array != 0])
+    if labels.size > 1:
+        counts = ", ".join(
+            f"{float(v):g}: {int(np.count_nonzero(array == v))} voxels" for v in labels[:8]
+        )
+        raise ImageError(
+            f"{volume.source}: is a label map with {labels.size} labels ({counts}), not the "
+            f"{role} mask: which label is the {role} is not known. Give a binary mask, or "
+            f"pick the {role}'s labels with {option} (e.g. {option} 2 for an ACDC-style map)."
+        )
+
+
+def select_labels(volume: ImageVolume, labels: list[float]) -> ImageVolume:
+    """The binary mask of the given labels of a label map (``--wall-label`` and the like)."""
+    array = np.asarray(volume.array)
+    found = set(np.unique(array).tolist())
+    missing = [v for v in labels if v not in found]
+    if missing:
+        raise ImageError(
+            f"{volume.source}: has no label {', '.join(f'{v:g}' for v in missing)} (its "
+            f"labels: {', '.join(f'{v:g}' for v in sorted(found) if v != 0)})"
+        )
+    return ImageVolume(np.isin(array, labels).astype(np.uint8), volume.affine, volume.source)
+
+
 def check_inputs(
     lge: ImageVolume, wall: ImageVolume, blood: ImageVolume | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -73,6 +106,7 @@ def check_inputs(
         check_volume(volume)
     check_same_grid(lge, wall)
     check_is_mask(wall, "wall")
+    check_one_label(wall, "wall", "--wall-label")
     check_mask_not_empty(wall)
     wall_mask = as_mask(wall)
     if np.count_nonzero(wall_mask) < MIN_WALL_VOXELS:
@@ -92,6 +126,7 @@ def check_inputs(
     if blood is not None:
         check_same_grid(lge, blood)
         check_is_mask(blood, "blood-pool")
+        check_one_label(blood, "blood-pool", "--blood-label")
         check_mask_not_empty(blood)
         blood_mask = as_mask(blood) & ~wall_mask
     return wall_mask, blood_mask

@@ -574,3 +574,28 @@ def test_a_wall_that_encloses_no_blood_pool_is_not_trimmed_by_the_chest(caplog):
     assert "skipped" in result.report["blood_edge"]
     assert np.count_nonzero(result.labels.array) == np.count_nonzero(wall)  # nothing trimmed
     assert "encloses no blood pool" in caplog.text
+
+
+def test_a_label_map_as_the_wall_is_refused_unless_its_wall_label_is_named(tmp_path, capsys):
+    # ACDC-style: blood pool 1, myocardium 2; taken whole, the blood pool would be "wall"
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "data_samples" / "lv-infarct"
+    wall, blood = load_nifti(sample / "wall.nii.gz"), load_nifti(sample / "blood.nii.gz")
+    both = np.where(wall.array > 0, 2, np.where(blood.array > 0, 1, 0)).astype(np.uint8)
+    save_nifti(ImageVolume(both, wall.affine, "labels"), tmp_path / "acdc.nii.gz")
+    common = ["segment", "--lge", str(sample / "lge.nii.gz")]
+    rc = main(
+        [*common, "--wall", str(tmp_path / "acdc.nii.gz"), "--out", str(tmp_path / "a.nii.gz")]
+    )
+    assert rc != 0
+    assert "is a label map with 2 labels" in capsys.readouterr().err
+    assert not (tmp_path / "a.nii.gz").exists()
+    rc = main([*common, "--wall", str(tmp_path / "acdc.nii.gz"), "--wall-label", "2",
+               "--out", str(tmp_path / "b.nii.gz")])  # fmt: skip
+    assert rc == 0
+    rc = main([*common, "--wall", str(sample / "wall.nii.gz"), "--out", str(tmp_path / "c.nii.gz")])
+    assert rc == 0
+    np.testing.assert_array_equal(
+        load_nifti(tmp_path / "b.nii.gz").array, load_nifti(tmp_path / "c.nii.gz").array
+    )
