@@ -45,7 +45,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="mesh file: *.vtu, or *.elem for an openCARP file set",
     )
     parser.add_argument(
-        "--lge", type=Path, help="atrium: LGE image for the fibrosis (IIR along the normal)"
+        "--lge",
+        type=Path,
+        help="atrium: LGE image for the fibrosis (IIR along the normal): NIfTI or a DICOM folder",
     )
     parser.add_argument(
         "--blood",
@@ -80,12 +82,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path: Path, what: str):
-    from cardiotwin.pipeline.images import ImageError, load_nifti
+def _load(path: Path, what: str, dicom: bool = False):
+    """A NIfTI file, or (``dicom``: the LGE) a DICOM series folder, read de-identified."""
+    from cardiotwin.pipeline.images import ImageError, load_nifti, load_volume
 
-    if not path.is_file():
-        raise CommandError(f"{what} file {path} does not exist")
     try:
+        if dicom and path.is_dir():
+            return load_volume(path)
+        if not path.is_file():
+            raise CommandError(f"{what} file {path} does not exist")
         return load_nifti(path)
     except ImageError as exc:
         raise CommandError(str(exc)) from None
@@ -289,7 +294,7 @@ def _mesh_atrium(args, labels, spacing: float, edge_mm: float, config):
     settings = DEFAULTS["iir"]
     lge = blood_mean = None
     if args.lge is not None:
-        lge = _load(args.lge, "LGE")
+        lge = _load(args.lge, "LGE", dicom=True)
         check_same_grid(lge, full_labels)
         pool = ndimage.binary_erosion(blood_array)
         pool = pool if pool.sum() > 100 else blood_array

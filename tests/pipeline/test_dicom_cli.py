@@ -162,3 +162,30 @@ def test_several_series_are_listed_and_one_is_chosen(patient, tmp_path, capsys):
     assert not out.exists()
     assert main(["import", "--dicom", str(folder), "--out", str(out), "--series", other_uid]) == 0
     assert load_nifti(out).shape == small.lge.shape
+
+
+def test_an_atrium_meshes_with_its_lge_as_a_dicom_folder(tmp_path):
+    # the cohort sheet may give an atrium's LGE as a DICOM folder: the mesher reads it too
+    # (de-identified), with the same fibrosis tags as from the NIfTI of the same image
+    from cardiotwin.meshing.io import read_mesh
+    from cardiotwin.pipeline.images import ImageVolume, save_nifti
+
+    sample = Path(__file__).resolve().parents[2] / "data_samples" / "la-fibrosis"
+    lge = load_nifti(sample / "lge.nii.gz")
+    lge = ImageVolume(np.rint(lge.array * SCALE) / SCALE, lge.affine, "lge")  # as stored
+    save_nifti(lge, tmp_path / "lge.nii.gz")
+    dicom = tmp_path / "PAT-99887766"
+    write_series(dicom, lge, series_uid=generate_uid(), study_uid=generate_uid())
+    labels = sample / "segmentation" / "labels_iir-surface.nii.gz"
+    common = ["mesh", "--labels", str(labels), "--kind", "atrium",
+              "--blood", str(sample / "blood.nii.gz"), "--edge-mm", "2"]  # fmt: skip
+    assert main([*common, "--lge", str(dicom), "--out", str(tmp_path / "a.vtu")]) == 0
+    assert (
+        main([*common, "--lge", str(tmp_path / "lge.nii.gz"), "--out", str(tmp_path / "b.vtu")])
+        == 0
+    )
+    a, b = read_mesh(tmp_path / "a.vtu"), read_mesh(tmp_path / "b.vtu")
+    assert a.n_elements == b.n_elements and (a.region == b.region).mean() > 0.999
+    for path in tmp_path.glob("a*"):
+        if path.suffix == ".json":
+            assert "99887766" not in path.read_text(), path
