@@ -20,7 +20,10 @@ from pathlib import Path
 import cardiotwin
 
 #: libraries whose version changes results or file formats
-_LIBRARIES = ("numpy", "scipy", "numba", "pyvista", "vtk", "nibabel", "SimpleITK", "meshio")
+_LIBRARIES = (
+    "numpy", "scipy", "numba", "numba-cuda", "cupy-cuda12x", "cupy-cuda13x", "cupy",
+    "scikit-image", "pyamg", "pyvista", "vtk", "nibabel", "SimpleITK", "pydicom", "meshio",
+)  # fmt: skip
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -73,7 +76,20 @@ def library_versions() -> dict[str, str]:
 def backend_record(requested: str, used: str, *, device: str | None = None,
                    fallback_reason: str | None = None) -> dict:  # fmt: skip
     """What the simulation ran on: the backend asked for and the one used, and why if they
-    differ (e.g. ``auto`` without a usable GPU)."""
+    differ (e.g. ``auto`` without a usable GPU: asked of the CUDA runtime when not given);
+    the GPU's name when it ran on one."""
+    if fallback_reason is None and requested != used and used == "cpu":
+        from cardiotwin.solvers.stepping import cuda_unavailable_reason
+
+        fallback_reason = cuda_unavailable_reason()
+    if device is None and used == "cuda":
+        try:
+            from numba import cuda
+
+            name = cuda.get_current_device().name
+            device = name.decode() if isinstance(name, bytes) else str(name)
+        except Exception:  # the name is for the record only
+            device = None
     return {
         "requested": requested,
         "used": used,

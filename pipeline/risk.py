@@ -149,6 +149,12 @@ class InductionReport(_Model):
     tissue: dict
     batch: dict
     units: dict
+    provenance: dict | None = Field(
+        None,
+        description="what made this file (pipeline/provenance.py): cardiotwin version and "
+        "commit, library versions, configuration hash, the mesh's content hash, the backend "
+        "asked for and used (device, fallback reason), wall time",
+    )
 
 
 def _vector(values) -> list[float] | None:

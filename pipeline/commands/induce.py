@@ -114,6 +114,15 @@ def run(args: argparse.Namespace) -> int:
     except (InductionError, TissueError, ProtocolError, JournalError) as exc:
         raise CommandError(str(exc)) from None
     report = build_report(result, mesh.fingerprint())
+    from cardiotwin.pipeline.provenance import backend_record, provenance
+
+    report.provenance = provenance(
+        "induction",
+        inputs={"mesh": args.mesh},
+        config=config,
+        backend=backend_record(args.backend or config.simulation.backend, backend),
+        wall_s=report.wall_s,
+    )
     from cardiotwin.meshing.io import write_mesh
 
     writers = {

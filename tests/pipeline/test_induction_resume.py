@@ -20,12 +20,13 @@ import yaml
 from induction_cases import config, ring
 
 from cardiotwin.meshing.io import read_mesh, write_mesh
+from cardiotwin.pipeline.provenance import file_sha256
 
 pytestmark = [pytest.mark.slow]
 
 #: what legitimately differs between two runs of one study (time taken, how the batches
 #: were cut): everything else must be equal
-RUN_SPECIFIC = {"wall_s", "batch"}
+RUN_SPECIFIC = {"wall_s", "batch", "provenance"}
 
 
 def _command(mesh, settings, out, journal=None) -> list[str]:
@@ -79,8 +80,14 @@ def test_a_study_killed_mid_run_resumes_with_the_same_answer(tmp_path):
     assert f"resuming, {on_record} finished trial(s) on record" in resumed.stderr
     assert not journal.exists()
 
-    batch = json.loads((out / "induction.json").read_text())["batch"]
-    assert batch["trials_from_journal"] == on_record  # provenance: it resumed
+    data = json.loads((out / "induction.json").read_text())
+    assert data["batch"]["trials_from_journal"] == on_record  # provenance: it resumed
+    # the stage's provenance block, as the other stages': the mesh by content, the backend
+    provenance = data["provenance"]
+    assert provenance["stage"] == "induction" and provenance["config_sha256"] == data["config_hash"]
+    assert provenance["inputs_sha256"]["mesh"] == file_sha256(mesh_path)
+    assert provenance["backend"]["used"] == data["backend"] == "cpu"
+    assert "numpy" in provenance["libraries"] and str(tmp_path) not in json.dumps(provenance)
     answer = _answer(out)
     assert answer == _answer(whole)
     assert answer["inducible"]  # the ring's designed circuit (test_induction.py)
