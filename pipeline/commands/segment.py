@@ -243,6 +243,11 @@ def run(args: argparse.Namespace) -> int:
         "wall": None if args.wall is None else {"sha256": file_sha256(args.wall)},
         "blood": None if args.blood is None else {"sha256": file_sha256(args.blood)},
     }
+    from cardiotwin.pipeline.provenance import provenance
+
+    # the inputs' hashes are above (a DICOM series by its voxels); the settings are in
+    # report["settings"]: this adds the code and library versions that made the labels
+    result.report["provenance"] = provenance("segmentation")
 
     writers: dict[Path, Callable[[Path], object]] = {
         out: lambda p: save_nifti(result.labels, p, description=f"cardiotwin labels {method}")

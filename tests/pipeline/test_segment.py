@@ -547,6 +547,8 @@ def test_inputs_in_a_patient_named_folder_never_reach_the_outputs(tmp_path):
     for path in out.iterdir():
         if path.suffix == ".json":
             assert "PAT12345" not in path.read_text()
+    stats = json.loads((out / "labels_fwhm.json").read_text())
+    assert stats["provenance"]["stage"] == "segmentation" and stats["provenance"]["libraries"]
 
 
 def test_atrial_methods_refuse_the_channel_step():
