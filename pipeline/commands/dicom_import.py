@@ -58,15 +58,32 @@ def choose_series(source: Path, series: str | None) -> str | None:
     return None
 
 
+def _same_image(path: Path, volume) -> bool:
+    """Whether the NIfTI at ``path`` holds ``volume`` (same grid and voxels)."""
+    import numpy as np
+
+    from cardiotwin.pipeline.images import ImageError, load_nifti
+
+    try:
+        old = load_nifti(path)
+    except (ImageError, OSError):
+        return False
+    return (
+        old.shape == volume.shape
+        and np.allclose(old.affine, volume.affine, atol=1e-4)
+        and np.array_equal(np.asarray(old.array), np.asarray(volume.array))
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.cli import CommandError
-    from cardiotwin.pipeline.imaging.nifti import is_nifti_path
     from cardiotwin.pipeline.images import (
         ImageError,
         check_output_path,
         load_volume_with_identifiers,
         save_nifti,
     )
+    from cardiotwin.pipeline.imaging.nifti import is_nifti_path
 
     try:
         series = choose_series(args.dicom, args.series)
@@ -80,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{volume.source}.nii.gz"
             )
         check_output_path(out, identifiers, volume.source)
+        if out.exists() and not _same_image(out, volume):
+            # the case id is the study's: another series of it (PSIR beside magnitude, a
+            # long-axis stack) would silently replace the first
+            raise CommandError(
+                f"{out.name} exists and holds another image: a second series of the same study "
+                f"gets the same case id. Give it its own file, e.g. --out "
+                f"{out.with_name(volume.source + '_2.nii.gz')}"
+            )
         save_nifti(volume, out, description="cardiotwin LGE")
     except ImageError as exc:
         raise CommandError(str(exc)) from None

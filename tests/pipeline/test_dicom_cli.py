@@ -189,3 +189,20 @@ def test_an_atrium_meshes_with_its_lge_as_a_dicom_folder(tmp_path):
     for path in tmp_path.glob("a*"):
         if path.suffix == ".json":
             assert "99887766" not in path.read_text(), path
+
+
+def test_a_second_series_of_one_study_does_not_replace_the_first(patient, tmp_path, capsys):
+    # the case id is the study's: two of its series would both be <case>.nii.gz
+    dicom, _ = patient
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["import", "--dicom", str(dicom), "--out", str(out)]) == 0
+    (first,) = out.iterdir()
+    before = first.read_bytes()
+    assert main(["import", "--dicom", str(dicom), "--out", str(out)]) == 0  # the same again
+    other = make_phantom("lv-healthy", 2, acquisition=Acquisition(fine_mm=2.0))
+    study = "1.2.826.0.1.3680043.8.498.77"  # the patient fixture's study
+    write_series(tmp_path / "psir", other.lge, series_uid=generate_uid(), study_uid=study)
+    assert main(["import", "--dicom", str(tmp_path / "psir"), "--out", str(out)]) == 2
+    assert "holds another image" in capsys.readouterr().err
+    assert first.read_bytes() == before and len(list(out.iterdir())) == 1
