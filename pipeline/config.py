@@ -376,6 +376,22 @@ class PESConfig(StrictModel):
     coupling_step_ms: float = Field(10.0, gt=0, description="shortening per trial, ms")
     min_coupling_ms: float = Field(150.0, gt=0, description="shortest coupling tried, ms")
 
+    @model_validator(mode="after")
+    def _couplings_in_order(self):
+        if self.first_coupling_ms < self.min_coupling_ms:
+            raise ValueError(
+                f"first_coupling_ms ({self.first_coupling_ms:g} ms) is below min_coupling_ms "
+                f"({self.min_coupling_ms:g} ms): the coupling intervals run from the first "
+                "down to the shortest"
+            )
+        if self.first_coupling_ms >= self.s1_cycle_length_ms:
+            raise ValueError(
+                f"first_coupling_ms ({self.first_coupling_ms:g} ms) is not shorter than "
+                f"s1_cycle_length_ms ({self.s1_cycle_length_ms:g} ms): an extrastimulus is "
+                "premature"
+            )
+        return self
+
 
 class RapidPacingConfig(StrictModel):
     """Atrial rapid pacing (Boyle et al. 2019): ``stimuli_per_cycle_length`` stimuli at each
@@ -389,6 +405,16 @@ class RapidPacingConfig(StrictModel):
     prepace_cycle_length_ms: float = Field(
         500.0, gt=0, description="cells are pre-paced at this cycle length before the burst, ms"
     )
+
+    @model_validator(mode="after")
+    def _ramp_down(self):
+        if self.last_cycle_length_ms > self.first_cycle_length_ms:
+            raise ValueError(
+                f"last_cycle_length_ms ({self.last_cycle_length_ms:g} ms) is above "
+                f"first_cycle_length_ms ({self.first_cycle_length_ms:g} ms): the burst ramps "
+                "down"
+            )
+        return self
 
 
 class DetectionConfig(StrictModel):
@@ -438,6 +464,15 @@ class DetectionConfig(StrictModel):
         description="atria: the loop round each opening (vein, valve) on which a driver's "
         "phase winding is measured, this far from it through the tissue, mm",
     )
+
+    @model_validator(mode="after")
+    def _capture_probe_band(self):
+        low, high = self.capture_probe_mm
+        if not 0 <= low < high:
+            raise ValueError(
+                f"capture_probe_mm must be two distances 0 <= near < far, got {low}, {high}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _opening_loop_band(self):

@@ -36,8 +36,7 @@ def test_hash_changes_with_any_setting(tmp_path):
     a = Config()
     b = Config.model_validate({"simulation": {"dt_ms": 0.02}})
     assert config_hash(a) == config_hash(Config()) != config_hash(b)
-    # where the files are is not what is computed: the workflow section is left out, except
-    # for the workflow's own resolved-config file name
+    # where the files are is not what is computed: the workflow section is left out
     moved = Config.model_validate({"workflow": {"results": "elsewhere"}})
     assert config_hash(moved) == config_hash(a)
     assert config_hash(moved, include_workflow=True) != config_hash(a, include_workflow=True)
@@ -51,4 +50,21 @@ def test_activation_levels_per_chamber_and_a_rearm_above_the_threshold_is_named(
     path = tmp_path / "c.yaml"
     path.write_text("induction:\n  detection:\n    atrial_rearm_mv: -30\n")
     with pytest.raises(ConfigError, match=r"atrial_rearm_mv \(-30.0 mV\) must lie below"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("induction:\n  pes:\n    first_coupling_ms: 140\n", r"\(140 ms\) is below min_coupling"),
+        ("induction:\n  pes:\n    first_coupling_ms: 600\n", "is not shorter than s1_cycle"),
+        ("induction:\n  rapid_pacing:\n    last_cycle_length_ms: 320\n", "the burst ramps down"),
+        ("induction:\n  detection:\n    capture_probe_mm: [4, 2]\n", "capture_probe_mm must be"),
+    ],
+)  # fmt: skip
+def test_protocols_that_cannot_run_are_refused_with_the_configuration(tmp_path, yaml_text, message):
+    # before any job runs (the workflow checks the configuration first), not after meshing
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
         load_config(path)

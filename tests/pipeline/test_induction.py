@@ -206,7 +206,6 @@ def test_rapid_pacing_onsets_follow_the_configured_ramp(tmp_path):
     ("section", "values", "message"),
     [
         ("pes", {"min_coupling_ms": 1.0}, r"induction\.pes\.min_coupling_ms \(1 ms\).*overlap"),
-        ("pes", {"first_coupling_ms": 80.0}, "first_coupling_ms .* below min_coupling_ms"),
         ("pes", {"s1_cycle_length_ms": 200.03}, "not a whole number of time steps"),
         ("stimulus", {"duration_ms": 3.0}, None),
     ],
