@@ -466,21 +466,13 @@ class DetectionConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _capture_probe_band(self):
-        low, high = self.capture_probe_mm
-        if not 0 <= low < high:
-            raise ValueError(
-                f"capture_probe_mm must be two distances 0 <= near < far, got {low}, {high}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _opening_loop_band(self):
-        low, high = self.opening_loop_mm
-        if not 0 <= low < high:
-            raise ValueError(
-                f"opening_loop_mm must be two distances 0 <= low < high, got {low}, {high}"
-            )
+    def _distance_bands(self):
+        for name in ("capture_probe_mm", "opening_loop_mm"):
+            low, high = getattr(self, name)
+            if not 0 <= low < high:
+                raise ValueError(
+                    f"{name} must be two distances 0 <= near < far, mm, got {low}, {high}"
+                )
         return self
 
     @model_validator(mode="after")
