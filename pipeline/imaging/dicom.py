@@ -367,6 +367,14 @@ def _read_dicom_series(
             "voxel (colour or vector image)",
             "Give a greyscale series such as the LGE magnitude or PSIR image.",
         )
+    if image.GetDimension() != 3:
+        raise _image_error(
+            folder,
+            f"series {series_uid} reads as a {image.GetDimension()}-D image (files of several "
+            "frames each: multi-frame or cine)",
+            "Export the LGE as one file per slice (classic MR image storage), a single 3-D "
+            "volume.",
+        )
     affine = _itk_geometry_to_ras_affine(
         image.GetOrigin(), image.GetDirection(), image.GetSpacing()
     )

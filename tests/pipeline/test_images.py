@@ -419,6 +419,23 @@ def test_a_series_without_pixel_spacing_is_refused_not_read_at_1_mm(tmp_path):
     _assert_no_planted(str(excinfo.value), "an error message")
 
 
+def test_a_series_of_multi_frame_files_is_refused_by_name(tmp_path):
+    # each file several frames (cine, or a legacy multi-frame export): ITK reads a 4-D image
+    folder = tmp_path / "series"
+    write_mr_series(
+        folder, planted_voxels((24, 20, 4)), study_uid=generate_uid(), series_uid=generate_uid()
+    )
+    for path in folder.iterdir():
+        dataset = dcmread(path)
+        frames = np.stack([dataset.pixel_array + 10 * t for t in range(3)]).astype(np.uint16)
+        dataset.NumberOfFrames = 3
+        dataset.PixelData = frames.tobytes()
+        dataset.save_as(path)
+    with pytest.raises(ImageError, match="reads as a 4-D image") as excinfo:
+        load_volume(folder)
+    _assert_no_planted(str(excinfo.value), "an error message")
+
+
 # ---------------------------------------------------------------------------------------
 # Bad NIfTI input
 # ---------------------------------------------------------------------------------------
