@@ -404,36 +404,38 @@ def test_short_pixel_data_is_reported(tmp_path):
     assert victim.name in str(excinfo.value)
 
 
-def test_a_series_without_pixel_spacing_is_refused_not_read_at_1_mm(tmp_path):
-    # without PixelSpacing a reader takes 1 mm in-plane; the slice positions cannot show it
+def _refused_after_editing_every_file(tmp_path, edit, message: str) -> None:
+    """Write a planted series, apply ``edit`` to every file's dataset, and check that
+    reading it fails with ``message`` and leaks nothing planted."""
     folder = tmp_path / "series"
     write_mr_series(
         folder, planted_voxels((24, 20, 4)), study_uid=generate_uid(), series_uid=generate_uid()
     )
     for path in folder.iterdir():
         dataset = dcmread(path)
-        del dataset.PixelSpacing
+        edit(dataset)
         dataset.save_as(path)
-    with pytest.raises(ImageError, match="no PixelSpacing") as excinfo:
+    with pytest.raises(ImageError, match=message) as excinfo:
         load_volume(folder)
     _assert_no_planted(str(excinfo.value), "an error message")
+
+
+def test_a_series_without_pixel_spacing_is_refused_not_read_at_1_mm(tmp_path):
+    # without PixelSpacing a reader takes 1 mm in-plane; the slice positions cannot show it
+    def drop(dataset):
+        del dataset.PixelSpacing
+
+    _refused_after_editing_every_file(tmp_path, drop, "no PixelSpacing")
 
 
 def test_a_series_of_multi_frame_files_is_refused_by_name(tmp_path):
     # each file several frames (cine, or a legacy multi-frame export): ITK reads a 4-D image
-    folder = tmp_path / "series"
-    write_mr_series(
-        folder, planted_voxels((24, 20, 4)), study_uid=generate_uid(), series_uid=generate_uid()
-    )
-    for path in folder.iterdir():
-        dataset = dcmread(path)
+    def three_frames(dataset):
         frames = np.stack([dataset.pixel_array + 10 * t for t in range(3)]).astype(np.uint16)
         dataset.NumberOfFrames = 3
         dataset.PixelData = frames.tobytes()
-        dataset.save_as(path)
-    with pytest.raises(ImageError, match="reads as a 4-D image") as excinfo:
-        load_volume(folder)
-    _assert_no_planted(str(excinfo.value), "an error message")
+
+    _refused_after_editing_every_file(tmp_path, three_frames, "reads as a 4-D image")
 
 
 # ---------------------------------------------------------------------------------------
