@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
+from cardiotwin.pipeline.segmentation.inputs import slice_axis
 
 #: Utah stages of LA fibrosis by % of the wall (Oakes 2009; Marrouche 2014, DECAAF).
 UTAH_STAGE_LIMITS = ((10.0, "I"), (20.0, "II"), (30.0, "III"), (math.inf, "IV"))
@@ -76,7 +77,7 @@ def piece_structure(spacing_mm) -> np.ndarray:
     voxels that overlap (adjacent thick slices meet where they overlap, not at corners)."""
     from scipy import ndimage
 
-    axis = int(np.argmax(np.asarray(spacing_mm)))
+    axis = slice_axis(spacing_mm)  # as the channel steps take it (the last on a near-cube)
     structure = np.zeros((3, 3, 3), dtype=bool)
     index = [slice(None)] * 3
     index[axis] = 1

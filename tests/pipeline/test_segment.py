@@ -601,3 +601,21 @@ def test_a_label_map_as_the_wall_is_refused_unless_its_wall_label_is_named(tmp_p
     np.testing.assert_array_equal(
         load_nifti(tmp_path / "b.nii.gz").array, load_nifti(tmp_path / "c.nii.gz").array
     )
+
+
+def test_scar_pieces_and_channel_steps_agree_on_the_slice_axis_of_a_near_cube():
+    # a 3-D acquisition's spacing differs in the last digits: pieces must not then connect
+    # across another axis than the one the channel steps treat as the slices
+    from cardiotwin.pipeline.segmentation.inputs import slice_axis
+    from cardiotwin.pipeline.segmentation.metrics import piece_structure
+
+    for spacing in ([1.25, 1.25, 1.25], [1.2500001, 1.25, 1.25], [1.25, 1.25000002, 1.25]):
+        structure = piece_structure(spacing)
+        axis = slice_axis(spacing)
+        in_plane_diagonal = [0, 0, 0]
+        in_plane_diagonal[axis] = 1
+        assert structure[tuple(in_plane_diagonal)]  # 8-neighbours within a slice
+        across_diagonal = [1, 0, 1]
+        across_diagonal[axis] = 0
+        across_diagonal[(axis + 1) % 3] = 1
+        assert not structure[tuple(across_diagonal)]  # not diagonally across slices
