@@ -215,6 +215,10 @@ def run(args: argparse.Namespace) -> int:
     for name, vt_map in maps.items():
         writers[args.out / name] = lambda p, vt_map=vt_map: write_mesh(vt_map, p)
     write_all_or_nothing(writers)
+    # rounds, controls and VT maps of an earlier run in this folder that this one did not make
+    earlier = {*args.out.glob("round-*-*"), *args.out.glob("control-*-*")}
+    for stale in earlier - set(writers):
+        stale.unlink()
     if journals.is_dir():  # the answer is written: nothing to resume
         for journal in journals.iterdir():
             remove_journal(journal)

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         )
     write_all_or_nothing(writers)
     remove_journal(journal)  # the answer is written: nothing to resume
+    for stale in set(args.out.glob("vt-*.vtu")) - set(writers):
+        stale.unlink()  # a VT of an earlier run in this folder that this one did not find
     print(
         f"{report.note}; {len(report.unique_vts)} unique "
         f"{'VT' if report.chamber == 'ventricle' else 'driver'}(s); wrote "

@@ -66,6 +66,8 @@ def test_a_study_killed_mid_run_resumes_with_the_same_answer(tmp_path):
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
     assert not (out / "induction.json").exists()  # nothing half-written
+    out.mkdir(exist_ok=True)
+    (out / "vt-9.vtu").write_text("a VT map an earlier run in this folder left")
     on_record = len(list(journal.glob("*/*.pkl")))
     assert on_record >= 4
 
@@ -79,6 +81,7 @@ def test_a_study_killed_mid_run_resumes_with_the_same_answer(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming, {on_record} finished trial(s) on record" in resumed.stderr
     assert not journal.exists()
+    assert not (out / "vt-9.vtu").exists()  # not this answer's: removed once it is written
 
     data = json.loads((out / "induction.json").read_text())
     assert data["batch"]["trials_from_journal"] == on_record  # provenance: it resumed
