@@ -664,7 +664,8 @@ def _frame(mesh: Mesh, septum_point_mm, lv_nodes: np.ndarray, notes: list[str]) 
             "no RV and no septum point: the anterior wall is assumed towards scanner +y "
             "(RAS anterior) and the septum towards patient right; pass --septum-mm X Y Z "
             "(config anatomy.septum_point_mm) for a reliable rotational coordinate and AHA "
-            "segments"
+            "segments (a mesh in LPS coordinates, as ITK-based tools write them, would get its "
+            "segments turned by 180°)"
         )
         log.warning(message)
         notes.append(message)
