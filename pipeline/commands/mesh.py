@@ -207,12 +207,12 @@ def run(args: argparse.Namespace) -> int:
     report["provenance"] = provenance(
         "mesh", inputs=inputs, config=whole_config, wall_s=timer.elapsed_s
     )
-    write_mesh(mesh, args.out)
-    write_json_atomic(report, quality_path)
-    if args.pictures is not None:
+    if args.pictures is not None:  # first: pictures that fail leave no mesh behind
         from cardiotwin.pipeline.mesh_pictures import save_pictures
 
         save_pictures(mesh, args.pictures, args.kind)
+    write_mesh(mesh, args.out)
+    write_json_atomic(report, quality_path)  # last: its presence says the mesh is whole
     dihedral = report["dihedral_deg"]
     log.info(
         "wrote %s (%d elements, mean edge %.3g mm, dihedral min %.1f° / 1st pct %.1f°) and %s",
