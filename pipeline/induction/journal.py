@@ -93,7 +93,9 @@ class TrialJournal:
         marker.write_text("finished trials of cardiotwin induction studies (safe to delete)\n")
         self.reused = 0
         self.written = 0
-        found = len(list(self.folder.glob("*.pkl")))
+        for partial in self.folder.glob(".*.tmp.pkl"):  # a write a kill cut short
+            partial.unlink(missing_ok=True)
+        found = len(list(self.folder.glob("[!.]*.pkl")))
         if found:
             log.info("journal: resuming, %d finished trial(s) on record", found)
 

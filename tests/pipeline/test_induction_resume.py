@@ -57,7 +57,7 @@ def test_a_study_killed_mid_run_resumes_with_the_same_answer(tmp_path):
     deadline = time.monotonic() + 600
     recorded = []
     while time.monotonic() < deadline and process.poll() is None:
-        recorded = list(journal.glob("*/*.pkl"))
+        recorded = list(journal.glob("*/[!.]*.pkl"))
         if len(recorded) >= 4:  # the S1 trains and a couple of extrastimulus trials
             break
         time.sleep(0.05)
@@ -68,7 +68,7 @@ def test_a_study_killed_mid_run_resumes_with_the_same_answer(tmp_path):
     assert not (out / "induction.json").exists()  # nothing half-written
     out.mkdir(exist_ok=True)
     (out / "vt-9.vtu").write_text("a VT map an earlier run in this folder left")
-    on_record = len(list(journal.glob("*/*.pkl")))
+    on_record = len(list(journal.glob("*/[!.]*.pkl")))
     assert on_record >= 4
 
     resumed = subprocess.run(
@@ -120,7 +120,7 @@ def test_a_journal_of_another_set_up_is_never_reused(tmp_path, caplog):
 
     first, folders_first, log_first = study(120)
     assert "resuming" not in log_first and len(folders_first) == 1
-    on_record = len(list(journal.glob("*/*.pkl")))
+    on_record = len(list(journal.glob("*/[!.]*.pkl")))
     # the same set-up again: every trial comes from the journal, the same answer
     again, folders_again, log_again = study(120)
     assert f"resuming, {on_record} finished trial(s)" in log_again
@@ -154,3 +154,15 @@ def test_a_folder_that_is_not_a_journal_is_refused_and_left_as_it_was(tmp_path):
     (journal / "kept.txt").write_text("a file someone put there")
     remove_journal(journal)
     assert sorted(p.name for p in journal.iterdir()) == ["kept.txt"]
+
+
+def test_a_trial_write_cut_short_by_a_kill_is_neither_counted_nor_kept(tmp_path, caplog):
+    from cardiotwin.pipeline.induction.journal import TrialJournal
+
+    journal = TrialJournal(tmp_path / "journal", "c" * 64)
+    (journal.folder / ("0" * 24 + ".pkl")).write_bytes(b"a finished trial")
+    partial = journal.folder / (".0123.a1b2c3.tmp.pkl")  # files.write_atomic's temporary name
+    partial.write_bytes(b"half")
+    with caplog.at_level(logging.INFO, logger="cardiotwin.pipeline.induction.journal"):
+        TrialJournal(tmp_path / "journal", "c" * 64)
+    assert "resuming, 1 finished trial(s)" in caplog.text and not partial.exists()
