@@ -1,7 +1,8 @@
 # cardiotwin workflow: one rule per pipeline stage, each calling `cardiotwin <stage>`.
 # A table of contents, no science (../shared/DESIGN.md §1): the configuration and the cohort
 # sheet are validated by cardiotwin.pipeline.workflow before any job runs, and every rule
-# passes the resolved configuration file to its command.
+# passes the resolved configuration file to its command: mesh and induce get a file of only
+# the sections they read, so changing an ablation setting reruns ablate and report alone.
 #
 #   snakemake --profile configs/profiles/local                  # the demo cohort, this machine
 #   snakemake --profile configs/profiles/slurm --configfile configs/clinical.yaml
@@ -81,7 +82,7 @@ rule mesh:
     input:
         unpack(lambda w: CASES[w.case].inputs()),
         labels=rules.segment.output.labels,
-        config=SETUP.config_file,
+        config=SETUP.config_for("mesh"),
     output:
         mesh=OUT("{case}/mesh/mesh.vtu"),
         quality=OUT("{case}/mesh/mesh.quality.json"),
@@ -103,7 +104,7 @@ rule mesh:
 rule induce:
     input:
         mesh=rules.mesh.output.mesh,
-        config=SETUP.config_file,
+        config=SETUP.config_for("induce"),
     output:
         induction=OUT("{case}/induction/induction.json"),
     params:

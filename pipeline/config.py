@@ -685,15 +685,86 @@ def load_config(path: str | os.PathLike | None) -> Config:
     return config_from_dict({} if data is None else data, source=str(path))
 
 
-def config_hash(config: Config, *, include_workflow: bool = False) -> str:
+#: the sections a stage's command reads, for the stages that read fewer than all. The command
+#: keeps only these (:func:`for_stage`: reading another section raises), its hashes cover only
+#: these, and the workflow gives it a file of only these, so a change to another section (an
+#: ablation setting) does not rerun it. The stages not named read every section.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "mesh": ("mesh", "anatomy"),
+    "induce": ("simulation", "tissue", "induction"),
+}
+
+
+class StageSectionError(RuntimeError):
+    """A stage read a configuration section it does not declare in :data:`STAGE_SECTIONS`: a
+    defect in cardiotwin (its results could go stale in the workflow), not in the input."""
+
+
+class WithheldSection:
+    """Stands for a section a stage does not declare: any attribute read raises."""
+
+    def __init__(self, section: str, stage: str):
+        self._section, self._stage = section, stage
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise self.error(name)
+
+    def error(self, name: str) -> StageSectionError:
+        """The error of reading ``name`` of this section."""
+        return StageSectionError(
+            f"the {self._stage} stage read '{self._section}.{name}', but its configuration "
+            f"holds only {', '.join(STAGE_SECTIONS[self._stage])}: add '{self._section}' to "
+            f"STAGE_SECTIONS['{self._stage}'] in cardiotwin.pipeline.config"
+        )
+
+    def __repr__(self) -> str:
+        return f"WithheldSection({self._section!r}, stage={self._stage!r})"
+
+
+def for_stage(config: Config, stage: str) -> Config:
+    """``config`` holding only the sections ``stage`` declares (:data:`STAGE_SECTIONS`); the
+    others are :class:`WithheldSection`. Stages that declare none get ``config`` itself."""
+    keep = STAGE_SECTIONS.get(stage)
+    if keep is None:
+        return config
+    restricted = config.model_copy()
+    for name in Config.model_fields:
+        if name != "config_version" and name not in keep:
+            # a frozen model: set the field's value past pydantic's assignment check
+            object.__setattr__(restricted, name, WithheldSection(name, stage))
+    return restricted
+
+
+def config_data(config: Config, sections: tuple[str, ...] | None = None) -> dict:
+    """The configuration as JSON data: ``config_version`` and every section it holds (not
+    the withheld ones), or only ``sections`` (which must be held)."""
+    data = {}
+    for name in Config.model_fields:
+        value = config.__dict__[name]
+        wanted = sections is None or name == "config_version" or name in sections
+        if not wanted or (isinstance(value, WithheldSection) and sections is None):
+            continue
+        if isinstance(value, WithheldSection):
+            raise value.error("model_dump")
+        data[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return data
+
+
+def config_hash(
+    config: Config, *, include_workflow: bool = False, sections: tuple[str, ...] | None = None
+) -> str:
     """SHA-256 of the configuration's canonical JSON (defaults included): provenance.
 
     Without ``include_workflow`` the ``workflow`` section (cohort sheet, results folder:
     where files are, not what is computed) is left out, so one study run from two folders
-    records the same hash."""
+    records the same hash. ``sections``: only these (and the format version), e.g.
+    ``STAGE_SECTIONS["induce"]``, what an induction depends on. A configuration restricted by
+    :func:`for_stage` hashes its own sections only."""
     import hashlib
 
-    data = config.model_dump(mode="json")
+    data = config_data(config, sections)
     if not include_workflow:
         data.pop("workflow", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardiotwin import __version__
-from cardiotwin.pipeline.config import config_hash
+from cardiotwin.pipeline.config import STAGE_SECTIONS, config_hash
 from cardiotwin.pipeline.induction.anatomy import circled
 
 REPORT_FORMAT = 1
@@ -249,7 +249,7 @@ def build_report(result, mesh_fingerprint: str) -> InductionReport:
         fraction_inducing_sites=round(len(inducing) / len(paced), 4) if paced else None,
         per_aha_segment=[segments[k] for k in sorted(segments)],
         mesh_fingerprint=mesh_fingerprint,
-        config_hash=config_hash(result.config),
+        config_hash=config_hash(result.config, sections=STAGE_SECTIONS["induce"]),
         backend=result.backend,
         wall_s=round(result.wall_s, 3),
         tissue=json.loads(json.dumps(tissue, default=_plain)),

@@ -22,11 +22,18 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cardiotwin.files import write_json_atomic
-from cardiotwin.pipeline.config import Config, ConfigError, config_from_dict, config_hash
+from cardiotwin.pipeline.config import (
+    STAGE_SECTIONS,
+    Config,
+    ConfigError,
+    config_data,
+    config_from_dict,
+    config_hash,
+)
 
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: the pseudonymous case ids ``cardiotwin import`` gives (their hex may hold digit runs)
@@ -136,6 +143,12 @@ class Setup:
     config_sha256: str
     cases: dict[str, Case]
     results: str
+    stage_config_files: dict[str, str] = field(default_factory=dict)
+
+    def config_for(self, stage: str) -> str:
+        """The configuration file of one stage's rule: only the sections it reads
+        (:data:`~cardiotwin.pipeline.config.STAGE_SECTIONS`), else the whole file."""
+        return self.stage_config_files.get(stage, self.config_file)
 
     def path(self, relative: str) -> str:
         """An output path under the results folder (keeps Snakemake wildcards intact)."""
@@ -231,14 +244,27 @@ def setup(snakemake_config: dict, base: str | os.PathLike = ".") -> Setup:
     # stages never read the workflow section; it is left out of the file)
     digest = config_hash(config)
     results = config.workflow.results
-    config_file = f"{results}/config/{digest[:16]}.json"
-    target = Path(base) / config_file
+    config_file = _write_config(config, f"{results}/config/{digest[:16]}.json", base)
+    # a stage that reads fewer sections (mesh, induce) gets a file of only those, named by
+    # them: an ablation setting changed reruns ablate and report, not the induction
+    stage_files = {}
+    for stage, sections in STAGE_SECTIONS.items():
+        name = f"{results}/config/{stage}-{config_hash(config, sections=sections)[:16]}.json"
+        stage_files[stage] = _write_config(config, name, base, sections)
+    cases = read_cohort(Path(base) / config.workflow.cohort, base)
+    return Setup(config, config_file, digest, cases, results, stage_files)
+
+
+def _write_config(config: Config, name: str, base, sections=None) -> str:
+    """Write the resolved configuration (``sections`` only, when given) unless ``name``
+    exists already: its name is its content's hash, and an unchanged mtime is what keeps
+    Snakemake from rerunning the stages that read it."""
+    target = Path(base) / name
     if not target.exists():
-        resolved = config.model_dump(mode="json")
+        resolved = config_data(config, sections)
         resolved.pop("workflow", None)
         write_json_atomic(resolved, target)
-    cases = read_cohort(Path(base) / config.workflow.cohort, base)
-    return Setup(config, config_file, digest, cases, results)
+    return name
 
 
 __all__ = [

@@ -85,11 +85,13 @@ def _chosen_vts(first, text: str | None):
 
 
 def _same_protocol(config, report: dict) -> bool:
-    """Whether ``config`` is the one the induction ran with (up to its ablation section)."""
-    from cardiotwin.pipeline.config import AblationConfig, config_hash
+    """Whether ``config`` is the one the induction ran with, in the sections an induction
+    reads (files written before the hash covered only those: up to the ablation section)."""
+    from cardiotwin.pipeline.config import STAGE_SECTIONS, AblationConfig, config_hash
 
     wanted = report.get("config_hash")
     return wanted in (
+        config_hash(config, sections=STAGE_SECTIONS["induce"]),
         config_hash(config),
         config_hash(config.model_copy(update={"ablation": AblationConfig()})),
     )

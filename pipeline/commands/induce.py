@@ -72,7 +72,7 @@ def with_precision(config, precision: str | None):
 def run(args: argparse.Namespace) -> int:
     from cardiotwin.meshing.io import check_vtu_support, read_mesh
     from cardiotwin.meshing.mesh import MeshError
-    from cardiotwin.pipeline.config import ConfigError, load_config
+    from cardiotwin.pipeline.config import ConfigError, for_stage, load_config
     from cardiotwin.pipeline.induction import InductionError, run_induction
     from cardiotwin.pipeline.induction.journal import JournalError, remove_journal
     from cardiotwin.pipeline.induction.protocols import ProtocolError
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.pipeline.tissue import TissueError
 
     try:
-        config = load_config(args.config)
+        config = for_stage(load_config(args.config), "induce")
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     config = with_precision(config, args.precision)

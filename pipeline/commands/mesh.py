@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from cardiotwin.meshing.io import write_mesh
     from cardiotwin.meshing.quality import quality_summary
-    from cardiotwin.pipeline.config import ConfigError, load_config
+    from cardiotwin.pipeline.config import ConfigError, for_stage, load_config
     from cardiotwin.pipeline.images import ImageError
     from cardiotwin.pipeline.provenance import StageTimer, provenance
 
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         )
     timer = StageTimer().__enter__()
     try:
-        whole_config = load_config(args.config)
+        whole_config = for_stage(load_config(args.config), "mesh")
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     config = whole_config.mesh

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cardiotwin.meshing.mesh import Mesh
+from cardiotwin.pipeline.config import STAGE_SECTIONS, config_hash
 from cardiotwin.pipeline.induction import protocols
 from cardiotwin.pipeline.induction.anatomy import opening_loops, opening_windings
 from cardiotwin.pipeline.induction.detection import (
@@ -225,7 +226,7 @@ def _setup_fingerprint(mesh: Mesh, config: Config, sites, backend: str) -> str:
     """What a journal's trials depend on: mesh, configuration, sites (their nodes), backend."""
     digest = hashlib.sha256()
     digest.update(mesh.fingerprint().encode())
-    digest.update(config.model_dump_json(exclude={"workflow"}).encode())
+    digest.update(config_hash(config, sections=STAGE_SECTIONS["induce"]).encode())
     for site in sites:
         digest.update(site.name.encode())
         digest.update(np.ascontiguousarray(site.mesh_nodes, dtype=np.int64).tobytes())

@@ -68,3 +68,33 @@ def test_protocols_that_cannot_run_are_refused_with_the_configuration(tmp_path, 
     path.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_a_stage_reads_only_its_sections_and_hashes_only_them():
+    from cardiotwin.pipeline.config import (
+        STAGE_SECTIONS,
+        StageSectionError,
+        config_from_dict,
+        config_hash,
+        for_stage,
+    )
+
+    config = config_from_dict({"ablation": {"lesion_radius_mm": 3.5}})
+    other = config_from_dict({"ablation": {"lesion_radius_mm": 5.0}})
+    induce = for_stage(config, "induce")
+    assert induce.tissue == config.tissue and induce.induction == config.induction
+    with pytest.raises(StageSectionError, match="'ablation.lesion_radius_mm'.*STAGE_SECTIONS"):
+        induce.ablation.lesion_radius_mm  # noqa: B018
+    # the hash of what an induction reads: the same whether restricted or not, blind to the
+    # ablation section, not to an induction setting
+    sections = STAGE_SECTIONS["induce"]
+    assert config_hash(induce) == config_hash(config, sections=sections)
+    assert config_hash(induce) == config_hash(for_stage(other, "induce"))
+    assert config_hash(config) != config_hash(other)
+    pes = config_from_dict({"induction": {"pes": {"first_coupling_ms": 290}}})
+    assert config_hash(for_stage(pes, "induce")) != config_hash(induce)
+    # a restricted configuration cannot be hashed over a section it does not hold
+    with pytest.raises(StageSectionError):
+        config_hash(induce, sections=("ablation",))
+    # the stages not named read everything
+    assert for_stage(config, "ablate") is config

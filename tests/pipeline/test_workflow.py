@@ -162,13 +162,20 @@ def test_a_config_file_given_replaces_the_demo_instead_of_extending_it(tmp_path)
     where.write_text(yaml.safe_dump({"workflow": {"cohort": str(sheet), "results": str(results)}}))
     clinical = ROOT / "configs" / "clinical.yaml"
     snakemake("-n", "--cores", "1", "--configfile", str(clinical), str(where), cwd=tmp_path)
-    (resolved,) = (results / "config").glob("*.json")
-    settings = json.loads(resolved.read_text())
+    files = sorted(path.name for path in (results / "config").glob("*.json"))
+    # the whole configuration, and the sections mesh and induce read, each named by its hash
+    assert [re.sub("[0-9a-f]{16}", "H", name) for name in files] == [
+        "H.json", "induce-H.json", "mesh-H.json"
+    ], files  # fmt: skip
+    settings = json.loads((results / "config" / files[0]).read_text())
     assert settings["tissue"]["ventricle"]["model"] == "tp06"
     assert settings["induction"]["sites"] is None  # every site
     assert settings["induction"]["pes"]["s1_count"] == 6
     assert settings["ablation"]["max_rounds"] == 4
     assert settings["simulation"]["dt_ms"] == 0.01 and settings["mesh"]["edge_mm"] == 0.5
+    induce = json.loads((results / "config" / files[1]).read_text())
+    assert sorted(induce) == ["config_version", "induction", "simulation", "tissue"]
+    assert induce["tissue"] == settings["tissue"] and induce["induction"] == settings["induction"]
 
 
 def _config(folder: Path, sheet: Path, **sections) -> Path:
@@ -227,6 +234,20 @@ def test_run_rerun_one_patient_and_keep_going(tmp_path):
     threads.write_text(yaml.safe_dump({"workflow": {"simulation_threads": 1}}))
     dry = snakemake("-n", "--configfile", str(config), str(threads), cwd=tmp_path).stdout
     assert "Nothing to be done" in dry, dry
+    # ... an ablation setting reruns ablation and reports, not the induction (hours on a
+    # real mesh); an induction setting reruns the induction, not the mesh
+    for section, changed, rerun in (
+        ("ablation", {"lesion_radius_mm": 3.5}, ("ablate", "report")),
+        ("induction", {"pes": {**TINY["induction"]["pes"], "first_coupling_ms": 370}},
+         ("induce", "ablate", "report")),
+    ):  # fmt: skip
+        (tmp_path / "variant").mkdir(exist_ok=True)
+        other = _config(tmp_path / "variant", sheet, **{section: {**TINY[section], **changed}})
+        settings = yaml.safe_load(other.read_text())
+        settings["workflow"]["results"] = str(tmp_path / "results")
+        other.write_text(yaml.safe_dump(settings))
+        counts = _job_counts(snakemake("-n", "--configfile", str(other), cwd=tmp_path).stdout)
+        assert counts == {**dict.fromkeys(rerun, 2), "cohort_summary": 1, "all": 1}, counts
     # ... a changed input re-runs only that patient (and the cohort summary)
     image = nib.load(lge)
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj) * 1.01, image.affine, image.header), lge)
@@ -347,7 +368,7 @@ def test_killed_mid_simulation_the_workflow_resumes_with_the_same_answer(tmp_pat
     from cardiotwin.pipeline.cli import main
 
     whole = tmp_path / "uninterrupted"
-    (resolved,) = (tmp_path / "results" / "config").glob("*.json")  # what the rules ran with
+    (resolved,) = (tmp_path / "results" / "config").glob("induce-*.json")  # what induce ran with
     assert main(["induce", "--mesh", str(case / "mesh" / "mesh.vtu"), "--config", str(resolved),
                  "--out", str(whole), "--no-progress"]) == 0  # fmt: skip
     uninterrupted = json.loads((whole / "induction.json").read_text())
