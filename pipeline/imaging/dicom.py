@@ -279,39 +279,85 @@ def _read_header(path: Path, tags: list[str], *, check_pixels: bool = False) -> 
     if check_pixels:
         if "PixelData" not in dataset:
             raise _image_error(path, "has no pixel data", fix)
-        syntax = getattr(dataset.file_meta, "TransferSyntaxUID", None)
-        if syntax is not None and not syntax.is_compressed:
-            expected_bytes = (
-                int(dataset.get("Rows", 0))
-                * int(dataset.get("Columns", 0))
-                * int(dataset.get("SamplesPerPixel", 1))
-                * int(dataset.get("NumberOfFrames", 1) or 1)
-                * int(dataset.get("BitsAllocated", 16))
-                // 8
-            )
-            if len(dataset.PixelData) < expected_bytes:
-                raise _image_error(
-                    path,
-                    f"has {len(dataset.PixelData)} of the {expected_bytes} bytes of pixel "
-                    "data its Rows/Columns/BitsAllocated call for (truncated or malformed)",
-                    fix,
-                )
+        short = _short_pixel_data(dataset)
+        if short:
+            raise _image_error(path, short, fix)
     return {tag: dataset.get(tag) for tag in tags if tag in dataset}
 
 
+def _short_pixel_data(dataset) -> str | None:
+    """Why uncompressed pixel data is shorter than Rows x Columns x samples x frames say,
+    or None (compressed data is not checked)."""
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or syntax.is_compressed:
+        return None
+    expected_bytes = (
+        int(dataset.get("Rows", 0))
+        * int(dataset.get("Columns", 0))
+        * int(dataset.get("SamplesPerPixel", 1))
+        * int(dataset.get("NumberOfFrames", 1) or 1)
+        * int(dataset.get("BitsAllocated", 16))
+        // 8
+    )
+    if len(dataset.PixelData) < expected_bytes:
+        return (
+            f"has {len(dataset.PixelData)} of the {expected_bytes} bytes of pixel "
+            "data its Rows/Columns/BitsAllocated call for (truncated or malformed)"
+        )
+    return None
+
+
+def _stray_kind(path: Path) -> str:
+    """What a DICOM file in no series is: "non-image" (a structured report, presentation
+    state, key-object note or DICOMDIR: no pixel data), "image" or "unparsable"."""
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path)
+        if not any(tag in dataset for tag in ("PixelData", "FloatPixelData")):
+            return "non-image"
+        if "PixelData" in dataset and _short_pixel_data(dataset):
+            return "unparsable"
+    except Exception:  # pydicom raises many types on a damaged file; all mean "cannot parse"
+        return "unparsable"
+    return "image"
+
+
 def _check_no_stray_dicom(folder: Path, series_file_names: set[str]) -> None:
-    """Raise if files with the DICOM preamble are in no series (unreadable, e.g. cut short)."""
+    """Raise if files with the DICOM preamble are in no series: unreadable ones (e.g. cut
+    short), or images SimpleITK left out. Non-image objects (reports, DICOMDIR) are skipped."""
     stray = sorted(
         path.name
         for path in folder.iterdir()
         if path.is_file() and path.name not in series_file_names and _is_dicom_file(path)
     )
-    if stray:
-        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+    kinds = {name: _stray_kind(folder / name) for name in stray}
+
+    def shown(names):
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    broken = [name for name in stray if kinds[name] == "unparsable"]
+    if broken:
         raise _image_error(
             folder,
-            f"has {len(stray)} DICOM file(s) that could not be parsed: {shown}",
+            f"has {len(broken)} DICOM file(s) that could not be parsed: {shown(broken)}",
             "They are probably truncated; copy the series again or remove them.",
+        )
+    left_out = [name for name in stray if kinds[name] == "image"]
+    if left_out:
+        raise _image_error(
+            folder,
+            f"has {len(left_out)} DICOM image file(s) that are in no readable series: "
+            f"{shown(left_out)} (a slice without position or orientation, or an image "
+            "SimpleITK cannot decode)",
+            "Export the series again, or remove them if they do not belong to it.",
+        )
+    skipped = len(stray) - len(broken) - len(left_out)
+    if skipped:
+        logger.info(
+            "skipped %d DICOM object(s) without pixel data (reports, presentation states, "
+            "DICOMDIR)",
+            skipped,
         )
 
 
@@ -372,8 +418,7 @@ def _read_dicom_series(
             folder,
             f"series {series_uid} reads as a {image.GetDimension()}-D image (files of several "
             "frames each: multi-frame or cine)",
-            "Export the LGE as one file per slice (classic MR image storage), a single 3-D "
-            "volume.",
+            "Export the LGE as one file per slice (classic MR image storage), a single 3-D volume.",
         )
     affine = _itk_geometry_to_ras_affine(
         image.GetOrigin(), image.GetDirection(), image.GetSpacing()

@@ -736,3 +736,35 @@ def test_resample_rejects_non_integer_labels():
     volume = ImageVolume(np.full((4, 4, 4), 0.5), np.eye(4), "prob.nii.gz")
     with pytest.raises(ImageError, match="not a label map"):
         resample_isotropic(volume, 0.5, kind="labels")
+
+
+@pytest.mark.parametrize("own_series", [False, True])
+def test_a_report_object_beside_the_series_is_skipped_not_called_truncated(tmp_path, own_series):
+    # PACS exports put structured reports and presentation states beside the images: DICOM
+    # files with no pixel data, in no image series (they were refused as "truncated")
+    folder = tmp_path / "series"
+    study_uid, series_uid = generate_uid(), generate_uid()
+    voxels = planted_voxels((24, 20, 4))
+    write_mr_series(folder, voxels, study_uid=study_uid, series_uid=series_uid)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report = Dataset()
+    report.file_meta = meta
+    report.SOPClassUID = meta.MediaStorageSOPClassUID
+    report.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    report.Modality = "SR"
+    report.StudyInstanceUID = study_uid
+    report.SeriesInstanceUID = generate_uid() if own_series else series_uid
+    victim = _end_slice_file(folder)
+    report.save_as(folder / "SR0001.dcm", enforce_file_format=True)
+    volume = load_volume(folder)
+    assert volume.array.shape == voxels.shape
+    np.testing.assert_array_equal(volume.array, voxels)
+    # an image slice that no series takes (here: without a size) is still refused
+    dataset = dcmread(victim)
+    del dataset.Rows
+    dataset.save_as(victim)
+    with pytest.raises(ImageError, match=r"1 DICOM image file.* in no readable series"):
+        load_volume(folder)
