@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         ablation_json=args.ablation,
     )
     try:
-        config = load_config(args.config)
+        # without --config the report cannot know the settings: its table is left out
+        config = None if args.config is None else load_config(args.config)
         written = write_report(inputs, args.out, config, pdf=not args.no_pdf)
     except (ReportError, ConfigError, MeshError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None

@@ -55,22 +55,42 @@ def _read_json(path: Path | None) -> dict | None:
         return None
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReportError(f"{path} does not exist; run its stage first") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} is not valid JSON ({exc}); re-run its stage") from None
+    except OSError as exc:  # a folder, no permission
+        raise ReportError(f"{path} cannot be read ({type(exc).__name__}); give the file") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path} holds a JSON {type(data).__name__}, not a stage's output")
+    return data
 
 
-def _segmentation(data: dict) -> SegmentationResult:
+def _segmentation(data: dict, source: Path) -> SegmentationResult:
+    from pydantic import ValidationError
+
     keys = SegmentationResult.model_fields
-    return SegmentationResult(**{k: data.get(k) for k in keys if k in data})
+    try:
+        return SegmentationResult(**{k: data.get(k) for k in keys if k in data})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise ReportError(
+            f"{source}: not a segmentation JSON of cardiotwin segment ({problems}); re-run "
+            "the segment stage"
+        ) from None
 
 
 def _mesh(path: Path, quality: dict | None) -> MeshResult:
     from cardiotwin.meshing.io import read_mesh
+    from cardiotwin.meshing.mesh import MeshError
 
-    mesh = read_mesh(path)
+    try:
+        mesh = read_mesh(path)
+    except (MeshError, OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read the mesh ({exc}); re-run the mesh stage") from None
     volumes = {TISSUE_NAMES.get(int(t), f"tag {int(t)}"): mesh.volume_ml(int(t))
                for t in sorted(set(mesh.region.tolist()))}  # fmt: skip
     quality = quality or {}
@@ -80,6 +100,7 @@ def _mesh(path: Path, quality: dict | None) -> MeshResult:
         volume_ml_by_tissue=volumes,
         mean_edge_mm=quality.get("edge_mm", {}).get("mean"),
         min_dihedral_deg=quality.get("dihedral_deg", {}).get("min"),
+        biventricular=any(name.startswith("RV-") for name in mesh.node_sets),
     )
 
 
@@ -155,6 +176,7 @@ def _ablation(data: dict, source: Path) -> AblationResult:
                     radius_mm=x["radius_mm"],
                     volume_ml=x["volume_ml"],
                     vt_ids=list(x.get("vt_ids", [])),
+                    round=x.get("round"),
                 )
                 for x in data["lesions"]
             ],  # fmt: skip
@@ -216,7 +238,9 @@ def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
     results = CaseResults(
         case_id=inputs.case_id,
         kind=inputs.kind,
-        segmentation=None if raw["segmentation"] is None else _segmentation(raw["segmentation"]),
+        segmentation=None
+        if raw["segmentation"] is None
+        else _segmentation(raw["segmentation"], inputs.segmentation_json),
         mesh=None if inputs.mesh is None else _mesh(inputs.mesh, raw["mesh"]),
         induction=None
         if raw["induction"] is None
@@ -308,6 +332,38 @@ def _targets(source: Path, data: dict, ablation: AblationResult, pictures, notes
         pictures["targets"] = _png_uri(png)
 
 
+def stage_settings(results: CaseResults, raw: dict, config=None) -> dict:
+    """What the stages ran with, read from their own outputs where they record it (the
+    configuration given to the report may be another): the mesh's requested edge (mm), the
+    sites paced, the image's voxel size (mm), and whether the induction's configuration hash
+    differs from the report's configuration in the sections an induction reads."""
+    from cardiotwin.pipeline.config import STAGE_SECTIONS, AblationConfig, config_hash
+
+    mesh_input = (raw.get("mesh") or {}).get("input") or {}
+    grid = (raw.get("segmentation") or {}).get("grid") or {}
+    sites = "-"
+    if results.induction is not None:
+        names = [site.name for site in results.induction.sites]
+        sites = ", ".join(names) if names else "none"
+    elif config is not None:
+        sites = ", ".join(config.induction.sites) if config.induction.sites else "all"
+    differs = False
+    recorded = (raw.get("induction") or {}).get("config_hash")
+    if config is not None and recorded:
+        differs = recorded not in (
+            config_hash(config, sections=STAGE_SECTIONS["induce"]),
+            # induction files written before the hash covered only the induction's sections
+            config_hash(config),
+            config_hash(config.model_copy(update={"ablation": AblationConfig()})),
+        )
+    return {
+        "edge_mm": mesh_input.get("edge_mm_requested"),
+        "sites": sites,
+        "voxel_mm": grid.get("spacing_mm"),
+        "config_differs": differs,
+    }
+
+
 def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None) -> str:
     """The self-contained HTML page of one case."""
     import jinja2
@@ -341,6 +397,7 @@ def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None
         pictures=pictures,
         notes=notes,
         config=None if config is None else config.model_dump(mode="json"),
+        stage_settings=stage_settings(results, raw, config),
         kind=inputs.kind,
     )
 

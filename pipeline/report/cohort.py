@@ -53,9 +53,26 @@ def rows(cases: list[CaseResults]) -> list[dict]:
             else round(ind.fraction_inducing_sites, 3),
             "lesions": None if abl is None else len(abl.lesions),
             "lesion_volume_ml": None if abl is None else round(abl.total_volume_ml, 3),
-            "non_inducible_after_ablation": None if abl is None else abl.non_inducible_after,
+            "non_inducible_after_ablation": _after_ablation(abl),
         })  # fmt: skip
     return table
+
+
+def _after_ablation(abl) -> bool | str | None:
+    """True / False, or why neither: "nothing to ablate" (never inducible: no lesion was
+    placed, so nothing was shown by ablation) or "incomplete" (nothing induced after ablation,
+    but sites gave no answer)."""
+    if abl is None:
+        return None
+    if abl.input_inducible is False:
+        return "nothing to ablate"
+    if abl.non_inducible_after:
+        return True
+    return "incomplete" if abl.status == "induction incomplete" else False
+
+
+#: per column, the value that is bad news (red) and the one that is good news (green)
+ALARMS = {"inducible": (True, False), "non_inducible_after_ablation": (False, True)}
 
 
 def tsv(table: list[dict]) -> str:
@@ -72,7 +89,7 @@ def burden_plot_png(table: list[dict]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.4, max(3.6, 0.3 * len(table) + 1.2)), dpi=110)
     colours = {True: "#b00020", False: "#1b7a1b", "incomplete": "#d08000", None: "#888888"}
     labels = {
         True: "inducible",
@@ -92,8 +109,8 @@ def burden_plot_png(table: list[dict]) -> bytes:
     ax.set_xlabel("scar + border zone (% of wall)")
     ax.set_xlim(left=0)
     ax.grid(axis="x", alpha=0.3)
-    if seen:
-        ax.legend(loc="lower right", fontsize=8)
+    if seen:  # beside the axes: inside, it hid the points of the bottom rows
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     ax.set_title("Scar burden and inducibility")
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -111,7 +128,9 @@ def html(table: list[dict], plot_png: bytes) -> str:
         undefined=jinja2.StrictUndefined,
     )
     uri = "data:image/png;base64," + base64.b64encode(plot_png).decode("ascii")
-    return env.get_template("cohort.html.j2").render(rows=table, columns=COLUMNS, plot=uri)
+    return env.get_template("cohort.html.j2").render(
+        rows=table, columns=COLUMNS, plot=uri, alarms=ALARMS
+    )
 
 
 def write_summary(paths: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -1,18 +1,21 @@
 """``results.json``: one case's answers in a documented, machine-readable form.
 
 The schema is this pydantic model (``CaseResults.model_json_schema()``; the generated JSON
-schema is checked in as ``configs/schema/results.schema.json``). Lengths in mm, volumes in
-ml, times in ms, positions in the scanner RAS+ frame of the input image. A stage that did not
-run is ``null``. ``provenance`` maps each stage to its provenance block
+schema is checked in as ``pipeline/schemas/results.schema.json``, kept equal by a test).
+Lengths in mm, volumes in ml, times in ms, positions in the scanner RAS+ frame of the input
+image. A stage that did not run is ``null``. ``provenance`` maps each stage to its provenance block
 (:func:`cardiotwin.pipeline.provenance.provenance`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 #: bump when a field changes meaning or is removed
 RESULTS_SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "results.schema.json"
 
 
 class _Result(BaseModel):
@@ -20,14 +23,20 @@ class _Result(BaseModel):
 
 
 class SegmentationResult(_Result):
-    method: str = Field(description="intensity method: nsd, fwhm or iir")
+    method: str = Field(description="intensity method: nsd, fwhm, iir or iir-surface")
     wall_volume_ml: float
     healthy_volume_ml: float
     border_zone_volume_ml: float = Field(description="border zone (ventricle) or fibrosis")
     scar_volume_ml: float = Field(description="dense scar")
-    border_zone_percent: float = Field(description="of the wall volume")
-    scar_percent: float = Field(description="of the wall volume")
-    fibrosis_percent: float | None = Field(None, description="atria: label 2 + 3, % of wall")
+    border_zone_percent: float = Field(
+        description="of the wall volume (iir-surface: of the wall's endocardial surface area)"
+    )
+    scar_percent: float = Field(
+        description="of the wall volume (iir-surface: of the wall's endocardial surface area)"
+    )
+    fibrosis_percent: float | None = Field(
+        None, description="atria: label 2 + 3, as border_zone_percent + scar_percent"
+    )
     utah_stage: str | None = Field(None, description="atria: Utah / DECAAF stage I-IV")
 
 
@@ -37,6 +46,7 @@ class MeshResult(_Result):
     volume_ml_by_tissue: dict[str, float] = Field(description="tissue name -> ml")
     mean_edge_mm: float | None = None
     min_dihedral_deg: float | None = None
+    biventricular: bool | None = Field(None, description="the mesh has RV pacing sites")
 
 
 class VTResult(_Result):
@@ -80,7 +90,10 @@ class LesionResult(_Result):
     center_mm: list[float]
     radius_mm: float
     volume_ml: float
-    vt_ids: list[int]
+    vt_ids: list[int] = Field(
+        description="the VTs of its round's induction (ids restart with each re-induction)"
+    )
+    round: int | None = Field(None, description="the ablation round that placed it")
 
 
 class AblationResult(_Result):
@@ -104,3 +117,8 @@ class CaseResults(_Result):
     induction: InductionResult | None = None
     ablation: AblationResult | None = None
     provenance: dict[str, dict] = Field(default_factory=dict, description="stage -> block")
+
+
+def results_schema() -> dict:
+    """The JSON schema of ``results.json``."""
+    return CaseResults.model_json_schema()

@@ -350,3 +350,124 @@ def test_the_cohort_summary_never_calls_an_incomplete_study_not_inducible():
     assert [row["inducible"] for row in table] == [True, False, "incomplete"]
     assert "\tincomplete\t" in tsv(table)
     assert burden_plot_png(table).startswith(b"\x89PNG")
+
+
+def _text(html: str) -> str:
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_undetermined_answers_are_not_called_no(tmp_path):
+    # an induction that induced nothing with a site unanswered, and an ablation whose
+    # re-induction was incomplete: the summary cards said "no" (green) and "NO" (red)
+    inputs, induction_json, induction, ablation = _study_inputs(tmp_path)
+    for site in induction["sites"]:
+        site.update(induced=False, vt_id=None)
+    induction["sites"][0]["status"] = "diverged at S2 300 ms"
+    induction.update(inducible=False, complete=False, unique_vts=[], sites_inducing=0,
+                     fraction_inducing_sites=0.0)  # fmt: skip
+    induction_json.write_text(json.dumps(induction))
+    inputs.ablation_json = None
+    written = write_report(inputs, tmp_path / "incomplete", pdf=False)
+    text = _text(written["html"].read_text())
+    assert "Inducible re-entry not determined (study incomplete)" in text
+    assert "Inducible: no (not every site gave an answer: non-inducibility is not claimed)" in text
+
+    (tmp_path / "b").mkdir()
+    inputs, induction_json, induction, ablation = _study_inputs(tmp_path / "b")
+    ablation.update(status="induction incomplete", non_inducible_after=False)
+    inputs.ablation_json.write_text(json.dumps(ablation))
+    written = write_report(inputs, tmp_path / "after", pdf=False)
+    text = _text(written["html"].read_text())
+    assert "Non-inducible after ablation not determined (re-induction incomplete)" in text
+    assert "Non-inducible after ablation NO" not in text
+    assert "Inducible re-entry YES (1 VT)" in text
+    # the lesion table names the round (VT ids restart with each re-induction), 3 decimals
+    assert "1 1 11.0, -4.0, 21.5 4.0 0.310 1" in text
+    results = [written["results"]]
+
+    # the cohort: three-way after ablation, coloured by what is good news per column
+    from cardiotwin.pipeline.report.cohort import write_summary
+
+    healthy = _inputs("healthy")
+    (tmp_path / "c").mkdir()
+    healthy.induction_json, healthy.ablation_json = _inducible_study(tmp_path / "c")[:2]
+    data = json.loads(healthy.induction_json.read_text())
+    for site in data["sites"]:
+        site.update(induced=False, vt_id=None)
+    data.update(inducible=False, unique_vts=[], sites_inducing=0, fraction_inducing_sites=0.0)
+    healthy.induction_json.write_text(json.dumps(data))
+    data = json.loads(healthy.ablation_json.read_text())
+    data.update(status="not inducible before ablation", input_inducible=False,
+                non_inducible_after=True, lesions=[], lesion_sets=[], total_volume_ml=0.0,
+                rounds=0)  # fmt: skip
+    healthy.ablation_json.write_text(json.dumps(data))
+    results.append(write_report(healthy, tmp_path / "healthy", pdf=False)["results"])
+    cured = _inputs("cured")
+    (tmp_path / "d").mkdir()
+    cured.induction_json, cured.ablation_json = _inducible_study(tmp_path / "d")[:2]
+    results.append(write_report(cured, tmp_path / "cured", pdf=False)["results"])
+    written = write_summary(results, tmp_path / "cohort")
+    table = [line.split("\t") for line in written["table"].read_text().splitlines()]
+    after = {row[0]: row[-1] for row in table[1:]}
+    assert after == {"cured": "True", "demo-1": "incomplete", "healthy": "nothing to ablate"}
+    page = written["html"].read_text()
+    assert page.count('class="yes"') == 2  # cured and demo-1 inducible: the bad news
+    assert page.count('class="no"') == 2  # healthy not inducible, cured non-inducible after
+
+
+def test_the_settings_table_says_what_the_stages_ran_with(tmp_path):
+    from cardiotwin.pipeline.config import STAGE_SECTIONS, config_from_dict, config_hash
+
+    inputs, induction_json, induction, _ = _study_inputs(tmp_path)
+    quality = tmp_path / "mesh.quality.json"
+    quality.write_text(json.dumps({"input": {"edge_mm_requested": 2.0}}))
+    inputs.mesh_quality_json = quality
+    config = config_from_dict({"mesh": {"edge_mm": 0.5}})
+    induction["config_hash"] = config_hash(config, sections=STAGE_SECTIONS["induce"])
+    induction_json.write_text(json.dumps(induction))
+    text = _text(write_report(inputs, tmp_path / "same", config, pdf=False)["html"].read_text())
+    assert "mesh edge (requested) 2.0 mm" in text  # the mesh's own record, not the config's
+    assert "sites: AHA-4, AHA-9" in text and "segmentation method fwhm" in text
+    assert "voxels of 1.5 × 1.5 × 8.0 mm" in text
+    assert "The induction ran with other settings" not in text
+    other = config_from_dict({"induction": {"pes": {"s1_count": 8}}})
+    text = _text(write_report(inputs, tmp_path / "other", other, pdf=False)["html"].read_text())
+    assert "The induction ran with other settings" in text
+
+
+def test_provenance_shows_local_changes(tmp_path):
+    inputs, _, _, ablation = _study_inputs(tmp_path)
+    ablation["provenance"]["git_commit"] = "0123456789abcdef0123+modified"
+    inputs.ablation_json.write_text(json.dumps(ablation))
+    text = _text(write_report(inputs, tmp_path / "out", pdf=False)["html"].read_text())
+    assert "0123456789ab (with local changes)" in text
+
+
+@pytest.mark.parametrize(
+    ("role", "content", "message"),
+    [
+        ("segmentation_json", {"method": "fwhm", "wall_volume_ml": 10}, "not a segmentation JSON"),
+        ("induction_json", [], "holds a JSON list"),
+        ("induction_json", "folder", "cannot be read"),
+    ],
+)
+def test_a_malformed_stage_output_is_one_error_naming_the_file(tmp_path, role, content, message):
+    inputs = _inputs()
+    path = tmp_path / "input.json"
+    if content == "folder":
+        path.mkdir()
+    else:
+        path.write_text(json.dumps(content))
+    setattr(inputs, role, path)
+    with pytest.raises(ReportError, match=f"input.json.*{message}"):
+        write_report(inputs, tmp_path / "out", pdf=False)
+
+
+def test_results_schema_file_is_generated_from_the_model():
+    from cardiotwin.pipeline.report.results import SCHEMA_PATH, results_schema
+
+    assert json.loads(Path(SCHEMA_PATH).read_text()) == results_schema(), (
+        "pipeline/schemas/results.schema.json is stale: regenerate it from results_schema()"
+    )
