@@ -2,9 +2,11 @@
 
 Every output is first written to a hidden temporary name beside its target (same suffix, so
 writers that pick the format from the extension still work), and renamed into place only when
-all outputs of the call are complete (``os.replace`` is atomic on one file system). An error
-removes the temporary files and any folder created for them that stayed empty. Used by every
-layer (meshing, solvers, pipeline), so it lives at the package root.
+all outputs of the call are complete and flushed to the disk (``os.replace`` is atomic on
+one file system; the files and then their folders are fsynced, so a power cut leaves the old
+file or the whole new one). An error removes the temporary files and any folder created for
+them that stayed empty. Used by every layer (meshing, solvers, pipeline), so it lives at the
+package root.
 """
 
 from __future__ import annotations
@@ -20,6 +22,23 @@ def _temporary_name(path: Path) -> Path:
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     return path.parent / f".{stem}.{secrets.token_hex(6)}.tmp{suffix}"
+
+
+def _sync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk: renamed into place unsynced,
+    a file could be empty after a power cut although its name says it is complete."""
+    if not (path.is_file() or path.is_dir()):
+        return  # a writer that wrote its output under other names
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # file systems that cannot sync a folder (some network mounts)
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_all_or_nothing(writers: Mapping[Path, Callable[[Path], object]]) -> list[Path]:
@@ -40,8 +59,11 @@ def write_all_or_nothing(writers: Mapping[Path, Callable[[Path], object]]) -> li
             tmp = _temporary_name(path)
             staged.append((tmp, path))
             writer(tmp)
+            _sync(tmp)
         for tmp, path in staged:
             os.replace(tmp, path)
+        for folder in {path.parent for _, path in staged}:
+            _sync(folder)  # the renames themselves
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
