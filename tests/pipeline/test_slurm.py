@@ -141,15 +141,22 @@ def test_cohort_on_slurm(slurm_cluster, tmp_path):
         )
     )
     config = tmp_path / "config.yaml"
+    # one simulation thread: SLURM must be asked for what the job runs (the profile once
+    # asked every job for 2 CPUs whatever simulation_threads said)
     config.write_text(
-        f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: results\n" + TEST_SETTINGS
+        f"config_version: 1\nworkflow:\n  cohort: {sheet}\n  results: results\n"
+        "  simulation_threads: 1\n" + TEST_SETTINGS
     )
+    # the project's SLURM profile, with this one-node cluster's partition, time and memory
+    # (the profile's per-rule memory is more than the node has)
     command = [
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-        "--executor", "slurm", "--jobs", "4", "--configfile", str(config),
+        "--profile", str(ROOT / "configs" / "profiles" / "slurm"),
+        "--jobs", "4", "--configfile", str(config), "--retries", "0",
         "--slurm-status-command", "squeue", "--slurm-no-account", "--latency-wait", "10",
         "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "3",
         "--default-resources", "slurm_partition=debug", "runtime=20", "mem_mb=1000",
+        "--set-resources", "mesh:mem_mb=1000", "induce:mem_mb=1000", "ablate:mem_mb=1000",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -165,6 +172,7 @@ def test_cohort_on_slurm(slurm_cluster, tmp_path):
         asked[rule] = asked.get(rule, False) or "gpu" in fields.get("TresPerNode", "") + fields.get(
             "TresPerJob", ""
         )
+        assert fields["NumCPUs"] == "1", f"rule {rule} asked for {fields['NumCPUs']} CPUs"
     assert set(asked) >= {"segment", "mesh", "report", "cohort_summary"}, asked
     for rule, gpu in asked.items():
         assert gpu == (rule in GPU_RULES), f"rule {rule} asked for a GPU: {gpu}"
