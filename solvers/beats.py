@@ -38,7 +38,7 @@ import numpy as np
 
 from cardiotwin.solvers.backends import node_rules
 from cardiotwin.solvers.stepping import StopSimulation
-from cardiotwin.solvers.trackers import Tracker
+from cardiotwin.solvers.trackers import Tracker, continues_on
 
 #: outcome codes of a member (``TrialMonitor.outcome``)
 RUNNING, QUIESCENT, OBSERVED = 0, 1, 2
@@ -124,7 +124,7 @@ class TrialMonitor(Tracker):
         if self.watches is not None and len(self.watches) != b:
             raise ValueError(f"TrialMonitor got {len(self.watches)} watches for {b} members")
         v0 = ops.to_host(sim.voltage).reshape(-1)
-        if self._shape == (n, b) and self._ops is ops:  # a further run of the same batch
+        if continues_on(self, sim):  # a further run of the same stepper
             self._v_prev = ops.asarray(v0)
             return
         self._ops, self._shape = ops, (n, b)

@@ -166,11 +166,7 @@ def pace_cell(
         raise ValueError(f"time step must be positive, got dt = {dt_ms} ms")
     if beats < 1:
         raise ValueError(f"beats must be at least 1, got {beats}")
-    p = model.default_parameters() if parameters is None else np.asarray(parameters, float)
-    p = np.ascontiguousarray(p.reshape(-1, 1))
-    y = model.initial_state(1)
-    if initial_state is not None:
-        y[:, 0] = initial_state
+    p, y = _cell_inputs(model, parameters, initial_state)
     if stim_amplitude is None:
         stim_amplitude = 2.0 * stimulus_threshold(
             model,
@@ -197,6 +193,27 @@ def pace_cell(
     )
 
 
+def _cell_inputs(model: IonicModel, parameters, initial_state) -> tuple[np.ndarray, np.ndarray]:
+    """(n_parameters, 1) parameters and (n_states, 1) state of one cell, checked: the kernels
+    index them without bounds checks, so a short vector reads past its end."""
+    p = model.default_parameters() if parameters is None else np.asarray(parameters, float)
+    if p.shape != (model.n_parameters,):
+        raise ValueError(
+            f"{model.name}: parameters must be a vector of its {model.n_parameters} parameters "
+            f"(model.parameter_names), got shape {p.shape}"
+        )
+    y = model.initial_state(1)
+    if initial_state is not None:
+        state = np.asarray(initial_state, float)
+        if state.shape != (model.n_states,):
+            raise ValueError(
+                f"{model.name}: initial_state must be a vector of its {model.n_states} states, "
+                f"got shape {state.shape}"
+            )
+        y[:, 0] = state
+    return np.ascontiguousarray(p.reshape(-1, 1)), y
+
+
 def stimulus_threshold(
     model: IonicModel,
     *,
@@ -212,11 +229,7 @@ def stimulus_threshold(
 
     Found by bisection to ``rel_tol``, from ``initial_state`` (default: the model's).
     """
-    p = model.default_parameters() if parameters is None else np.asarray(parameters, float)
-    p = np.ascontiguousarray(p.reshape(-1, 1))
-    y0 = model.initial_state(1)
-    if initial_state is not None:
-        y0[:, 0] = initial_state
+    p, y0 = _cell_inputs(model, parameters, initial_state)
     run = _runner(model, backend)
     window_steps = _steps(window_ms, dt_ms, "threshold window")
     stim_steps = _steps(stim_duration_ms, dt_ms, "stimulus duration")

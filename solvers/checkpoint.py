@@ -119,7 +119,11 @@ def reuse_discretisation(problem, source) -> bool:
 
 
 def _stateful(trackers) -> list:
-    return [t for t in trackers if t.state_dict()]
+    """The trackers that keep state: those whose class has its own ``state_dict`` (asked
+    before they start, when their buffers do not exist yet)."""
+    from cardiotwin.solvers.trackers import Tracker
+
+    return [t for t in trackers if type(t).state_dict is not Tracker.state_dict]
 
 
 def _tracker_keys(trackers) -> list[str]:
@@ -176,9 +180,18 @@ def load_checkpoint(stepper, path: str | os.PathLike, trackers=()) -> None:
     """Restore a checkpoint of this same set-up (state, time, solver and tracker state).
 
     The trackers that keep state (activation times, APD, ...) must be the ones that wrote
-    the checkpoint, in the same order; trackers without state (NaN guard, progress,
-    checkpoints) may be added or left out.
+    the checkpoint, in the same order, and started on ``stepper``; trackers without state
+    (NaN guard, progress, checkpoints) may be added or left out.
     """
+    data = restore_stepper(stepper, path, trackers)
+    restore_trackers(data, path, trackers)
+
+
+def restore_stepper(stepper, path: str | os.PathLike, trackers=()) -> dict:
+    """The stepper's part of :func:`load_checkpoint` (state, time, solver), after checking
+    the whole file, the trackers' keys included; returns the file's arrays for
+    :func:`restore_trackers`. A run that resumes starts its trackers in between, so they
+    start from the resumed time and state."""
     path = Path(path)
     data = _read_npz(path, "checkpoint")
     if "fingerprint" not in data or "format" not in data:
@@ -214,6 +227,14 @@ def load_checkpoint(stepper, path: str | os.PathLike, trackers=()) -> None:
     stepper.diffusion_operator.load_state_dict(
         {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith("diffusion/")}
     )
+    stepper._stimulus_key = None
+    return data
+
+
+def restore_trackers(data: dict, path: str | os.PathLike, trackers=()) -> None:
+    """The trackers' part of :func:`load_checkpoint` (each started on the stepper)."""
+    stateful = _stateful(trackers)
+    given_keys = _tracker_keys(stateful)
     for key, tracker in zip(given_keys, stateful, strict=True):
         prefix = f"tracker/{key}/"
         saved = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
@@ -224,7 +245,6 @@ def load_checkpoint(stepper, path: str | os.PathLike, trackers=()) -> None:
                 f"checkpoint {path}: the state of tracker {key} does not fit it ({exc}); "
                 "resume with the trackers (and settings) that wrote it"
             ) from None
-    stepper._stimulus_key = None
 
 
 # --- snapshots ---------------------------------------------------------------------------------

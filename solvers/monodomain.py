@@ -111,6 +111,10 @@ class Stimulus:
                     f" got {nodes.shape}"
                 )
             return np.nonzero(nodes)[0]
+        if nodes.size and not np.issubdtype(nodes.dtype, np.integer):
+            raise ValueError(
+                f"stimulus nodes must be integer indices or a boolean mask, got {nodes.dtype}"
+            )
         nodes = nodes.astype(np.int64).reshape(-1)
         if nodes.size and (nodes.min() < 0 or nodes.max() >= points_mm.shape[0]):
             raise ValueError(
@@ -242,6 +246,9 @@ class MonodomainProblem:
         if pset is None:
             return
         pset = np.asarray(pset)
+        if pset.size and not np.issubdtype(pset.dtype, np.integer):
+            # a float 1.7 was truncated to set 1 without a word
+            raise ValueError(f"parameter_set must hold integer set indices, got {pset.dtype}")
         n = self.mesh.n_points
         if pset.shape not in ((n,), (n, self.batch_size)):
             raise ValueError(

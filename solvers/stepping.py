@@ -336,6 +336,25 @@ class _Theta(_PingPong):
             self.ops.copy(self.ops.asarray(increment, dtype=self.increment.dtype), self.increment)
 
 
+def _check_stimuli_on_grid(stimuli, dt_ms: float) -> None:
+    """Refuse a stimulus whose start, duration or period is not a whole number of steps: a
+    step is stimulated when it starts inside the pulse, so an off-grid pulse delivers a
+    rounded charge, and one shorter than a step can be skipped altogether."""
+    for stimulus in stimuli:
+        for name in ("start_ms", "duration_ms", "period_ms"):
+            value = getattr(stimulus, name)
+            if value is None or (name == "period_ms" and stimulus.count == 1):
+                continue
+            steps = value / dt_ms
+            if abs(steps - round(steps)) > 1e-6 * max(1.0, abs(steps)):
+                raise ValueError(
+                    f"{stimulus.describe()}: {name[:-3]} {value:g} ms is not a whole number "
+                    f"of time steps (dt = {dt_ms:g} ms); the current is on for whole steps "
+                    "only, so it would deliver a rounded charge or none. Put the stimulus on "
+                    "the step grid"
+                )
+
+
 class SplitStepper:
     """Advance a :class:`MonodomainProblem` in time by operator splitting.
 
@@ -394,6 +413,14 @@ class SplitStepper:
             raise ValueError(f"theta must lie in [0.5, 1] (unconditionally stable), got {theta}")
         if substeps != "auto" and not (isinstance(substeps, int) and substeps >= 1):
             raise ValueError(f"substeps must be 'auto' or a positive integer, got {substeps!r}")
+        if not (math.isfinite(cg_rtol) and 0 < cg_rtol < 1):
+            # NaN passed every column as converged at once: no diffusion, without a word
+            raise ValueError(f"cg_rtol must lie in (0, 1), got {cg_rtol}")
+        if int(cg_max_iterations) != cg_max_iterations or cg_max_iterations < 1:
+            raise ValueError(
+                f"cg_max_iterations must be a positive integer, got {cg_max_iterations}"
+            )
+        _check_stimuli_on_grid(problem.stimuli, float(dt_ms))
         self.problem = problem
         self.dt_ms = float(dt_ms)
         self.mass, self.diffusion, self.theta = mass, diffusion, float(theta)
@@ -694,15 +721,26 @@ class SplitStepper:
             raise ValueError(f"t_end must be a finite time in ms, got {t_end_ms}")
         self.trackers = list(trackers)
         self.t_end_ms = float(t_end_ms)
+        resumed = None
+        if resume_from is not None:
+            from cardiotwin.solvers.checkpoint import restore_stepper
+
+            resumed = restore_stepper(self, resume_from, self.trackers)
+        # trackers start at the resumed time and state (a recorder's first frame, a progress
+        # bar's total, the NaN guard's last good time), then get their records back
         for tracker in self.trackers:
             tracker.start(self)
-        if resume_from is not None:
-            self.load_checkpoint(resume_from, self.trackers)
+        if resumed is not None:
+            from cardiotwin.solvers.checkpoint import restore_trackers
+
+            restore_trackers(resumed, resume_from, self.trackers)
         n_end = math.ceil(t_end_ms / self.dt_ms - 1e-9)
         updating = [t for t in self.trackers if t.updates_every_step]
+        # divergence checks first (a blown-up member must not be taken for one at rest and
+        # stop the run before the check), trackers that read the others' results last
         handled = sorted(
             (t for t in self.trackers if t.interval_ms is not None),
-            key=lambda t: getattr(t, "handle_last", False),
+            key=lambda t: (-getattr(t, "handle_first", False), getattr(t, "handle_last", False)),
         )
         every = [max(1, round(t.interval_ms / self.dt_ms)) for t in handled]
         # A backend that fuses trackers runs their update for step n inside the cell kernel

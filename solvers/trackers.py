@@ -34,6 +34,19 @@ class SimulationDiverged(RuntimeError):
         self.point_mm, self.value_mv = point_mm, value_mv
 
 
+def continues_on(tracker, sim) -> bool:
+    """Whether ``tracker`` (at ``start``) goes on recording a further run of the stepper it
+    last ran on; otherwise it starts afresh and remembers ``sim``. A tracker of the same
+    shape handed to another stepper (another problem or trial) kept the first run's record."""
+    import weakref
+
+    last = getattr(tracker, "_stepper", None)
+    if last is not None and last() is sim:
+        return True
+    tracker._stepper = weakref.ref(sim)
+    return False
+
+
 class Tracker:
     """Base class: does nothing; see the module docstring for the protocol."""
 
@@ -88,10 +101,11 @@ class ActivationTracker(Tracker):
         self._ops = None
 
     def start(self, sim) -> None:
-        # a tracker passed to successive runs of one stepper keeps its record
+        # a tracker passed to successive runs of one stepper keeps its record; on another
+        # stepper (another problem, another trial) it starts afresh
         ops = sim.ops
         self._v_prev = ops.asarray(ops.to_host(sim.voltage).reshape(-1))
-        if self._shape == (sim.n_nodes, sim.batch_size) and self._ops is ops:
+        if continues_on(self, sim):
             return
         n = sim.n_nodes * sim.batch_size
         self._shape = (sim.n_nodes, sim.batch_size)
@@ -180,7 +194,7 @@ class APDTracker(Tracker):
     def start(self, sim) -> None:
         ops = sim.ops
         v0 = ops.to_host(sim.voltage).reshape(-1)
-        if self._shape == (sim.n_nodes, sim.batch_size) and self._ops is ops:
+        if continues_on(self, sim):
             _restore(ops, self._buffers["v_prev"], v0)  # continue recording
             return
         n = sim.n_nodes * sim.batch_size
@@ -235,6 +249,9 @@ class NanGuard(Tracker):
     Checked every ``interval_ms`` (one reduction on the device, one integer to the host);
     the error names the time, the node, its coordinates (mm), the batch member and the value.
     """
+
+    #: handled before the other trackers due at the same step (stepping.SplitStepper.run)
+    handle_first = True
 
     def __init__(self, interval_ms: float = 1.0, limit_mv: float = 1000.0) -> None:
         self.interval_ms = float(interval_ms)

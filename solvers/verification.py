@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 
 import numpy as np
@@ -114,7 +115,8 @@ def run_nversion(
     cell kernel.
     """
     for name, value in (("dx", dx_mm), ("dt", dt_ms)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not (real and math.isfinite(value) and value > 0):  # numpy scalars included
             unit = "mm" if name == "dx" else "ms"
             raise ValueError(f"{name} must be a positive number of {unit}, got {value}")
     started = time.perf_counter()

@@ -619,13 +619,15 @@ def _member_max_partial(a, n_members, partial):
         for i in range(lo, hi):
             for b in range(n_members):
                 x = a[i * n_members + b]
-                if x > partial[c, b]:  # NaN is never greater: ignored
+                m = partial[c, b]
+                if m == m and (x > m or x != x):  # a NaN, once met, stays
                     partial[c, b] = x
 
 
 def member_max(a, n_members: int) -> np.ndarray:
-    """Per batch member, the largest entry of a flat node-major (N·B,) array, ignoring NaN
-    (−inf where a member has none): host array (B,)."""
+    """Per batch member, the largest entry of a flat node-major (N·B,) array: host array
+    (B,), NaN for a member with any NaN (a blown-up member never reads as at rest), −inf for
+    a member with no nodes."""
     flat = a.reshape(-1)
     n = flat.size // n_members
     partial = np.empty((min(REDUCTION_CHUNKS, max(n, 1)), n_members))

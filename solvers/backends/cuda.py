@@ -278,7 +278,13 @@ def _chunks(n_rows: int, n_cols: int) -> int:
 
 def _threads_for(n_cols: int) -> int:
     """Threads of a reduction block that do work: a multiple of the batch size, so each
-    thread always handles the same member (element e = node·B + member, stride = threads)."""
+    thread always handles the same member (element e = node·B + member, stride = threads).
+
+    The threads per member, and so the order of a member's sums, depend on the batch size:
+    one member's CG can differ in the last bits between batches of different sizes (3.6e-14
+    mV after 3 steps under the simulator), unlike the CPU backend, whose chunks depend on N
+    only. Trials compacted into a smaller batch on a GPU are therefore not bit-identical to
+    an uncompacted run; their answers agree to rounding."""
     if n_cols > THREADS_PER_BLOCK:
         raise ValueError(
             f"the CUDA reductions handle batches of up to {THREADS_PER_BLOCK} members, got "
@@ -822,14 +828,16 @@ def _member_max_partial(a, n_members, partial):
         m = -math.inf
         for i in range(lo + t, hi, THREADS_PER_BLOCK):
             x = a[i * n_members + b]
-            if x > m:
+            if m == m and (x > m or x != x):  # a NaN, once met, stays
                 m = x
         acc[t] = m
         cuda.syncthreads()
         width = THREADS_PER_BLOCK // 2
         while width > 0:
-            if t < width and acc[t + width] > acc[t]:
-                acc[t] = acc[t + width]
+            if t < width:
+                x = acc[t + width]
+                if acc[t] == acc[t] and (x > acc[t] or x != x):
+                    acc[t] = x
             cuda.syncthreads()
             width //= 2
         if t == 0:
@@ -838,7 +846,8 @@ def _member_max_partial(a, n_members, partial):
 
 
 def member_max(a, n_members: int) -> np.ndarray:
-    """Per batch member, the largest entry of a flat node-major array, ignoring NaN (host)."""
+    """Per batch member, the largest entry of a flat node-major array (host); NaN for a
+    member with any NaN (as :func:`cardiotwin.solvers.backends.cpu.member_max`)."""
     flat = _flat(a)
     n = flat.size // n_members
     chunks = min(REDUCTION_CHUNKS, max(n, 1))

@@ -198,4 +198,4 @@ def node_kernel(rule):
 
 def member_max(a, n_members: int) -> np.ndarray:
     values = np.asarray(a, dtype=np.float64).reshape(-1, n_members)
-    return np.where(np.isnan(values), -np.inf, values).max(axis=0, initial=-np.inf)
+    return values.max(axis=0, initial=-np.inf)  # NaN wherever a member has one

@@ -50,6 +50,11 @@ def run(backend: str) -> dict:
         results[f"{scheme}_{mass}_{precision}_state"] = stepper.state
         results[f"{scheme}_{mass}_{precision}_activation"] = activation.first_ms
     results.update(_monitored(backend))
+    # per-member maximum (quiescence): a member with any NaN gives NaN, one with none its max
+    ops = stepper.ops
+    values = np.array([[1.0, 2.0, np.nan], [5.0, np.nan, np.nan], [3.0, 9.0, np.nan],
+                       [0.0, 1.0, np.nan], [-1.0, 0.5, np.nan]])  # fmt: skip
+    results["member_max"] = ops.member_max(ops.asarray(values.reshape(-1)), 3)
     return results
 
 

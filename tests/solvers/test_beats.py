@@ -18,7 +18,7 @@ from cardiotwin.solvers.beats import (
 )
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
-from cardiotwin.solvers.trackers import ActivationTracker
+from cardiotwin.solvers.trackers import ActivationTracker, NanGuard, SimulationDiverged
 
 DT = 0.05
 PERIOD = 400.0  # Mitchell-Schaeffer's APD90 at 1 Hz is 283 ms (NVERSION.md §2): 400 ms recovers
@@ -112,7 +112,28 @@ def test_reference_backend_matches_cpu():
     assert a.captured == b.captured == [[True], [False]]  # member 1's wave is 5 mm away
 
 
-def test_member_max_ignores_nan():
-    values = np.array([1.0, np.nan, 5.0, np.nan, 3.0, np.nan])  # 3 nodes x 2 members
+def test_member_max_is_nan_for_a_member_with_any_nan():
+    # 4 nodes x 3 members: member 1 has one NaN among finite values, member 2 only NaN
+    values = np.array([[1.0, 2.0, np.nan], [5.0, np.nan, np.nan], [3.0, 9.0, np.nan],
+                       [0.0, 1.0, np.nan]]).reshape(-1)  # fmt: skip
     for ops in (cpu, reference):
-        np.testing.assert_array_equal(ops.member_max(values, 2), [5.0, -np.inf])
+        out = ops.member_max(values, 3)
+        assert out[0] == 5.0 and np.isnan(out[1]) and np.isnan(out[2]), (ops.__name__, out)
+
+
+def test_a_blown_up_member_is_diverged_not_quiescent():
+    # a stimulus 1000x too strong (a units slip) sends V to NaN within 1 ms; the monitor,
+    # due at the same step as the guard and handed first, read every node as below
+    # -50 mV (NaN was ignored) and stopped the run as a quiet, non-inducible trial
+    mesh = box_mesh((2.0, 1.0, 1.0), 0.5)
+    stimulus = Stimulus(0.0, 1.0, 5.0e4, box_mm=((0, 0, 0), (0.5, 1, 1)))
+    problem = MonodomainProblem(mesh, "mitchell-schaeffer", {1: (0.1, 0.1)}, stimuli=[stimulus])
+    monitor = TrialMonitor([MemberWatch(quiet_after_ms=0.0, stop_at_ms=50.0)], interval_ms=1.0)
+    guard = NanGuard(interval_ms=1.0)
+    with pytest.raises(SimulationDiverged):
+        SplitStepper(problem, DT).run(50.0, [monitor, guard])  # the runner's order
+    assert monitor.outcome[0] == RUNNING
+    # without a guard the member is not taken for quiet either: it runs to its end
+    monitor = TrialMonitor([MemberWatch(quiet_after_ms=0.0, stop_at_ms=5.0)], interval_ms=1.0)
+    SplitStepper(problem, DT).run(50.0, [monitor])
+    assert monitor.outcome[0] == OBSERVED

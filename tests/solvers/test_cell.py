@@ -53,3 +53,13 @@ def test_reference_backend_matches_cpu():
 def test_bad_protocol_is_refused(kwargs):
     with pytest.raises(ValueError):
         pace_cell(get_model("aliev-panfilov"), stim_amplitude=60.0, **kwargs)
+
+
+def test_a_parameter_or_state_vector_of_the_wrong_length_is_refused():
+    # the kernels index them unchecked: 2 of Mitchell-Schaeffer's 7 parameters gave a
+    # different non-physical answer on each call
+    model = get_model("mitchell-schaeffer")
+    with pytest.raises(ValueError, match="7 parameters"):
+        pace_cell(model, bcl_ms=500, dt_ms=0.05, stim_amplitude=1.0, parameters=[0.3, 6.0])
+    with pytest.raises(ValueError, match="2 states"):
+        stimulus_threshold(model, dt_ms=0.05, initial_state=np.zeros(5))

@@ -200,3 +200,25 @@ def test_verify_nversion_refuses_a_missing_gpu_and_an_absurd_dt(dt, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert ("no usable CUDA device" if backend == "cuda" else "too large for the tp06-epi") in err
+
+
+def test_a_resumed_run_starts_its_trackers_at_the_resumed_time(tmp_path):
+    # trackers were started before the checkpoint was loaded: a recorder's first frame was
+    # the fresh stepper's initial state at t = 0, the NaN guard's "last good" time 0 ms
+    from cardiotwin.solvers.trackers import VoltageRecorder
+
+    problem = _problem([_s1()])
+    path = tmp_path / "run.npz"
+    first = SplitStepper(problem, DT)
+    activation = ActivationTracker()
+    first.run(4.0, [activation, CheckpointTracker(path, interval_ms=4.0)])
+    recorder, guard = VoltageRecorder(interval_ms=1.0), NanGuard()
+    resumed = SplitStepper(problem, DT)
+    again = ActivationTracker()
+    resumed.run(6.0, [again, recorder, guard], resume_from=path)
+    assert recorder.times_ms[0] == pytest.approx(4.0)
+    np.testing.assert_array_equal(recorder.voltages_mv[0], first.voltage_mv)
+    assert guard._last_good_ms == pytest.approx(6.0)
+    whole = ActivationTracker()
+    SplitStepper(problem, DT).run(6.0, [whole])
+    np.testing.assert_array_equal(again.first_ms, whole.first_ms)

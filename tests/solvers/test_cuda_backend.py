@@ -31,6 +31,7 @@ def test_cuda_tissue_backend_matches_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     gpu = np.load(out)
     cpu = case.run("cpu")
+    assert cpu["member_max"][0] == 5.0 and np.isnan(cpu["member_max"][1:]).all()
     for key, expected in cpu.items():
         if key.endswith("_activation"):
             # both members activated somewhere, at different places: a real comparison

@@ -76,3 +76,21 @@ def test_bad_resolution_is_one_clear_error_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(ValueError, match="dx must be a positive number of mm"):
         run_nversion(-0.5, 0.05)
+
+
+def test_numpy_scalars_are_numbers_of_mm_and_ms(monkeypatch):
+    # np.float32(0.5) was refused as "dx must be a positive number of mm, got 0.5"
+    from cardiotwin.solvers import verification
+
+    class Checked(Exception):
+        pass
+
+    def past_the_checks(*args, **kwargs):
+        raise Checked
+
+    monkeypatch.setattr(verification, "nversion_problem", past_the_checks)
+    with pytest.raises(Checked):
+        run_nversion(np.float32(0.5), np.float64(0.05), backend="cpu")
+    for dx, dt in ((True, 0.05), (0.5, float("nan")), (-0.5, 0.05)):
+        with pytest.raises(ValueError, match="must be a positive number"):
+            run_nversion(dx, dt, backend="cpu")

@@ -284,3 +284,39 @@ def test_cpu_backend_shortens_openmp_spinning_unless_the_user_chose(user_setting
         text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert out == str(expected)
+
+
+def _ms_box(stimuli=(), **kwargs):
+    mesh = box_mesh((2.0, 1.0, 1.0), 0.5)
+    return MonodomainProblem(mesh, "mitchell-schaeffer", {1: (0.1, 0.1)}, stimuli=stimuli, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("start", "duration", "period", "what"),
+    [(0.1, 0.1, None, "start"), (0.0, 0.2, None, "duration"), (0.0, 0.5, 10.1, "period")],
+)
+def test_a_stimulus_off_the_step_grid_is_refused(start, duration, period, what):
+    # a step is stimulated when it starts inside the pulse: at dt 0.25 ms a 0.1-0.2 ms pulse
+    # was skipped altogether (no node excited) and a 0-0.2 ms one delivered 0.25 ms
+    count = 1 if period is None else 3
+    stimulus = Stimulus(start, duration, 50.0, box_mm=((0, 0, 0), (0.5, 1, 1)),
+                        period_ms=period, count=count)  # fmt: skip
+    with pytest.raises(ValueError, match=f"{what} .* ms is not a whole number of time steps"):
+        SplitStepper(_ms_box([stimulus]), 0.25)
+    SplitStepper(_ms_box([stimulus]), 0.05 if what != "period" else 0.1)  # on the grid
+
+
+@pytest.mark.parametrize(("rtol", "iterations"), [(float("nan"), 100), (1.0, 100), (1e-8, 0)])
+def test_conjugate_gradient_settings_that_would_skip_diffusion_are_refused(rtol, iterations):
+    # cg_rtol = NaN made every column "converged" at iteration 0: V did not diffuse at all
+    with pytest.raises(ValueError, match="cg_rtol|cg_max_iterations"):
+        SplitStepper(_ms_box(), 0.05, diffusion="implicit", cg_rtol=rtol,
+                     cg_max_iterations=iterations)  # fmt: skip
+
+
+def test_fractional_parameter_set_indices_are_refused():
+    mesh_nodes = box_mesh((2.0, 1.0, 1.0), 0.5).n_points
+    with pytest.raises(ValueError, match="integer set indices"):
+        _ms_box(parameter_set=np.full(mesh_nodes, 0.0))
+    with pytest.raises(ValueError, match="integer indices or a boolean mask"):
+        SplitStepper(_ms_box([Stimulus(0.0, 1.0, 50.0, nodes=np.array([0.0, 1.7]))]), 0.05)

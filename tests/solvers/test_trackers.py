@@ -188,3 +188,32 @@ def test_checkpoint_of_another_setup_is_refused(tmp_path):
         SplitStepper(_strip(), 0.02).run(2.0, resume_from=path)
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         SplitStepper(_strip(), 0.05).run(2.0, resume_from=tmp_path / "missing.npz")
+
+
+def test_a_tracker_handed_to_another_stepper_starts_afresh():
+    # same shape, another trial (stimulus at 10 ms): the record of the first run was kept,
+    # so trial 2 reported trial 1's activation times
+    def trial(start_ms, tracker):
+        problem = _strip([Stimulus(start_ms, 1.0, 50.0, box_mm=((0, 0, 0), (0.25, 0.5, 0.5)))])
+        stepper = SplitStepper(problem, 0.05)
+        stepper.run(start_ms + 20.0, [tracker])
+        return stepper
+
+    tracker = ActivationTracker()
+    stepper = trial(0.0, tracker)
+    first_run = tracker.first_ms.copy()
+    trial(10.0, tracker)
+    fresh = ActivationTracker()
+    trial(10.0, fresh)
+    np.testing.assert_array_equal(tracker.first_ms, fresh.first_ms)
+    np.testing.assert_array_equal(tracker.count, fresh.count)
+    assert np.nanmin(tracker.first_ms) > 10.0 > np.nanmin(first_run)
+    # successive runs of one stepper still make one record: 0-4 ms then 4-20 ms as 0-20 ms
+    split, whole = ActivationTracker(), ActivationTracker()
+    problem = _strip()
+    stepper = SplitStepper(problem, 0.05)
+    stepper.run(4.0, [split])
+    stepper.run(20.0, [split])
+    SplitStepper(problem, 0.05).run(20.0, [whole])
+    assert np.isfinite(whole.first_ms).all()
+    np.testing.assert_array_equal(split.first_ms, whole.first_ms)
