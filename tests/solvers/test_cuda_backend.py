@@ -16,12 +16,13 @@ import pytest
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import cudasim_tissue_run as case  # noqa: E402
+from subprocess_env import subprocess_env  # noqa: E402
 
 
 @pytest.mark.cudasim
 def test_cuda_tissue_backend_matches_cpu(tmp_path):
     out = tmp_path / "cuda.npz"
-    env = dict(os.environ, PYTHONPATH=str(HERE))
+    env = subprocess_env()
     if os.environ.get("CARDIOTWIN_REAL_GPU") != "1":
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     proc = subprocess.run(

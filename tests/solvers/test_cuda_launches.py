@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from subprocess_env import subprocess_env
 
 HERE = Path(__file__).parent
 
@@ -36,7 +37,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory):
     out = tmp_path_factory.mktemp("launches") / "launches.json"
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(HERE))
+    env = subprocess_env(NUMBA_ENABLE_CUDASIM="1")
     proc = subprocess.run(
         [sys.executable, str(HERE / "cudasim_launches.py"), str(out)],
         env=env, capture_output=True, text=True, timeout=1200,

@@ -4,7 +4,6 @@ The plain-Python reference backend is the oracle (no compiler between the equati
 numbers); the Numba CPU kernel and the CUDA kernel (under the CUDA simulator) must agree.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ionic_cases import run_steps
+from subprocess_env import subprocess_env
 
 from cardiotwin.solvers.backends import cpu, reference
 from cardiotwin.solvers.ionic import UnknownNameError, get_model, model_names
@@ -37,7 +37,7 @@ def test_cuda_kernels_match_cpu_under_simulator(tmp_path):
     names = list(model_names())
     n_steps = 120
     out = tmp_path / "cuda.npz"
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(HERE))
+    env = subprocess_env(NUMBA_ENABLE_CUDASIM="1")
     proc = subprocess.run(
         [
             sys.executable,

@@ -320,3 +320,14 @@ def test_fractional_parameter_set_indices_are_refused():
         _ms_box(parameter_set=np.full(mesh_nodes, 0.0))
     with pytest.raises(ValueError, match="integer indices or a boolean mask"):
         SplitStepper(_ms_box([Stimulus(0.0, 1.0, 50.0, nodes=np.array([0.0, 1.7]))]), 0.05)
+
+
+def test_numpy_row_stack_is_restored_for_numba_cuda(monkeypatch):
+    """numba-cuda compiles no kernel at all without np.row_stack (gone in NumPy 2.5)."""
+    import cardiotwin.solvers as solvers
+
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    solvers.restore_numpy_aliases()
+    assert np.row_stack is np.vstack  # noqa: NPY201
+    stacked = np.row_stack([np.arange(3), np.arange(3) + 3])  # noqa: NPY201
+    np.testing.assert_array_equal(stacked, np.arange(6).reshape(2, 3))
