@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from cardiotwin import __version__
 
@@ -73,6 +74,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_numba() -> None:
+    """Keep Numba's own chatter out of the stage logs.
+
+    On a real GPU numba-cuda logs every device deallocation at INFO (hundreds of lines per
+    simulated second of an induction, seen on an H200) and warns about the small grids of
+    our reductions; both drowned the progress lines a user reads.
+    """
+    logging.getLogger("numba").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result in GPU under")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -84,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    quiet_numba()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
