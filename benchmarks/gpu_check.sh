@@ -54,8 +54,8 @@ if [ "${1:-}" = "--clinical" ]; then
       .whl/*.whl || exit 1
     export PYTHONPATH="$SITE/wheels:$PYTHONPATH"
   fi
-  if ! "$PY" -c "import pydantic, nibabel, meshio" 2>/dev/null; then
-    echo "pydantic, nibabel or meshio is missing: run benchmarks/gpu_wheels.sh on a machine with PyPI" \
+  if ! "$PY" -c "import pydantic, nibabel, meshio, pyamg" 2>/dev/null; then
+    echo "pydantic, nibabel, meshio or pyamg is missing: run benchmarks/gpu_wheels.sh on a machine with PyPI" \
       "and carry .whl" | tee "$OUT/clinical_stages.txt"
     exit 1
   fi

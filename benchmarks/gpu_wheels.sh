@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run HERE, on a machine that reaches PyPI, before a session that has a GPU: downloads into
 # .whl/ (git-ignored) the wheels that `benchmarks/gpu_check.sh --clinical` needs and the GPU
-# image lacks: pydantic (the configuration model), nibabel (NIfTI) and meshio (VTU without
+# image lacks: pydantic (the configuration model), nibabel (NIfTI), pyamg (the Laplace solves
+# of the mesh preparation: coordinates and fibres) and meshio (VTU without
 # VTK: the VTs' activation maps), with their own needs,
 # at the versions this checkout's environment uses. About 6 MB; then on the device:
 #
@@ -16,7 +17,7 @@ rm -rf .whl && mkdir -p .whl
 pins=$("$PY" - <<'PY'
 from importlib.metadata import version
 names = ["pydantic", "pydantic-core", "annotated-types", "typing-inspection",
-         "typing-extensions", "nibabel", "meshio"]
+         "typing-extensions", "nibabel", "meshio", "pyamg"]
 print(" ".join(f"{n}=={version(n)}" for n in names))
 PY
 )

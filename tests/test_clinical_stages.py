@@ -71,3 +71,33 @@ def test_a_stage_stopped_at_the_budget_is_recorded_and_the_rest_skipped(tmp_path
         assert stages[later]["status"] == "skipped"
         assert "mesh did not finish" in stages[later]["reason"]
     assert not (work / "mesh.elem").exists()  # a stopped mesh leaves nothing half-written
+
+
+@pytest.mark.slow
+def test_an_atrium_segments_without_vtk_and_says_the_surface_was_not_written(tmp_path):
+    """The GPU image has no VTK: the atrial segmentation's fibrosis surface (a VTP for
+    ParaView, read by no later stage) is left out with a warning; the labels still go out.
+    (It failed there, 2026-12-04, before any simulation started.)"""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(NO_VTK)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")]),
+    }
+    work = tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "clinical_stages.py"), "--case", "la-fibrosis",
+         "--config", str(ROOT / "configs" / "clinical.yaml"), "--budget-s", "120",
+         "--stages", "segment", "--work", str(work)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((work / "clinical_stages.json").read_text())
+    assert result["stages"]["segment"]["status"] == "done"
+    labels = np.asarray(nib.load(work / "labels.nii.gz").dataobj)
+    assert (labels == 1).any() and (labels >= 2).any()  # healthy wall and fibrosis
+    assert not list(work.glob("*.vtp"))
+    stats = json.loads((work / "labels.json").read_text())
+    assert stats["surface"]["file"] is None
+    assert "fibrosis surface (VTP) is not written" in (work / "segment.log").read_text()

@@ -265,7 +265,14 @@ def run(args: argparse.Namespace) -> int:
             "shape": list(iso.shape),
             "method": "shape-based interpolation of the labels (signed distance maps)",
         }
-    if result.surface is not None:
+    if result.surface is not None and args.surface_out is not None and not _has_pyvista():
+        raise CommandError("--surface-out writes VTK PolyData, which needs pyvista: install it")
+    if result.surface is not None and args.surface_out is None and not _has_pyvista():
+        # a stripped environment (the GPU image has no VTK): the surface is a picture for
+        # ParaView that no later stage reads, so the labels and statistics still go out
+        log.warning("pyvista is not installed: the fibrosis surface (VTP) is not written")
+        result.report["surface"]["file"] = None
+    elif result.surface is not None:
         surface_out = args.surface_out or _sibling(out, "_surface.vtp")
         writers[surface_out] = result.surface.write_vtp
         result.report["surface"]["file"] = surface_out.name
@@ -323,3 +330,13 @@ def run(args: argparse.Namespace) -> int:
         ", ".join(str(p) for p in written),
     )
     return 0
+
+
+def _has_pyvista() -> bool:
+    """Whether pyvista (and with it VTK) can be imported."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("pyvista") is not None
+    except (ImportError, ValueError):
+        return False
