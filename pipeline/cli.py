@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from cardiotwin import __version__
 
@@ -74,6 +76,51 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: options that name something a command writes (all other path options are read)
+OUTPUT_OPTIONS = frozenset(
+    {"out", "json", "stats", "qc", "iso_out", "surface_out", "pictures", "quality_json",
+     "journal", "report"}
+)  # fmt: skip
+#: of those, the ones that name a folder (``--out`` is one for these commands)
+FOLDER_OPTIONS = frozenset({"qc", "pictures", "journal"})
+FOLDER_OUT_COMMANDS = frozenset({"phantom", "report", "induce", "ablate", "cohort-summary"})
+
+
+def _is_folder_option(command: str, dest: str) -> bool:
+    return dest in FOLDER_OPTIONS or (dest == "out" and command in FOLDER_OUT_COMMANDS)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a call whose outputs would overwrite one of its inputs or
+    each other (``segment --out`` naming the LGE image, ``--stats`` naming ``--out``: both
+    were written over, exit 0), and an output folder that is a file."""
+    command = args.command
+    seen: dict[str, tuple[str, bool, bool]] = {}  # real path -> (option, output, folder)
+    for dest, value in vars(args).items():
+        paths = value if isinstance(value, list) else [value]
+        for path in paths:
+            if not isinstance(path, Path):
+                continue
+            option = "--" + dest.replace("_", "-") if dest != "file" else "FILE"
+            output = dest in OUTPUT_OPTIONS
+            if output and _is_folder_option(command, dest) and path.exists() and not path.is_dir():
+                raise CommandError(f"{option} {path} is a file: name a folder")
+            key = os.path.realpath(path)
+            folder = output and _is_folder_option(command, dest)
+            if key in seen:
+                other, other_output, other_folder = seen[key]
+                # two folders to write into, or a folder that is there: nothing is overwritten
+                shared_folder = os.path.isdir(key) or (folder and other_folder)
+                if (output or other_output) and not shared_folder:
+                    if output and other_output:
+                        raise CommandError(f"{other} and {option} name the same file ({path})")
+                    written, read = (option, other) if output else (other, option)
+                    raise CommandError(
+                        f"{written} would overwrite the input {read} ({path}): name another file"
+                    )
+            seen[key] = (option, output, folder)
+
+
 def quiet_numba() -> None:
     """Keep Numba's own chatter out of the stage logs.
 
@@ -99,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_numba()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        check_paths(args)
         return int(module.run(args) or 0)
     except CommandError as exc:
         print(f"cardiotwin {args.command}: error: {exc}", file=sys.stderr)

@@ -46,6 +46,15 @@ def write_all_or_nothing(writers: Mapping[Path, Callable[[Path], object]]) -> li
 
     Returns the final paths. If any writer raises, no new file appears under a final name.
     """
+    targets: dict[str, Path] = {}
+    for path in writers:
+        key = os.path.realpath(path)
+        if key in targets:  # one would silently replace the other
+            raise ValueError(f"two outputs of one call name the same file: {targets[key]}, {path}")
+        targets[key] = Path(path)
+        for parent in Path(path).parents:
+            if parent.exists() and not parent.is_dir():
+                raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
     created_dirs: list[Path] = []
     staged: list[tuple[Path, Path]] = []
     try:
@@ -65,11 +74,18 @@ def write_all_or_nothing(writers: Mapping[Path, Callable[[Path], object]]) -> li
         for folder in {path.parent for _, path in staged}:
             _sync(folder)  # the renames themselves
     except BaseException:
+        # the clean-up must not hide the error that brought us here
         for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
         for folder in reversed(created_dirs):
-            if folder.exists() and not any(folder.iterdir()):
-                folder.rmdir()
+            try:
+                if folder.exists() and not any(folder.iterdir()):
+                    folder.rmdir()
+            except OSError:
+                pass
         raise
     return [path for _, path in staged]
 

@@ -68,3 +68,49 @@ logging.getLogger("cardiotwin.pipeline.induction").info("batch 1 still shown")
     assert done.returncode == 0, done.stderr
     assert "batch 1 still shown" in done.stderr
     assert "cuMemFree" not in done.stderr and "Grid size" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["segment", "--lge", "{lge}", "--wall", "{wall}", "--out", "{lge}"],
+         "--out would overwrite the input --lge"),
+        (["segment", "--lge", "{lge}", "--wall", "{wall}", "--out", "{tmp}/l.nii.gz",
+          "--stats", "{lge}"], "--stats would overwrite the input --lge"),
+        (["segment", "--lge", "{lge}", "--wall", "{wall}", "--out", "{tmp}/l.nii.gz",
+          "--stats", "{tmp}/./l.nii.gz"], "--out and --stats name the same file"),
+        (["mesh", "--kind", "ventricle", "--labels", "{lge}", "--out", "{tmp}/m.vtu",
+          "--quality-json", "{lge}"],
+         "--quality-json would overwrite the input --labels"),
+        (["mesh", "--kind", "ventricle", "--labels", "{lge}", "--out", "{tmp}/m.vtu",
+          "--quality-json", "{tmp}/m.vtu"],
+         "--out and --quality-json name the same file"),
+        (["induce", "--mesh", "{wall}", "--out", "{lge}"], "--out {lge} is a file: name a folder"),
+        (["cohort-summary", "--results", "{wall}", "--out", "{lge}"], "is a file: name a folder"),
+    ],
+)  # fmt: skip
+def test_outputs_never_overwrite_inputs_or_each_other(tmp_path, capsys, argv, message):
+    """Before, each of these ran and exited 0, writing over the input (or one output over
+    the other); an output folder that was a file gave a NotADirectoryError traceback."""
+    lge, wall = tmp_path / "lge.nii.gz", tmp_path / "wall.nii.gz"
+    lge.write_bytes(b"precious")
+    wall.write_bytes(b"mask")
+    values = {"lge": str(lge), "wall": str(wall), "tmp": str(tmp_path)}
+    rc = main([part.format(**values) for part in argv])
+    assert rc == 2
+    assert message.format(**values) in capsys.readouterr().err
+    assert lge.read_bytes() == b"precious" and wall.read_bytes() == b"mask"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lge.nii.gz", "wall.nii.gz"]
+
+
+def test_a_folder_shared_by_outputs_or_holding_an_input_is_fine(tmp_path):
+    """segment --out DIR --qc DIR (labels and pictures in one folder) is an ordinary call."""
+    from argparse import Namespace
+    from pathlib import Path
+
+    from cardiotwin.pipeline.cli import check_paths
+
+    check_paths(Namespace(command="segment", lge=tmp_path / "lge.nii.gz", out=tmp_path,
+                          qc=tmp_path, stats=None))  # fmt: skip
+    check_paths(Namespace(command="induce", mesh=Path("m.vtu"), out=tmp_path / "x",
+                          journal=tmp_path / "x"))  # fmt: skip
