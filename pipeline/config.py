@@ -672,7 +672,10 @@ def load_config(path: str | os.PathLike | None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a configuration is YAML or JSON)") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)

@@ -146,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"--out {args.out}: name the mesh *.vtu (ParaView) or *.elem (openCARP file set)"
         )
+    if args.pictures is not None and not args.prepare:
+        raise CommandError(
+            "--pictures draws the fibres and pacing sites that prepare adds: drop --no-prepare "
+            "or --pictures"
+        )
     timer = StageTimer().__enter__()
     try:
         whole_config = for_stage(load_config(args.config), "mesh")

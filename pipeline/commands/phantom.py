@@ -14,7 +14,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("kind", choices=KINDS, help="which synthetic patient")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, required=True, help="random seed (everything drawn)")
+    parser.add_argument(
+        "--seed", type=_seed, required=True, help="random seed, 0 or more (everything drawn)"
+    )
     parser.add_argument(
         "--spacing",
         type=float,
@@ -112,3 +114,14 @@ def run(args: argparse.Namespace) -> int:
         ", ".join(p.name for p in written),
     )
     return 0
+
+
+def _seed(text: str) -> int:
+    """A seed NumPy accepts: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: seeds are 0 or more")
+    return value

@@ -114,3 +114,25 @@ def test_a_folder_shared_by_outputs_or_holding_an_input_is_fine(tmp_path):
                           qc=tmp_path, stats=None))  # fmt: skip
     check_paths(Namespace(command="induce", mesh=Path("m.vtu"), out=tmp_path / "x",
                           journal=tmp_path / "x"))  # fmt: skip
+
+
+def test_more_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
+    """A new user's trial found each of these ending in a Python traceback."""
+    binary = tmp_path / "settings.yaml"
+    binary.write_bytes(bytes(range(256)))
+    assert main(["config", "check", str(binary)]) == 2
+    assert "not a text file" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exc:
+        main(["phantom", "lv-healthy", "--seed", "-1", "--out", str(tmp_path / "ph")])
+    assert exc.value.code == 2
+    assert "seeds are 0 or more" in capsys.readouterr().err
+
+    labels = tmp_path / "labels.nii.gz"
+    labels.write_bytes(b"")
+    mesh, pictures = str(tmp_path / "m.vtu"), str(tmp_path / "pics")
+    argv = ["mesh", "--kind", "ventricle", "--labels", str(labels), "--out", mesh,
+            "--no-prepare", "--pictures", pictures]  # fmt: skip
+    assert main(argv) == 2
+    assert "drop --no-prepare or --pictures" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.nii.gz", "settings.yaml"]
