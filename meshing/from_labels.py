@@ -52,10 +52,13 @@ def wall_mask(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     unknown = np.setdiff1d(np.unique(labels), (BACKGROUND, *_TISSUE_LABELS))
     if unknown.size:
+        shown = ", ".join(f"{v:g}" for v in unknown[:5].tolist())
+        more = f" and {unknown.size - 5} more" if unknown.size > 5 else ""
+        image = " (an intensity image?)" if unknown.size > 5 else ""
         raise MeshingError(
-            f"contains label values {unknown.tolist()}, not tissue labels "
-            f"{list((BACKGROUND, *_TISSUE_LABELS))} (0 background, 1 healthy, 2 border zone, "
-            "3 dense scar, 4 lesion); give the segmentation's label map"
+            f"contains {unknown.size} value(s) that are not tissue labels{image}: {shown}{more}; "
+            f"the labels are {list((BACKGROUND, *_TISSUE_LABELS))} (0 background, 1 healthy, "
+            "2 border zone, 3 dense scar, 4 lesion): give the segmentation's label map"
         )
     mask = labels > 0
     if not mask.any():

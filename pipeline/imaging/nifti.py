@@ -49,11 +49,19 @@ def load_nifti(path: str | Path, *, check: bool = True) -> ImageVolume:
         ValueError,
         zlib.error,
     ) as exc:
+        name = path.name.lower()
+        if not name.endswith((".nii", ".nii.gz", ".hdr", ".img")):
+            fix = (
+                f"It is not a NIfTI file ({path.suffix or 'no suffix'}): give the image "
+                "as .nii or .nii.gz (or a DICOM folder where the command takes one)."
+            )
+        else:
+            fix = (
+                "The file is damaged or truncated (an interrupted copy or write?); "
+                "copy or export it again."
+            )
         raise _image_error(
-            path,
-            f"cannot be read as NIfTI ({type(exc).__name__}: {exc})",
-            "The file is damaged or truncated (an interrupted copy or write?); "
-            "copy or export it again.",
+            path, f"cannot be read as NIfTI ({type(exc).__name__}: {exc})", fix
         ) from exc
     if not has_scanner_affine:
         logger.warning(

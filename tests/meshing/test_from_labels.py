@@ -146,8 +146,14 @@ def test_spherical_shell_labels_give_a_smooth_wall():
 def test_bad_input_is_named():
     with pytest.raises(MeshingError, match="no wall"):
         wall_mask(np.zeros((5, 5, 5), np.uint8))
-    with pytest.raises(MeshingError, match=r"label values \[7\]"):
+    with pytest.raises(MeshingError, match=r"1 value\(s\) that are not tissue labels: 7;"):
         wall_mask(np.full((5, 5, 5), 7, np.uint8))
+    # an intensity image given as labels: a few values and a count, not all of them (3 MB)
+    intensities = np.arange(20 * 20 * 20, dtype=np.float32).reshape(20, 20, 20) * 0.5
+    with pytest.raises(MeshingError) as exc:
+        wall_mask(intensities)
+    assert "7995 value(s) that are not tissue labels (an intensity image?)" in str(exc.value)
+    assert "and 7990 more" in str(exc.value) and len(str(exc.value)) < 400
     fragments = np.zeros((30, 30, 30), np.uint8)
     fragments[2:10, 2:10, 2:10] = 1
     fragments[18:26, 18:26, 18:26] = 1

@@ -463,6 +463,14 @@ def test_garbage_file_is_unreadable(tmp_path):
     assert "garbage.nii.gz" in str(excinfo.value)
 
 
+def test_a_mesh_given_as_an_image_is_not_called_truncated(tmp_path):
+    path = tmp_path / "heart.vtu"
+    path.write_text('<?xml version="1.0"?><VTKFile type="UnstructuredGrid"></VTKFile>')
+    with pytest.raises(ImageError, match=r"not a NIfTI file \(\.vtu\)") as excinfo:
+        load_nifti(path)
+    assert "truncated" not in str(excinfo.value)
+
+
 @pytest.mark.parametrize("name", ["cut.nii.gz", "cut.nii"])
 def test_truncated_nifti_is_unreadable(tmp_path, name):
     path = _nifti(tmp_path, np.random.default_rng(1).random((20, 20, 20)), name=name)
