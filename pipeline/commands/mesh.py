@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         mask = wall_mask(labels.array)
     except MeshingError as exc:
         raise CommandError(f"{args.labels}: {exc}") from None
+    _check_kind(args, mask, labels.spacing_mm)
     image_affine = labels.affine.copy()
     labels = _crop(labels, mask)
     spacing = min(config.resample_mm, float(labels.spacing_mm.min()))
@@ -247,6 +248,35 @@ def _prepare(mesh, args, config):
             f"{args.labels}: the mesh was built but cannot be prepared: {exc}"
         ) from None
     return prepared, report.as_dict()
+
+
+#: mean wall thicknesses (mm, as segment's chamber detection measures them: voxel faces,
+#: which read oblique walls thin: the sample LV 6.8 mm, the sample atrium 1.5 mm) beyond
+#: which --kind is refused: no atrial wall is this thick, no ventricular wall this thin.
+#: Between them (a thinned ventricle) a warning.
+ATRIUM_REFUSED_FROM_MM = 5.0  # segment's split, VENTRICLE_MIN_THICKNESS_MM
+VENTRICLE_REFUSED_BELOW_MM = 3.0
+
+
+def _check_kind(args, mask: np.ndarray, spacing_mm) -> None:
+    """Refuse ``--kind`` when the wall's thickness clearly says the other chamber (an atrial
+    mesh of a ventricle ran and looked plausible); warn when it only leans that way."""
+    from cardiotwin.pipeline.segmentation.inputs import detect_chamber
+
+    detected, thickness = detect_chamber(mask, np.asarray(spacing_mm, dtype=float))
+    if detected == args.kind:
+        return
+    clear = (args.kind == "atrium" and thickness >= ATRIUM_REFUSED_FROM_MM) or (
+        args.kind == "ventricle" and thickness < VENTRICLE_REFUSED_BELOW_MM
+    )
+    message = (
+        f"{args.labels}: the wall is {thickness:.1f} mm thick on average, like a {detected}'s "
+        f"(measured on voxel faces: atria read 1-3 mm, ventricles 5 mm or more), but --kind "
+        f"is {args.kind}"
+    )
+    if clear:
+        raise CommandError(f"{message}: use --kind {detected}")
+    log.warning("%s; check --kind", message)
 
 
 def _mesh_atrium(args, labels, spacing: float, edge_mm: float, config):

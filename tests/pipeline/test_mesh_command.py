@@ -104,3 +104,12 @@ def test_bad_output_name(tmp_path, capsys):
     rc = main(["mesh", "--labels", str(LV_LABELS), "--kind", "ventricle",
                "--out", str(tmp_path / "m.stl")])  # fmt: skip
     assert rc == 2 and "*.vtu" in capsys.readouterr().err
+
+
+def test_a_ventricle_meshed_as_an_atrium_is_refused(tmp_path, capsys):
+    """It ran and gave a plausible-looking atrial shell of the LV (a new user's trial)."""
+    out = tmp_path / "out" / "m.vtu"
+    rc = main(["mesh", "--labels", str(LV_LABELS), "--kind", "atrium", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "use --kind ventricle" in err and "mm thick on average" in err
+    assert not (tmp_path / "out").exists()
