@@ -606,6 +606,11 @@ def is_biventricular(mesh: Mesh) -> bool:
     return any(len(mesh.surfaces.get(n, ())) for n in BIV_SURFACES)
 
 
+#: how far a caller's septum point may lie from the mesh, mm (it names a direction, but one
+#: far outside the heart is a wrong frame or a typo, not a septum)
+SEPTUM_POINT_MAX_DISTANCE_MM = 20.0
+
+
 def _frame(mesh: Mesh, septum_point_mm, lv_nodes: np.ndarray, notes: list[str]) -> VentricularFrame:
     points = mesh.points_mm
     base = mesh.surfaces["base"]
@@ -641,6 +646,15 @@ def _frame(mesh: Mesh, septum_point_mm, lv_nodes: np.ndarray, notes: list[str]) 
     else:
         target = None
         source = "default"
+    if target is not None and source == "caller":
+        nearest_mm = float(np.sqrt(((points - target) ** 2).sum(axis=1).min()))
+        if not nearest_mm <= SEPTUM_POINT_MAX_DISTANCE_MM:
+            raise MeshError(
+                f"the septum point {np.round(target, 1).tolist()} mm is {nearest_mm:.0f} mm from "
+                f"the nearest point of the mesh (at most {SEPTUM_POINT_MAX_DISTANCE_MM:g} mm "
+                "allowed): give a point in the septum, in the scanner mm of the image (an "
+                "LPS point in a RAS image has x and y negated)"
+            )
     if target is not None:
         height = (target - apex) @ long_axis
         offset = target - np.array(

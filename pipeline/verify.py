@@ -84,6 +84,12 @@ def _run_cell(args: argparse.Namespace) -> dict:
         raise CommandError(f"--dt must be a positive number of ms, got {args.dt}")
     if not (args.bcl > 0 and math.isfinite(args.bcl)):
         raise CommandError(f"--bcl must be a positive number of ms, got {args.bcl}")
+    amplitude = args.stim_amplitude
+    if amplitude is not None and not (amplitude > 0 and math.isfinite(amplitude)):
+        raise CommandError(
+            f"--stim-amplitude must be a positive number of µA/µF (the size of the "
+            f"depolarising stimulus), got {amplitude}"
+        )
     try:
         run = pace_cell(
             model,
@@ -96,6 +102,12 @@ def _run_cell(args: argparse.Namespace) -> dict:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     result = action_potential_metrics(run)
+    if not all(math.isfinite(result[k]) for k in ("apd90_ms", "v_peak_mv")):
+        raise CommandError(
+            f"the cell did not fire an action potential: a stimulus of "
+            f"{run.stimulus_amplitude:g} µA/µF for 0.5 ms is below {model.name}'s threshold; "
+            "raise --stim-amplitude (the default is twice the threshold)"
+        )
     result.update(
         model=model.name,
         beats=args.beats,

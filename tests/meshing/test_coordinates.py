@@ -197,6 +197,12 @@ def test_a_septum_point_on_the_long_axis_is_refused(lv):
         ventricular_coordinates(lv, septum_point_mm=(0.0, 0.0, -5.0))
 
 
+def test_a_septum_point_far_from_the_heart_is_refused(lv):
+    """--septum-mm 9999 9999 9999 was taken as a direction and turned every AHA segment."""
+    with pytest.raises(MeshError, match=r"mm from the nearest point of the mesh"):
+        ventricular_coordinates(lv, septum_point_mm=(9999.0, 9999.0, 9999.0))
+
+
 def test_biventricular_coordinates_take_the_septum_from_the_rv(biv):
     fields = ventricular_coordinates(biv, septum_point_mm=(0.0, 10.0, 0.0))
     assert fields.frame.septum_source == "rv"  # the RV wins over a caller's point

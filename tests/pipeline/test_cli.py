@@ -136,3 +136,17 @@ def test_more_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
     assert main(argv) == 2
     assert "drop --no-prepare or --pictures" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.nii.gz", "settings.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("amplitude", "message"),
+    [("0", "must be a positive number"), ("-40", "must be a positive number"),
+     ("1", "did not fire an action potential")],
+)  # fmt: skip
+def test_a_stimulus_that_cannot_excite_is_an_error_not_a_nan(tmp_path, capsys, amplitude, message):
+    """--stim-amplitude 0 exited 0 and wrote a bare NaN APD into the JSON."""
+    out = tmp_path / "cell.json"
+    argv = ["verify", "cell", "--model", "tp06-epi", "--stim-amplitude", amplitude]
+    assert main([*argv, "--json", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
