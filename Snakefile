@@ -67,6 +67,7 @@ rule segment:
         render=OUT("{case}/segmentation/labels_3d.png"),
     params:
         method=lambda w: SETUP.segmentation_method(w.case),
+        kind=lambda w: CASES[w.case].kind,
         blood=lambda w, input: cw.option("--blood", input.get("blood")),
         qc=lambda w, output: cw.parent(output.montage),
     conda:
@@ -75,7 +76,8 @@ rule segment:
         OUT("{case}/logs/segment.log"),
     shell:
         "cardiotwin segment --lge {input.lge} --wall {input.wall} {params.blood}"
-        " --method {params.method} --out {output.labels} --qc {params.qc} > {log} 2>&1"
+        " --chamber {params.kind} --method {params.method} --out {output.labels}"
+        " --qc {params.qc} > {log} 2>&1"
 
 
 rule mesh:

@@ -83,7 +83,7 @@ def _segmentation(data: dict, source: Path) -> SegmentationResult:
         ) from None
 
 
-def _mesh(path: Path, quality: dict | None) -> MeshResult:
+def _mesh(path: Path, quality: dict | None, raw: dict | None = None) -> MeshResult:
     from cardiotwin.meshing.io import read_mesh
     from cardiotwin.meshing.mesh import MeshError
 
@@ -91,6 +91,15 @@ def _mesh(path: Path, quality: dict | None) -> MeshResult:
         mesh = read_mesh(path)
     except (MeshError, OSError, ValueError) as exc:
         raise ReportError(f"{path}: cannot read the mesh ({exc}); re-run the mesh stage") from None
+    fingerprint = mesh.fingerprint()
+    for stage in ("induction", "ablation"):
+        recorded = (raw or {}).get(stage) or {}
+        if recorded.get("mesh_fingerprint") not in (None, fingerprint):
+            raise ReportError(
+                f"the {stage} ran on another mesh than {path.name} (mesh fingerprint "
+                f"{str(recorded['mesh_fingerprint'])[:12]}… against {fingerprint[:12]}…): give "
+                "the mesh it ran on, or re-run it"
+            )
     volumes = {TISSUE_NAMES.get(int(t), f"tag {int(t)}"): mesh.volume_ml(int(t))
                for t in sorted(set(mesh.region.tolist()))}  # fmt: skip
     quality = quality or {}
@@ -220,6 +229,42 @@ def _bullseye(induction: InductionResult) -> bytes | None:
     return bullseye_png(by_segment) if by_segment else None
 
 
+#: the first bytes of every PNG file
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_inputs(inputs: CaseInputs, raw: dict) -> None:
+    """Refuse inputs that contradict each other before they make a wrong report: a chamber
+    other than the stages', pictures that are not PNG files."""
+    stated = {
+        "segmentation": ((raw["segmentation"] or {}).get("chamber") or {}).get("chamber"),
+        "induction": (raw["induction"] or {}).get("chamber"),
+    }
+    for stage, chamber in stated.items():
+        if chamber in ("ventricle", "atrium") and chamber != inputs.kind:
+            raise ReportError(
+                f"--kind is {inputs.kind}, but the {stage} stage ran on a {chamber}: give the "
+                f"case's chamber (--kind {chamber}) or that case's {stage} output"
+            )
+    needs = {"montage": ("segmentation", inputs.segmentation_json),
+             "scar_3d": ("segmentation", inputs.segmentation_json),
+             "mesh": ("mesh", inputs.mesh), "sites": ("mesh", inputs.mesh)}  # fmt: skip
+    for role, (stage, given) in needs.items():
+        if role in inputs.pictures and given is None:
+            raise ReportError(
+                f"the {role} picture belongs to the {stage} section, which needs the {stage} "
+                f"stage's output too (--{stage}); it would be left out"
+            )
+    for role, path in inputs.pictures.items():
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(len(PNG_SIGNATURE))
+        except OSError:
+            continue  # a missing picture is reported with the others, below
+        if head != PNG_SIGNATURE:
+            raise ReportError(f"the {role} picture {Path(path).name} is not a PNG file")
+
+
 def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
     """The case's :class:`CaseResults` and the raw stage JSON (for the template)."""
     raw = {
@@ -233,6 +278,7 @@ def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
         for stage, data in raw.items()
         if data is not None and isinstance(data.get("provenance"), dict)
     }
+    _check_inputs(inputs, raw)
     if raw["induction"] is not None and "induction" not in provenance:
         provenance["induction"] = _induction_provenance(raw["induction"])
     results = CaseResults(
@@ -241,7 +287,7 @@ def collect(inputs: CaseInputs) -> tuple[CaseResults, dict]:
         segmentation=None
         if raw["segmentation"] is None
         else _segmentation(raw["segmentation"], inputs.segmentation_json),
-        mesh=None if inputs.mesh is None else _mesh(inputs.mesh, raw["mesh"]),
+        mesh=None if inputs.mesh is None else _mesh(inputs.mesh, raw["mesh"], raw),
         induction=None
         if raw["induction"] is None
         else _induction(raw["induction"], inputs.induction_json),

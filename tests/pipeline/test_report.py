@@ -323,6 +323,8 @@ def test_an_atrial_driver_round_a_vein_is_called_macro_reentry(tmp_path):
     induction.update(chamber="atrium", unique_vts=[
         {**induction["unique_vts"][0], "macro_reentry_around": ["vein-2"]}, second])  # fmt: skip
     induction_json.write_text(json.dumps(induction))
+    # an atrial case: the ventricular sample's segmentation and pictures are not its own
+    inputs.kind, inputs.segmentation_json, inputs.pictures = "atrium", None, {}
     html = write_report(inputs, tmp_path / "atrium", pdf=False)["html"].read_text()
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "AHA-4 macro-re-entry around vein-2" in text
@@ -463,6 +465,34 @@ def test_a_malformed_stage_output_is_one_error_naming_the_file(tmp_path, role, c
     setattr(inputs, role, path)
     with pytest.raises(ReportError, match=f"input.json.*{message}"):
         write_report(inputs, tmp_path / "out", pdf=False)
+
+
+def test_inputs_that_contradict_each_other_are_refused(tmp_path):
+    """A new user's trial: each of these made a report that looked right and was not."""
+    from dataclasses import replace as replaced
+
+    from cardiotwin.meshing.io import write_mesh
+    from cardiotwin.meshing.mesh import box_mesh
+
+    inputs, induction_json, induction, ablation = _study_inputs(tmp_path)
+    # the chamber: the segmentation and the induction ran on a ventricle
+    with pytest.raises(ReportError, match="--kind is atrium, but the segmentation stage ran"):
+        write_report(replaced(inputs, kind="atrium"), tmp_path / "a", pdf=False)
+    # a mesh other than the one the induction and ablation ran on
+    other = tmp_path / "other.vtu"
+    write_mesh(box_mesh((4.0, 4.0, 4.0), 2.0), other)
+    with pytest.raises(ReportError, match="the induction ran on another mesh than other.vtu"):
+        write_report(replaced(inputs, mesh=other), tmp_path / "b", pdf=False)
+    # a picture that is not a PNG file
+    fake = tmp_path / "montage.png"
+    fake.write_text("not a picture")
+    pictures = {**inputs.pictures, "montage": fake}
+    with pytest.raises(ReportError, match="montage picture montage.png is not a PNG file"):
+        write_report(replaced(inputs, pictures=pictures), tmp_path / "c", pdf=False)
+    # a picture whose section has no data: it was dropped without a word
+    with pytest.raises(ReportError, match="montage picture belongs to the segmentation"):
+        write_report(replaced(inputs, segmentation_json=None), tmp_path / "d", pdf=False)
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_results_schema_file_is_generated_from_the_model():
