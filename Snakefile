@@ -69,13 +69,15 @@ rule segment:
         method=lambda w: SETUP.segmentation_method(w.case),
         kind=lambda w: CASES[w.case].kind,
         blood=lambda w, input: cw.option("--blood", input.get("blood")),
+        series=lambda w: cw.option("--series", CASES[w.case].series),
         qc=lambda w, output: cw.parent(output.montage),
     conda:
         ENV
     log:
         OUT("{case}/logs/segment.log"),
     shell:
-        "cardiotwin segment --lge {input.lge} --wall {input.wall} {params.blood}"
+        "cardiotwin --redact-inputs segment --lge {input.lge} --wall {input.wall} {params.blood}"
+        " {params.series}"
         " --chamber {params.kind} --method {params.method} --out {output.labels}"
         " --qc {params.qc} > {log} 2>&1"
 
@@ -99,8 +101,8 @@ rule mesh:
     log:
         OUT("{case}/logs/mesh.log"),
     shell:
-        "cardiotwin mesh --labels {input.labels} --kind {params.kind} --config {input.config}"
-        " {params.atrium} --out {output.mesh} --pictures {params.pictures} > {log} 2>&1"
+        "cardiotwin --redact-inputs mesh --labels {input.labels} --kind {params.kind}"
+        " --config {input.config} {params.atrium} --out {output.mesh} --pictures {params.pictures} > {log} 2>&1"
 
 
 rule induce:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -62,6 +63,12 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cardiotwin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--redact-inputs",
+        action="store_true",
+        help="name the input files by their option (<--lge>) in logs and errors, never by "
+        "path (a DICOM folder is often named after the patient); the workflow sets it",
+    )
     return parser
 
 
@@ -121,6 +128,54 @@ def check_paths(args: argparse.Namespace) -> None:
             seen[key] = (option, output, folder)
 
 
+class Redaction(logging.Filter):
+    """Replaces the input paths of a call (as given, absolute, and their last parts: a DICOM
+    folder named after the patient) by the option that named them, in log records and in
+    any text; outputs keep their paths (the workflow names them by case id)."""
+
+    def __init__(self, replacements: dict[str, str]) -> None:
+        super().__init__()
+        # longest first, so a path is replaced before its own last part; a part only where it
+        # stands alone (a folder "data" leaves "metadata" alone)
+        self.replacements = [
+            (re.compile(rf"(?<![\w.-]){re.escape(old)}(?![\w-])"), new)
+            for old, new in sorted(replacements.items(), key=lambda kv: -len(kv[0]))
+        ]
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Redaction:
+        replacements: dict[str, str] = {}
+        # the outputs' folder names (the case id in the workflow) are not the patient's
+        kept = {
+            part
+            for dest, value in vars(args).items()
+            if dest in OUTPUT_OPTIONS and isinstance(value, Path)
+            for part in Path(os.path.abspath(value)).parts
+        }
+        for dest, value in vars(args).items():
+            if dest in OUTPUT_OPTIONS:
+                continue
+            for path in value if isinstance(value, list) else [value]:
+                if not isinstance(path, Path):
+                    continue
+                label = f"<--{dest.replace('_', '-')}>"
+                for form in (str(path), os.path.abspath(path), os.path.realpath(path)):
+                    replacements[form] = label
+                for part in (path.name, path.parent.name):
+                    if len(part) >= 3 and part not in kept:
+                        replacements.setdefault(part, label)
+        return cls(replacements)
+
+    def __call__(self, text: str) -> str:
+        for pattern, label in self.replacements:
+            text = pattern.sub(label, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self(record.getMessage()), ()
+        return True
+
+
 def quiet_numba() -> None:
     """Keep Numba's own chatter out of the stage logs.
 
@@ -144,10 +199,22 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     quiet_numba()
+    redact = Redaction.of(args) if args.redact_inputs else None
+    if redact is not None:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redact)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         check_paths(args)
         return int(module.run(args) or 0)
     except CommandError as exc:
-        print(f"cardiotwin {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc) if redact is None else redact(str(exc))
+        print(f"cardiotwin {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception:
+        if redact is None:
+            raise
+        import traceback
+
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1

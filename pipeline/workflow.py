@@ -9,7 +9,8 @@ command); everything that decides something lives here and is tested:
   cohort sheet.
 - :func:`read_cohort` reads ``configs/cohort.tsv``: one row per case, tab-separated, columns
   ``case_id``, ``kind`` (ventricle | atrium), ``lge`` (NIfTI file or DICOM folder), ``wall``
-  (mask, NIfTI) and optional ``blood`` (blood-pool mask; ``-`` or empty for none). Paths are
+  (mask, NIfTI), optional ``blood`` (blood-pool mask; ``-`` or empty for none) and optional
+  ``series`` (the SeriesInstanceUID to read from a DICOM folder of several). Paths are
   relative to the working directory (the repository root when run from the README).
   Everything is checked before any job runs: a missing file, a duplicate or unusable case id,
   an unknown kind or column is refused naming the row and the fix.
@@ -42,7 +43,9 @@ PSEUDONYM = re.compile(r"^case-[0-9a-f]{10}$")
 #: (an MRN, or YYYYMMDD), or a date with separators (1965-04-12, 12_04_1965)
 IDENTIFIER_LIKE = re.compile(r"\d{6,}|\d{4}[-_]\d{1,2}[-_]\d{1,2}|\d{1,2}[-_]\d{1,2}[-_]\d{4}")
 KINDS = ("ventricle", "atrium")
-COLUMNS = ("case_id", "kind", "lge", "wall", "blood")
+COLUMNS = ("case_id", "kind", "lge", "wall", "blood", "series")
+#: a DICOM unique identifier (PS3.5 §9.1): digits and dots, at most 64 characters
+DICOM_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 REQUIRED_COLUMNS = ("case_id", "kind", "lge", "wall")
 
 
@@ -59,6 +62,8 @@ class Case:
     lge: str
     wall: str
     blood: str | None
+    #: the SeriesInstanceUID to read when ``lge`` is a DICOM folder holding several series
+    series: str | None = None
 
     def inputs(self) -> dict[str, str]:
         """Role -> path of every input of this case."""
@@ -86,7 +91,8 @@ def read_cohort(path: str | os.PathLike, base: str | os.PathLike = ".") -> dict[
             f"{path}: header {header}: "
             + (f"unknown columns {unknown}; " if unknown else "")
             + (f"missing columns {missing}; " if missing else "")
-            + f"the columns are {', '.join(COLUMNS)} (tab-separated; blood optional)"
+            + f"the columns are {', '.join(COLUMNS)} (tab-separated; blood and series "
+            "optional)"
         )
     cases: dict[str, Case] = {}
     problems = []
@@ -126,7 +132,20 @@ def read_cohort(path: str | os.PathLike, base: str | os.PathLike = ".") -> dict[
                 continue
             if not (base / value).exists():
                 problems.append(f"{where}: {role} file {value} does not exist")
-        cases[case_id] = Case(case_id, record["kind"], record["lge"], record["wall"], blood)
+        series = record.get("series") or None
+        if series == "-":
+            series = None
+        if series is not None and not (len(series) <= 64 and DICOM_UID.match(series)):
+            problems.append(
+                f"{where}: series {series!r} is not a DICOM SeriesInstanceUID (digits and "
+                "dots, at most 64 characters; cardiotwin import --dicom FOLDER lists them)"
+            )
+        elif series is not None and not (base / record["lge"]).is_dir():
+            problems.append(
+                f"{where}: a series is given but lge is not a DICOM folder; leave series "
+                "empty (-) for a NIfTI image"
+            )
+        cases[case_id] = Case(case_id, record["kind"], record["lge"], record["wall"], blood, series)
     if problems:
         raise CohortError(f"{path}: " + "; ".join(problems))
     if not cases:
@@ -218,8 +237,9 @@ def atrial_mesh_options(case: Case, inputs) -> str:
     """The atrial mesher's extra inputs (LGE for the fibrosis, blood pool, wall mask)."""
     if case.kind != "atrium":
         return ""
-    blood = option("--blood", inputs.get("blood"))
-    return f"--lge {inputs['lge']} --wall {inputs['wall']} {blood}".strip()
+    parts = [f"--lge {inputs['lge']}", f"--wall {inputs['wall']}",
+             option("--blood", inputs.get("blood")), option("--series", case.series)]  # fmt: skip
+    return " ".join(part for part in parts if part)
 
 
 def option(flag: str, value: str | None) -> str:

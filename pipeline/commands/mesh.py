@@ -50,6 +50,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="atrium: LGE image for the fibrosis (IIR along the normal): NIfTI or a DICOM folder",
     )
     parser.add_argument(
+        "--series", metavar="UID", help="atrium, DICOM --lge: the SeriesInstanceUID to read"
+    )
+    parser.add_argument(
         "--blood",
         type=Path,
         help="atrium: blood-pool mask (default: the cavity enclosed by the wall)",
@@ -82,13 +85,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path: Path, what: str, dicom: bool = False):
-    """A NIfTI file, or (``dicom``: the LGE) a DICOM series folder, read de-identified."""
+def _load(path: Path, what: str, dicom: bool = False, series: str | None = None):
+    """A NIfTI file, or (``dicom``: the LGE) a DICOM series folder, read de-identified
+    (``series``: which of the folder's series)."""
+    from cardiotwin.pipeline.commands.dicom_import import choose_series
     from cardiotwin.pipeline.images import ImageError, load_nifti, load_volume
 
     try:
         if dicom and path.is_dir():
-            return load_volume(path)
+            return load_volume(path, series_uid=choose_series(path, series))
         if not path.is_file():
             raise CommandError(f"{what} file {path} does not exist")
         return load_nifti(path)
@@ -329,7 +334,7 @@ def _mesh_atrium(args, labels, spacing: float, edge_mm: float, config):
     settings = DEFAULTS["iir"]
     lge = blood_mean = None
     if args.lge is not None:
-        lge = _load(args.lge, "LGE", dicom=True)
+        lge = _load(args.lge, "LGE", dicom=True, series=args.series)
         check_same_grid(lge, full_labels)
         pool = ndimage.binary_erosion(blood_array)
         pool = pool if pool.sum() > 100 else blood_array

@@ -164,6 +164,34 @@ def test_several_series_are_listed_and_one_is_chosen(patient, tmp_path, capsys):
     assert load_nifti(out).shape == small.lge.shape
 
 
+def test_redacted_errors_name_the_option_not_the_patients_folder(patient, tmp_path, capsys):
+    """The workflow runs segment and mesh with --redact-inputs: their logs sit under the
+    case's pseudonymous folder, so a DICOM folder named after the patient must not reach
+    them through an error message."""
+    dicom, phantom = patient
+    folder = tmp_path / dicom.name  # named after the patient ID, like the fixture's
+    folder.mkdir()
+    for path in dicom.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    write_series(folder / "second", phantom_lge(), series_uid=generate_uid(), study_uid="1.2.3")
+    for path in (folder / "second").iterdir():
+        path.rename(folder / f"B{path.name}")
+    (folder / "second").rmdir()
+    out = tmp_path / "case-a" / "labels.nii.gz"
+    argv = ["segment", "--lge", str(folder), "--wall", str(phantom / "wall.nii.gz"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert dicom.name in capsys.readouterr().err  # at the terminal the path helps
+    assert main(["--redact-inputs", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "<--lge> holds 2 DICOM series" in err and "--series" in err
+    _assert_clean(err, "the redacted error")
+
+
+def phantom_lge():
+    return make_phantom("lv-healthy", 2, acquisition=Acquisition(fine_mm=2.0)).lge
+
+
 def test_an_atrium_meshes_with_its_lge_as_a_dicom_folder(tmp_path):
     # the cohort sheet may give an atrium's LGE as a DICOM folder: the mesher reads it too
     # (de-identified), with the same fibrosis tags as from the NIfTI of the same image

@@ -103,6 +103,37 @@ def test_cohort_sheet_errors_name_the_row(tmp_path):
         read_cohort(sheet)
 
 
+def test_cohort_sheet_series_column(tmp_path):
+    """A DICOM folder of several series runs through the workflow with its series named."""
+    from cardiotwin.pipeline.workflow import atrial_mesh_options
+
+    wall = SAMPLES / "la-fibrosis" / "wall.nii.gz"
+    dicom = tmp_path / "study-1"
+    dicom.mkdir()
+    sheet = tmp_path / "c.tsv"
+    sheet.write_text(
+        "case_id\tkind\tlge\twall\tblood\tseries\n"
+        f"a1\tatrium\t{dicom}\t{wall}\t-\t1.2.826.0.1.3680043.8.498.12\n"
+        f"a2\tatrium\t{dicom}\t{wall}\t-\t-\n"
+    )
+    cases = read_cohort(sheet)
+    assert cases["a1"].series == "1.2.826.0.1.3680043.8.498.12" and cases["a2"].series is None
+    options = atrial_mesh_options(cases["a1"], cases["a1"].inputs())
+    assert options.endswith("--series 1.2.826.0.1.3680043.8.498.12")
+    lge = SAMPLES / "la-fibrosis" / "lge.nii.gz"
+    sheet.write_text(
+        "case_id\tkind\tlge\twall\tblood\tseries\n"
+        f"a1\tatrium\t{dicom}\t{wall}\t-\tDoe^Jane\n"
+        f"a2\tatrium\t{lge}\t{wall}\t-\t1.2.3\n"
+    )
+    with pytest.raises(CohortError) as info:
+        read_cohort(sheet)
+    assert "line 2 (case 'a1'): series 'Doe^Jane' is not a DICOM SeriesInstanceUID" in str(
+        info.value
+    )
+    assert "line 3 (case 'a2'): a series is given but lge is not a DICOM folder" in str(info.value)
+
+
 def test_setup_refuses_a_bad_config_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'simulation.time_step'"):
         setup({"config_version": 1, "simulation": {"time_step": 0.1}}, tmp_path)

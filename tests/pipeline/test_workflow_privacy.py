@@ -45,13 +45,21 @@ def _contents(path: Path) -> tuple[list[str], list[bytes]]:
 def test_no_identifier_leaves_the_workflow(tmp_path):
     phantom = make_phantom("lv-infarct", 4, acquisition=Acquisition(fine_mm=2.0))
     write_phantom(phantom, tmp_path / "inputs")
-    dicom = tmp_path / "inputs" / "series-1"  # the folder name is the user's choice
-    write_series(dicom, phantom.lge, series_uid=generate_uid(), study_uid=generate_uid())
+    dicom = tmp_path / "inputs" / "study-1"  # the folder name is the user's choice
+    chosen, study = generate_uid(), generate_uid()
+    write_series(dicom, phantom.lge, series_uid=chosen, study_uid=study)
+    # a second series of the same study in the same folder (a localiser, say): the cohort
+    # sheet's series column picks the LGE
+    other = make_phantom("lv-healthy", 2, acquisition=Acquisition(fine_mm=2.0))
+    write_series(dicom / "b", other.lge, series_uid=generate_uid(), study_uid=study, number=9)
+    for path in (dicom / "b").iterdir():
+        path.rename(dicom / f"B{path.name}")
+    (dicom / "b").rmdir()
     (tmp_path / "inputs" / "lge.nii.gz").unlink()  # only the DICOM carries the image
     sheet = tmp_path / "cohort.tsv"
     sheet.write_text(
-        "case_id\tkind\tlge\twall\tblood\n"
-        "case-a\tventricle\tinputs/series-1\tinputs/wall.nii.gz\t-\n"
+        "case_id\tkind\tlge\twall\tblood\tseries\n"
+        f"case-a\tventricle\tinputs/study-1\tinputs/wall.nii.gz\t-\t{chosen}\n"
     )
     config = tmp_path / "config.yaml"
     config.write_text(
