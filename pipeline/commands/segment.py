@@ -116,11 +116,32 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def settings_from_args(args: argparse.Namespace, method: str):
-    """The method's defaults with the options given on the command line."""
-    from cardiotwin.pipeline.segmentation import DEFAULTS
+#: setting -> (its option, the methods that read it; None: every method)
+OPTION_OF_SETTING: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "border_zone_sd": ("--bz-sd", ("nsd",)),
+    "dense_sd": ("--dense-sd", ("nsd",)),
+    "nsd_reference": ("--nsd-reference", ("nsd",)),
+    "fwhm_fraction": ("--fwhm-fraction", ("fwhm",)),
+    "remote_peak_sd": ("--remote-peak-sd", ("fwhm",)),
+    "fibrosis_iir": ("--fibrosis-iir", ("iir", "iir-surface")),
+    "dense_iir": ("--dense-iir", ("iir", "iir-surface")),
+    "smooth_mm": ("--smooth-mm", None),
+    "min_component_ml": ("--min-component-ml", None),
+    "pv_rim": ("--pv-rim", None),
+    "trim_blood_edge": ("--blood-edge", None),
+    "keep_channels": ("--keep-channels", None),
+    "surface_band_mm": ("--surface-band", ("iir-surface",)),
+}
 
-    overrides = {
+
+def settings_from_args(args: argparse.Namespace, method: str):
+    """The method's defaults with the options given on the command line; an option the
+    method does not read is refused (it was ignored without a word), and a bad value is
+    named by its option."""
+    from cardiotwin.pipeline.cli import CommandError
+    from cardiotwin.pipeline.segmentation import DEFAULTS, SegmentationError
+
+    values = {
         "border_zone_sd": args.bz_sd,
         "dense_sd": args.dense_sd,
         "nsd_reference": args.nsd_reference,
@@ -135,8 +156,23 @@ def settings_from_args(args: argparse.Namespace, method: str):
         "keep_channels": args.keep_channels,
         "surface_band_mm": None if args.surface_band is None else tuple(args.surface_band),
     }
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return replace(DEFAULTS[method], **given)
+    given = {key: value for key, value in values.items() if value is not None}
+    for key in given:
+        option, methods = OPTION_OF_SETTING[key]
+        if methods is not None and method not in methods:
+            raise CommandError(
+                f"{option} is a threshold of --method {' or '.join(methods)}, not of {method}, "
+                "which would ignore it; drop it or choose that method"
+            )
+    settings = replace(DEFAULTS[method], **given)
+    try:
+        settings.validate()
+    except SegmentationError as exc:
+        message = str(exc)
+        for key, (option, _) in OPTION_OF_SETTING.items():
+            message = message.replace(key.replace("_", "-"), option)
+        raise CommandError(message) from None
+    return settings
 
 
 def _stem(out: Path) -> str:
@@ -220,7 +256,10 @@ def run(args: argparse.Namespace) -> int:
         name = f"{lge.source}_labels_{method}" if from_dicom else f"labels_{method}"
         out = out / f"{name}.nii.gz"
     if not is_nifti_path(out):
-        raise CommandError(f"--out {out.name} must end in .nii or .nii.gz, or be a folder")
+        raise CommandError(
+            f"--out {out.name} must end in .nii or .nii.gz, or be a folder that exists (make "
+            "it first)"
+        )
 
     try:
         result = segment(lge, wall, settings, blood)

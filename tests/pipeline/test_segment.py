@@ -434,6 +434,26 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(case, case_dir, tmp_pat
     assert not out_dir.exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--method", "fwhm", "--bz-sd", "2"], "--bz-sd is a threshold of --method nsd, not"),
+        (["--method", "nsd", "--fibrosis-iir", "1.2"], "--fibrosis-iir is a threshold of"),
+        (["--method", "nsd", "--bz-sd", "-3"], "--bz-sd must be a number of at least 0"),
+        (["--method", "fwhm", "--fwhm-fraction", "1.5"], "--fwhm-fraction must be a number"),
+    ],
+)  # fmt: skip
+def test_a_threshold_is_refused_by_its_option_name(case_dir, tmp_path, capsys, options, message):
+    """A threshold of another method was ignored without a word (exit 0), and a bad value
+    was named by its setting (border-zone-sd), not the option the user typed."""
+    out = tmp_path / "out" / "l.nii.gz"
+    lge, wall = case_dir / "lge.nii.gz", case_dir / "wall.nii.gz"
+    argv = ["segment", "--lge", str(lge), "--wall", str(wall), "--out", str(out), *options]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.parent.exists()
+
+
 def test_tiny_resampling_is_refused_before_allocating(case_dir, tmp_path, capsys):
     argv = ["segment", "--lge", str(case_dir / "lge.nii.gz"), "--wall"]
     argv += [str(case_dir / "wall.nii.gz"), "--out", str(tmp_path / "o" / "l.nii.gz")]
