@@ -145,6 +145,11 @@ class InductionReport(_Model):
     mesh_fingerprint: str
     config_hash: str
     backend: str
+    precision: Literal["fp64", "mixed"] | None = Field(
+        None,
+        description="storage precision the simulations ran in (simulation.precision or "
+        "--precision); absent from files written before it was recorded",
+    )
     wall_s: float
     tissue: dict
     batch: dict
@@ -251,6 +256,7 @@ def build_report(result, mesh_fingerprint: str) -> InductionReport:
         mesh_fingerprint=mesh_fingerprint,
         config_hash=config_hash(result.config, sections=STAGE_SECTIONS["induce"]),
         backend=result.backend,
+        precision=result.config.simulation.precision,
         wall_s=round(result.wall_s, 3),
         tissue=json.loads(json.dumps(tissue, default=_plain)),
         batch=result.stats,

@@ -49,6 +49,22 @@ DICOM_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 REQUIRED_COLUMNS = ("case_id", "kind", "lge", "wall")
 
 
+def case_id_problem(case_id: str) -> str | None:
+    """Why ``case_id`` cannot name a case's folders and reports, or None. The text never
+    repeats an id that looks like a record number or a date."""
+    if not CASE_ID_PATTERN.match(case_id):
+        return (
+            "case ids are 1-64 letters, digits, '_' or '-' (they name folders; use a "
+            "pseudonymous id, never a patient name or ID)"
+        )
+    if IDENTIFIER_LIKE.search(case_id) and not PSEUDONYM.match(case_id):
+        return (
+            "the case id looks like a record number or a date (six digits in a row, or a "
+            "date); case ids name folders and reports, so use a pseudonymous id such as P001"
+        )
+    return None
+
+
 class CohortError(ValueError):
     """A cohort sheet that cannot be run; the message names the row and the fix."""
 
@@ -103,18 +119,11 @@ def read_cohort(path: str | os.PathLike, base: str | os.PathLike = ".") -> dict[
         record = {h: v.strip() for h, v in zip(header, row, strict=True)}
         case_id = record["case_id"]
         where = f"line {line_number} (case {case_id!r})"
-        if not CASE_ID_PATTERN.match(case_id):
-            problems.append(
-                f"{where}: case ids are 1-64 letters, digits, '_' or '-' (they name folders; "
-                "use a pseudonymous id, never a patient name or ID)"
-            )
-            continue
-        if IDENTIFIER_LIKE.search(case_id) and not PSEUDONYM.match(case_id):
-            problems.append(
-                f"line {line_number}: the case id looks like a record number or a date (six "
-                "digits in a row, or a date); case ids name folders and reports, so use a "
-                "pseudonymous id such as P001"
-            )
+        problem = case_id_problem(case_id)
+        if problem is not None:
+            # an id that looks like an identifier is not repeated in the message
+            shown = where if CASE_ID_PATTERN.match(case_id) is None else f"line {line_number}"
+            problems.append(f"{shown}: {problem}")
             continue
         if case_id.lower() in {c.lower() for c in cases}:
             problems.append(

@@ -144,11 +144,10 @@ def run(args: argparse.Namespace) -> int:
         mismatch = ""
         if not _same_protocol(config, first.report):
             mismatch = (
-                " The re-inductions ran this configuration, which is not the one the "
-                f"induction ran with (its config hash {str(first.report.get('config_hash'))[:12]}"
-                "…): before and after are not the same protocol."
+                "this configuration, which is not the one the induction ran with (its config "
+                f"hash {str(first.report.get('config_hash'))[:12]}…)"
             )
-            log.warning("%s", mismatch.strip())
+            log.warning("ablate runs %s", mismatch)
         sites = [s["name"] for s in first.sites]
         reports: dict[str, dict] = {}
         maps: dict[str, object] = {}
@@ -183,7 +182,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = run_ablation(mesh, first, induce, config.ablation, blocking)
             result.controls = run_controls(mesh, result, induce, config.ablation, blocking)
-            result.note += mismatch
+            if mismatch and reports:
+                result.note += (
+                    f" The re-inductions ran {mismatch}: before and after are not the same "
+                    "protocol."
+                )
+            elif mismatch:  # nothing was re-induced: say so, not that re-inductions ran
+                result.note += f" Given {mismatch}; nothing was re-induced."
         except (AblationError, CriticalSiteError, LesionError) as exc:
             raise CommandError(str(exc)) from None
         except (InductionError, TissueError, ProtocolError, JournalError) as exc:

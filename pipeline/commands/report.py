@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from cardiotwin.meshing.mesh import MeshError
     from cardiotwin.pipeline.config import ConfigError, load_config
     from cardiotwin.pipeline.report.build import CaseInputs, ReportError, write_report
+    from cardiotwin.pipeline.workflow import case_id_problem
+
+    problem = case_id_problem(args.case_id)
+    if problem is not None:  # it heads the report and names its folder in a cohort
+        raise CommandError(f"--case-id: {problem}")
 
     pictures = {
         role: path

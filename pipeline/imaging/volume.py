@@ -132,7 +132,8 @@ def check_same_grid(image: ImageVolume, mask: ImageVolume, *, atol_mm: float = 0
     names = f"{mask.source} (mask) and {image.source} (image)"
     fix = (
         "Resample the mask onto the image grid (nearest-neighbour or shape-based), or "
-        "export both from the same series; raise atol_mm only for header round-off"
+        "export both from the same series (the 0.01 mm tolerance allows only header "
+        "round-off)"
     )
     if image.shape != mask.shape:
         raise _image_error(

@@ -21,12 +21,20 @@ COLUMNS = (
 def load_results(paths: list[str | os.PathLike]) -> list[CaseResults]:
     """Read every case's results.json (sorted by case id); errors name the file."""
     cases = []
+    seen: dict[str, Path] = {}
     for path in paths:
         path = Path(path)
         try:
-            cases.append(CaseResults.model_validate(json.loads(path.read_text("utf-8"))))
+            case = CaseResults.model_validate(json.loads(path.read_text("utf-8")))
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: not a usable results.json ({exc})") from None
+        if case.case_id in seen:  # one patient counted twice skews every fraction
+            raise ValueError(
+                f"{path} and {seen[case.case_id]} are both case {case.case_id!r}: give each "
+                "case's results.json once"
+            )
+        seen[case.case_id] = path
+        cases.append(case)
     return sorted(cases, key=lambda c: c.case_id)
 
 

@@ -771,6 +771,7 @@ def test_cardiotwin_ablate_with_a_non_inducible_input_writes_an_empty_valid_resu
     assert report["status"] == "not inducible before ablation"
     # the induction file's config hash is not this configuration's: said in the result
     assert "not the one the induction ran with" in report["note"]
+    assert "re-inductions ran" not in report["note"]  # none did
     assert report["lesions"] == [] and report["rounds"] == 0 and report["total_volume_ml"] == 0
     assert report["input_inducible"] is False
     assert report["provenance"]["stage"] == "ablation"

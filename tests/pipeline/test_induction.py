@@ -109,6 +109,9 @@ def test_mixed_precision_finds_the_same_circuits(ring_study):
             assert abs(a.cycle_length_ms - b.cycle_length_ms) <= 0.005 * b.cycle_length_ms
             assert np.linalg.norm(np.subtract(a.exit_mm, b.exit_mm)) <= 1.0 + 1e-9
     assert len(mixed.vts) == len(ring_study.vts)
+    # induction.json says which precision it ran in
+    assert build_report(mixed, "0" * 64).precision == "mixed"
+    assert build_report(ring_study, "0" * 64).precision == "fp64"
 
 
 def test_a_precision_the_model_cannot_run_is_refused_before_calibrating(tmp_path, capsys):

@@ -501,3 +501,21 @@ def test_results_schema_file_is_generated_from_the_model():
     assert json.loads(Path(SCHEMA_PATH).read_text()) == results_schema(), (
         "pipeline/schemas/results.schema.json is stale: regenerate it from results_schema()"
     )
+
+
+def test_a_case_given_twice_or_an_identifier_as_case_id_is_refused(tmp_path, capsys):
+    from cardiotwin.pipeline.cli import main
+
+    written = write_report(_inputs(), tmp_path / "one", pdf=False)
+    copy = tmp_path / "two" / "results.json"
+    copy.parent.mkdir()
+    copy.write_bytes(written["results"].read_bytes())
+    with pytest.raises(ValueError, match="are both case 'demo-1'"):
+        write_summary([written["results"], copy], tmp_path / "cohort")
+    assert not (tmp_path / "cohort").exists()
+    # the report heads its page with the case id: a record number is refused, not repeated
+    argv = ["report", "--case-id", "MRN0012345", "--kind", "ventricle",
+            "--out", str(tmp_path / "r"), "--no-pdf"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "looks like a record number" in err and "0012345" not in err
