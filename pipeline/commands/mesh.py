@@ -151,6 +151,20 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"--out {args.out}: name the mesh *.vtu (ParaView) or *.elem (openCARP file set)"
         )
+    ignored = [option for option, value, kind in (
+        ("--lge", args.lge, "atrium"), ("--blood", args.blood, "atrium"),
+        ("--wall", args.wall, "atrium"), ("--series", args.series, "atrium"),
+        ("--septum-mm", args.septum_mm, "ventricle"),
+    ) if value is not None and kind != args.kind]  # fmt: skip
+    if ignored:
+        raise CommandError(
+            f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not read for --kind "
+            f"{args.kind} and would be ignored: drop {'it' if len(ignored) == 1 else 'them'}"
+        )
+    if args.septum_mm is not None and not args.prepare:
+        raise CommandError("--septum-mm orients what prepare adds: drop --no-prepare or it")
+    if args.series is not None and args.lge is None:
+        raise CommandError("--series picks the series of a DICOM --lge: give --lge too")
     if args.pictures is not None and not args.prepare:
         raise CommandError(
             "--pictures draws the fibres and pacing sites that prepare adds: drop --no-prepare "

@@ -113,3 +113,21 @@ def test_a_ventricle_meshed_as_an_atrium_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "use --kind ventricle" in err and "mm thick on average" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--kind", "ventricle", "--blood", "{labels}"], "--blood is not read for --kind"),
+        (["--kind", "atrium", "--septum-mm", "1", "2", "3"], "--septum-mm is not read for --kind"),
+        (["--kind", "ventricle", "--no-prepare", "--septum-mm", "1", "2", "3"],
+         "--septum-mm orients what prepare adds"),
+    ],
+)  # fmt: skip
+def test_options_the_kind_does_not_read_are_refused(tmp_path, capsys, extra, message):
+    """They were accepted and ignored without a word."""
+    out = tmp_path / "out" / "m.vtu"
+    extra = [part.format(labels=LV_LABELS) for part in extra]
+    assert main(["mesh", "--labels", str(LV_LABELS), "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
