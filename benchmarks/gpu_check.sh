@@ -14,13 +14,16 @@
 #   3. the N-version slab at 0.1 mm (442 401 nodes), lumped mass, mixed precision (75 s):
 #      P8 against the CPU's 44.33 ms (fp64, RESULTS.md).
 #   4. (--clinical, its own call: up to BUDGET_S, default 540 s, so it fits one 600 s device
-#      command) the clinical configuration (configs/clinical.yaml: TP06, 0.5 mm, dt 0.01 ms,
-#      all 17 sites, backend cuda) on the sample lv-infarct (or CASE) through the pipeline's own
-#      commands, segment -> mesh -> induce -> ablate, by benchmarks/clinical_stages.py: wall
-#      time and peak memory per stage, and for a stage stopped at the budget its last
-#      progress (simulated ms, node-steps/s). It needs pydantic, nibabel and meshio, which the
-#      image lacks: first run benchmarks/gpu_wheels.sh here and carry .whl (installed from there,
-#      offline, into a temporary folder).
+#      command) the clinical configuration (configs/clinical.yaml: TP06 ventricles, Courtemanche
+#      atria, 0.5 mm, dt 0.01 ms, every site,
+#      backend cuda) on the sample la-fibrosis (or CASE) through the pipeline's own commands,
+#      segment -> mesh -> induce -> ablate, by benchmarks/clinical_stages.py: wall time and peak
+#      memory per stage, and for a stage stopped at the budget its last progress (simulated
+#      ms, node-steps/s). The atrium by default: its 0.5 mm mesh takes 2 min there, the LV's
+#      ~12 min (longer than a device command). It needs pydantic, nibabel, meshio and pyamg,
+#      which the image lacks: first run benchmarks/gpu_wheels.sh here and carry .whl
+#      (installed from there, offline, into a temporary folder). Seen on an H200 (2026-12-04):
+#      the atrium's 20-site batch at 4.55e9 node-steps/s (benchmarks/RESULTS.md).
 # Not measured here (no CuPy path exists): whether cuSPARSE's SpMV beats the numba-cuda one.
 #
 # The device image has numpy, scipy, numba, numba-cuda, CuPy, pytest and tqdm but not
@@ -48,7 +51,7 @@ export PYTHONUNBUFFERED=1
 
 if [ "${1:-}" = "--clinical" ]; then
   BUDGET_S=${2:-540}
-  CASE=${3:-lv-infarct}
+  CASE=${3:-la-fibrosis}
   if compgen -G ".whl/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE/wheels" \
       .whl/*.whl || exit 1
