@@ -772,10 +772,23 @@ def _first_bad_kernel(v, limit, result):
             cuda.atomic.min(result, 0, k)
 
 
+_SCALARS: list = []
+
+
+def _scalar(value: int):
+    """The backend's one int64 device scalar, set to ``value`` on the stream: the checks
+    below run every few steps, and a fresh 8-byte allocation each time was a cuMemAlloc and
+    a deferred free per check (seen on an H200: most of an induction's log lines)."""
+    if not _SCALARS:
+        _SCALARS.append(cuda.device_array(1, dtype=np.int64))
+    fill(_SCALARS[0], value)  # a kernel on the stream: ordered before the check's kernel
+    return _SCALARS[0]
+
+
 def first_bad_index(v, limit: float) -> int:
     """Smallest flat index where ``v`` is NaN/inf or |v| > ``limit``; −1 if none."""
     flat = _flat(v)
-    result = cuda.to_device(np.array([flat.size], dtype=np.int64))
+    result = _scalar(flat.size)
     _first_bad_kernel[_blocks(flat.size), THREADS_PER_BLOCK, stream()](flat, float(limit), result)
     bad = int(result.copy_to_host()[0])
     return -1 if bad >= flat.size else bad
@@ -791,7 +804,7 @@ def _count_nan_kernel(a, result):
 
 def count_nan(a) -> int:
     flat = _flat(a)
-    result = cuda.to_device(np.zeros(1, dtype=np.int64))
+    result = _scalar(0)
     _count_nan_kernel[_blocks(flat.size), THREADS_PER_BLOCK, stream()](flat, result)
     return int(result.copy_to_host()[0])
 

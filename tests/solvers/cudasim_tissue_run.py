@@ -55,6 +55,13 @@ def run(backend: str) -> dict:
     values = np.array([[1.0, 2.0, np.nan], [5.0, np.nan, np.nan], [3.0, 9.0, np.nan],
                        [0.0, 1.0, np.nan], [-1.0, 0.5, np.nan]])  # fmt: skip
     results["member_max"] = ops.member_max(ops.asarray(values.reshape(-1)), 3)
+    # the divergence checks, twice each on one device scalar (it must be reset between calls)
+    flat = ops.asarray(np.array([0.0, 1.0, 250.0, np.nan, -3.0, np.inf]))
+    clean = ops.asarray(np.zeros(6))
+    results["first_bad"] = np.array([ops.first_bad_index(flat, 200.0),
+                                     ops.first_bad_index(clean, 200.0),
+                                     ops.first_bad_index(flat, 1000.0)], dtype=float)  # fmt: skip
+    results["count_nan"] = np.array([ops.count_nan(flat), ops.count_nan(clean)], dtype=float)
     return results
 
 

@@ -33,6 +33,7 @@ def test_cuda_tissue_backend_matches_cpu(tmp_path):
     gpu = np.load(out)
     cpu = case.run("cpu")
     assert cpu["member_max"][0] == 5.0 and np.isnan(cpu["member_max"][1:]).all()
+    assert cpu["first_bad"].tolist() == [2, -1, 3] and cpu["count_nan"].tolist() == [1, 0]
     for key, expected in cpu.items():
         if key.endswith("_activation"):
             # both members activated somewhere, at different places: a real comparison
