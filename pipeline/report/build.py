@@ -236,8 +236,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _check_inputs(inputs: CaseInputs, raw: dict) -> None:
     """Refuse inputs that contradict each other before they make a wrong report: a chamber
     other than the stages', pictures that are not PNG files."""
+    segmented = (raw["segmentation"] or {}).get("chamber")
     stated = {
-        "segmentation": ((raw["segmentation"] or {}).get("chamber") or {}).get("chamber"),
+        "segmentation": segmented.get("chamber") if isinstance(segmented, dict) else None,
         "induction": (raw["induction"] or {}).get("chamber"),
     }
     for stage, chamber in stated.items():
