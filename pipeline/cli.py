@@ -200,9 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     quiet_numba()
     redact = Redaction.of(args) if args.redact_inputs else None
-    if redact is not None:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(redact)
+    handlers = list(logging.getLogger().handlers) if redact is not None else []
+    for handler in handlers:
+        handler.addFilter(redact)
+    try:
+        return _run(args, redact)
+    finally:
+        for handler in handlers:  # a second call in this process starts clean
+            handler.removeFilter(redact)
+
+
+def _run(args: argparse.Namespace, redact: Redaction | None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         check_paths(args)
