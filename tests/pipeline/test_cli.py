@@ -150,3 +150,27 @@ def test_a_stimulus_that_cannot_excite_is_an_error_not_a_nan(tmp_path, capsys, a
     assert main([*argv, "--json", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_redaction_names_inputs_by_option_in_log_records(tmp_path):
+    import argparse
+    import logging
+    from pathlib import Path
+
+    from cardiotwin.pipeline.cli import Redaction
+
+    args = argparse.Namespace(
+        command="segment", lge=Path("/data/DOE_JANE_99887766"), wall=Path("data/P01/wall.nii.gz"),
+        out=Path("results/P01/segmentation/labels.nii.gz"),
+    )  # fmt: skip
+    redact = Redaction.of(args)
+    text = "%s has no sform; metadata of %s/IM1"
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, text,
+                               ("data/P01/wall.nii.gz", "DOE_JANE_99887766"), None)  # fmt: skip
+    assert redact.filter(record)
+    message = record.getMessage()
+    assert message == "<--wall> has no sform; metadata of <--lge>/IM1"
+    # the output's folders (the workflow's case id) are left alone
+    assert redact("wrote results/P01/segmentation/labels.nii.gz") == (
+        "wrote results/P01/segmentation/labels.nii.gz"
+    )
