@@ -374,15 +374,15 @@ def _read_dicom_series(
             raise _image_error(
                 folder,
                 f"holds {len(uids)} DICOM series: {', '.join(uids)}",
-                "Choose one with --series UID (cardiotwin import --dicom FOLDER lists each "
-                "series' number, modality and file count).",
+                "Choose one with --series UID (series_uid= from Python; cardiotwin import "
+                "--dicom FOLDER lists each series' number, modality and file count).",
             )
         series_uid = uids[0]
     elif series_uid not in uids:
         raise _image_error(
             folder,
             f"has no DICOM series {series_uid}; it holds {', '.join(uids)}",
-            "Give one of these with --series.",
+            "Give one of these with --series (series_uid= from Python).",
         )
     # A file GDCM cannot parse silently drops out of its series; at an end of the stack
     # that would go unnoticed by the spacing check.
