@@ -37,7 +37,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fibrosis-percent",
         type=float,
-        default=20.0,
         help="la-fibrosis: percent of the atrial wall that is fibrotic (default 20)",
     )
     parser.add_argument(
@@ -89,12 +88,15 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {args.out} exists and is not a folder; give a folder path")
     if args.variant is not None and args.kind != "lv-infarct":
         raise CommandError("--variant applies to lv-infarct only")
+    if args.fibrosis_percent is not None and args.kind != "la-fibrosis":
+        raise CommandError("--fibrosis-percent applies to la-fibrosis only (it would be ignored)")
+    fibrosis_percent = 20.0 if args.fibrosis_percent is None else args.fibrosis_percent
     try:
         phantom = make_phantom(
             args.kind,
             args.seed,
             acquisition=acquisition,
-            fibrosis_percent=args.fibrosis_percent,
+            fibrosis_percent=fibrosis_percent,
             variant=args.variant,
             wall_mask=args.wall_mask,
         )

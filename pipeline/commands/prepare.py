@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config).anatomy
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
+    if args.septum_mm is not None and args.kind != "ventricle":
+        raise CommandError("--septum-mm orients a ventricle's AHA segments; an atrium ignores it")
     if args.septum_mm is not None:
         config = config.model_copy(update={"septum_point_mm": tuple(args.septum_mm)})
     try:

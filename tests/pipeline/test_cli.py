@@ -174,3 +174,24 @@ def test_redaction_names_inputs_by_option_in_log_records(tmp_path):
     assert redact("wrote results/P01/segmentation/labels.nii.gz") == (
         "wrote results/P01/segmentation/labels.nii.gz"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["phantom", "lv-infarct", "--seed", "1", "--fibrosis-percent", "35"],
+         "--fibrosis-percent applies to la-fibrosis only"),
+        (["phantom", "la-fibrosis", "--seed", "1", "--variant", "transmural"],
+         "--variant applies to lv-infarct only"),
+        (["prepare", "--kind", "atrium", "--mesh", "{tmp}/m.vtu", "--septum-mm", "1", "2", "3"],
+         "--septum-mm orients a ventricle's AHA segments"),
+    ],
+)  # fmt: skip
+def test_options_the_kind_ignores_are_refused(tmp_path, capsys, argv, message):
+    """Accepted and ignored before: a 35 % 'infarct' phantom was an ordinary one."""
+    out = tmp_path / "out"
+    argv = [part.format(tmp=tmp_path) for part in argv]
+    out_option = ["--out", str(out / "m.vtu" if argv[0] == "prepare" else out)]
+    assert main([*argv, *out_option]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
