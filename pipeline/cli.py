@@ -97,35 +97,39 @@ def _is_folder_option(command: str, dest: str) -> bool:
     return dest in FOLDER_OPTIONS or (dest == "out" and command in FOLDER_OUT_COMMANDS)
 
 
+def path_arguments(args: argparse.Namespace):
+    """(dest, path) for every path a parsed call names, one per path of a list option."""
+    for dest, value in vars(args).items():
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, Path):
+                yield dest, path
+
+
 def check_paths(args: argparse.Namespace) -> None:
     """Refuse, before any work, a call whose outputs would overwrite one of its inputs or
     each other (``segment --out`` naming the LGE image, ``--stats`` naming ``--out``: both
     were written over, exit 0), and an output folder that is a file."""
     command = args.command
     seen: dict[str, tuple[str, bool, bool]] = {}  # real path -> (option, output, folder)
-    for dest, value in vars(args).items():
-        paths = value if isinstance(value, list) else [value]
-        for path in paths:
-            if not isinstance(path, Path):
-                continue
-            option = "--" + dest.replace("_", "-") if dest != "file" else "FILE"
-            output = dest in OUTPUT_OPTIONS
-            if output and _is_folder_option(command, dest) and path.exists() and not path.is_dir():
-                raise CommandError(f"{option} {path} is a file: name a folder")
-            key = os.path.realpath(path)
-            folder = output and _is_folder_option(command, dest)
-            if key in seen:
-                other, other_output, other_folder = seen[key]
-                # two folders to write into, or a folder that is there: nothing is overwritten
-                shared_folder = os.path.isdir(key) or (folder and other_folder)
-                if (output or other_output) and not shared_folder:
-                    if output and other_output:
-                        raise CommandError(f"{other} and {option} name the same file ({path})")
-                    written, read = (option, other) if output else (other, option)
-                    raise CommandError(
-                        f"{written} would overwrite the input {read} ({path}): name another file"
-                    )
-            seen[key] = (option, output, folder)
+    for dest, path in path_arguments(args):
+        option = "--" + dest.replace("_", "-") if dest != "file" else "FILE"
+        output = dest in OUTPUT_OPTIONS
+        if output and _is_folder_option(command, dest) and path.exists() and not path.is_dir():
+            raise CommandError(f"{option} {path} is a file: name a folder")
+        key = os.path.realpath(path)
+        folder = output and _is_folder_option(command, dest)
+        if key in seen:
+            other, other_output, other_folder = seen[key]
+            # two folders to write into, or a folder that is there: nothing is overwritten
+            shared_folder = os.path.isdir(key) or (folder and other_folder)
+            if (output or other_output) and not shared_folder:
+                if output and other_output:
+                    raise CommandError(f"{other} and {option} name the same file ({path})")
+                written, read = (option, other) if output else (other, option)
+                raise CommandError(
+                    f"{written} would overwrite the input {read} ({path}): name another file"
+                )
+        seen[key] = (option, output, folder)
 
 
 class Redaction(logging.Filter):
@@ -148,22 +152,19 @@ class Redaction(logging.Filter):
         # the outputs' folder names (the case id in the workflow) are not the patient's
         kept = {
             part
-            for dest, value in vars(args).items()
-            if dest in OUTPUT_OPTIONS and isinstance(value, Path)
-            for part in Path(os.path.abspath(value)).parts
+            for dest, path in path_arguments(args)
+            if dest in OUTPUT_OPTIONS
+            for part in Path(os.path.abspath(path)).parts
         }
-        for dest, value in vars(args).items():
+        for dest, path in path_arguments(args):
             if dest in OUTPUT_OPTIONS:
                 continue
-            for path in value if isinstance(value, list) else [value]:
-                if not isinstance(path, Path):
-                    continue
-                label = f"<--{dest.replace('_', '-')}>"
-                for form in (str(path), os.path.abspath(path), os.path.realpath(path)):
-                    replacements[form] = label
-                for part in (path.name, path.parent.name):
-                    if len(part) >= 3 and part not in kept:
-                        replacements.setdefault(part, label)
+            label = f"<--{dest.replace('_', '-')}>"
+            for form in (str(path), os.path.abspath(path), os.path.realpath(path)):
+                replacements[form] = label
+            for part in (path.name, path.parent.name):
+                if len(part) >= 3 and part not in kept:
+                    replacements.setdefault(part, label)
         return cls(replacements)
 
     def __call__(self, text: str) -> str:

@@ -246,8 +246,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             method, chamber = args.method, args.chamber or "atrium"
             chamber_info = {"chamber": chamber, "source": "no wall mask given"}
-        settings = settings_from_args(args, method)
-        settings.validate()
+        settings = settings_from_args(args, method)  # validated, errors named by option
     except (ImageError, SegmentationError) as exc:
         raise CommandError(str(exc)) from None
 
