@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -154,7 +155,9 @@ def main() -> None:
               f"max |dV| = {max_dv:.3g} mV")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "parity_max_dv_mv": parities}, indent=2))
+        graphs = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "0") == "1"
+        report = {"rows": rows, "parity_max_dv_mv": parities, "cuda_graphs": graphs}
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ What runs per time step (no transfer between host and device inside the step loo
   CG iteration. Convergence is read on the host through one asynchronous copy of two
   integers per group of :data:`CG_CHECK_EVERY` iterations.
 
-Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. Not here: a CuPy
-path (cuSPARSE SpMV, CUDA graphs); the numba-cuda kernels are measured against the
+Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. With
+``CARDIOTWIN_CUDA_GRAPHS=1`` each group of CG iterations is captured once as a CUDA graph
+and replayed with one driver call (:data:`CUDA_GRAPHS`; opt-in until measured on a device).
+Not here: a CuPy path (cuSPARSE SpMV); the numba-cuda kernels are measured against the
 bandwidth ceiling by ``benchmarks/gpu_check.sh`` first.
 
 Reductions are deterministic: a fixed number of row chunks (a function of the problem size
@@ -30,13 +32,16 @@ by whichever block finishes last (a counter in device memory). Stored values may
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cache
 
 import numpy as np
 import scipy.sparse as sp
+from numba import config as numba_config
 from numba import cuda, float64, int32
 
 from cardiotwin.solvers.backends import node_rules
@@ -50,6 +55,7 @@ from cardiotwin.solvers.ionic.base import (
 )
 
 NAME = "cuda"
+log = logging.getLogger(__name__)
 THREADS_PER_BLOCK = 128
 
 _STREAM: list = []
@@ -200,6 +206,14 @@ REDUCTION_CHUNKS = 1024
 #: iterations (one asynchronous 8-byte copy per check); iterations issued past convergence
 #: return at once. Which value is fastest is for benchmarks/gpu_check.sh to measure
 CG_CHECK_EVERY = 2
+#: replay each group of CG iterations as one captured CUDA graph instead of launching its
+#: kernels one by one (``CARDIOTWIN_CUDA_GRAPHS=1``). On an H200 a CG step at B = 1 took
+#: 920 µs of which the kernels were 470 µs: the rest was the host dispatching 3 launches per
+#: iteration through Numba (benchmarks/RESULTS.md, "Measured on a GPU"). Opt-in until a
+#: device has measured it: the simulator cannot capture graphs, so only the fallback is
+#: tested in CI; ``benchmarks/gpu_check.sh`` runs the parity test and the CG throughput
+#: with it on
+CUDA_GRAPHS = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "0") == "1"
 
 
 def _blocks(n: int) -> int:
@@ -628,6 +642,53 @@ def _cg_direction_step_kernel(z, p, scalars, control):
         p[i, b] = z[i, b] + scalars[_BETA, b] * p[i, b]
 
 
+def device_pointer(a) -> int:
+    """The address of device array ``a``'s data (the simulator's: its host buffer's)."""
+    if hasattr(a, "device_ctypes_pointer"):
+        return int(a.device_ctypes_pointer.value or 0)
+    return int(a._ary.ctypes.data)
+
+
+class CapturedGraph:
+    """The work ``issue()`` puts on ``stream`` captured once as a CUDA graph (stream capture
+    through the driver API of cuda-bindings, which numba-cuda itself uses) and replayed by
+    :meth:`launch` with one driver call. Whatever ``issue`` launches must take the same
+    arguments at every replay."""
+
+    def __init__(self, stream, issue: Callable[[], None]) -> None:
+        from cuda.bindings import driver
+
+        self._driver = driver
+        self._graph = self._exec = None
+        handle = driver.CUstream(int(stream.handle))
+        mode = driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+        self._check(driver.cuStreamBeginCapture(handle, mode), "cuStreamBeginCapture")
+        try:
+            issue()
+        finally:
+            self._graph = self._check(driver.cuStreamEndCapture(handle), "cuStreamEndCapture")
+        self._exec = self._check(driver.cuGraphInstantiate(self._graph, 0), "cuGraphInstantiate")
+
+    def _check(self, result, call: str):
+        error, *value = result if isinstance(result, tuple) else (result,)
+        if error != self._driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"{call}: {error}")
+        return value[0] if value else None
+
+    def launch(self, stream) -> None:
+        handle = self._driver.CUstream(int(stream.handle))
+        self._check(self._driver.cuGraphLaunch(self._exec, handle), "cuGraphLaunch")
+
+    def __del__(self) -> None:
+        driver = getattr(self, "_driver", None)
+        if driver is None:
+            return
+        if self._exec is not None:
+            driver.cuGraphExecDestroy(self._exec)
+        if self._graph is not None:
+            driver.cuGraphDestroy(self._graph)
+
+
 class ConjugateGradient:
     """Batched Jacobi-preconditioned CG on the device; the contract of
     :class:`cardiotwin.solvers.stepping.ConjugateGradient` (same stopping rule per member,
@@ -662,8 +723,37 @@ class ConjugateGradient:
         self.n_chunks = self.partial.shape[1]
         self.iterations = 0  # total over all solves
         self.solves = 0
+        self.use_graphs = CUDA_GRAPHS and not numba_config.ENABLE_CUDASIM
+        self._graphs: dict[int, CapturedGraph] = {}
 
     def _issue_iterations(self, count: int) -> None:
+        graph = self._group_graph() if count % self.check_every == 0 else None
+        if graph is not None:
+            for _ in range(count // self.check_every):
+                graph.launch(stream())
+            return
+        self._launch_iterations(count)
+
+    def _group_graph(self) -> CapturedGraph | None:
+        """One group of iterations captured as a graph for the current ``x`` (a graph holds
+        its kernels' arguments: one per solution buffer), or None: graphs off, the kernels
+        not compiled yet (the first solve launches them), or capture failed (then never
+        again for this solver, logged once)."""
+        if not (self.use_graphs and self.solves > 1):
+            return None
+        key = device_pointer(self.x)
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = CapturedGraph(
+                    stream(), lambda: self._launch_iterations(self.check_every)
+                )
+            except Exception as exc:  # a driver or binding without capture: launch as before
+                log.warning("CUDA graph capture failed (%s); CG kernels launched one by one", exc)
+                self.use_graphs = False
+                return None
+        return self._graphs[key]
+
+    def _launch_iterations(self, count: int) -> None:
         s, m, chunks, threads = stream(), self.matrix, self.n_chunks, THREADS_PER_BLOCK
         for _ in range(count):
             _cg_spmm_dot_kernel[chunks, threads, s](

@@ -15,14 +15,9 @@ What the backend claims (solvers/backends/cuda.py module docstring):
 import json
 import math
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from subprocess_env import subprocess_env
-
-HERE = Path(__file__).parent
+from subprocess_env import run_helper
 
 pytestmark = [
     pytest.mark.cudasim,
@@ -37,12 +32,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory):
     out = tmp_path_factory.mktemp("launches") / "launches.json"
-    env = subprocess_env(NUMBA_ENABLE_CUDASIM="1")
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "cudasim_launches.py"), str(out)],
-        env=env, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_helper("cudasim_launches.py", str(out))
     return json.loads(out.read_text())
 
 
