@@ -586,8 +586,8 @@ def channel_transects(
     surface.) Empty where the channel does not go on."""
     ends = []
     tree = cKDTree(graph.points_mm)
-    # walk the channel's middle: from the middle transect's centroid, and after each closed
-    # transect from its centroid (a walk from a node near one wall drifts into the wall
+    # walk the channel's middle: from the middle transect's centroid, moved sideways onto
+    # each closed transect's middle (a walk from a node near one wall drifts into the wall
     # and out of the channel, where no transect is closed)
     start = _centroid_node(graph, tree, middle)
     axis0 = corridor_axis(graph, start)
@@ -632,8 +632,8 @@ def _closed_transect_near(
     """:func:`_closed_transect` at ``node`` or, failing that, at the border-zone nodes within
     ``reach_mm`` of it, nearest first (at most ``CHANNEL_TRIES``). Whether the cheapest cut
     in a ball is closed depends on the ball's centre: on the lv-infarct phantom's 2 mm mesh,
-    near the channel's apical end, of the nodes within 2.5 mm of the centreline about two in
-    three give a closed transect and the others not."""
+    near the channel's apical end, of the border-zone nodes within 3.5 mm of the centreline
+    about two in three give a closed transect and the others not."""
     near = np.asarray(tree.query_ball_point(graph.points_mm[node], reach_mm), dtype=np.int64)
     near = near[graph.border[near] & (near != node)]
     near = near[np.argsort(np.linalg.norm(graph.points_mm[near] - graph.points_mm[node], axis=1))]
