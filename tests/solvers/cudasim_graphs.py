@@ -51,7 +51,7 @@ def system(n: int = 12, n_cols: int = 2):
     return matrix, rhs
 
 
-def run(use_graphs: bool, solves: int = 3):
+def run(use_graphs: bool, solves: int = 4):
     matrix, rhs = system()
     solver = backend.ConjugateGradient(backend, matrix, rhs.shape[1], 1e-8, 200)
     solver.use_graphs = use_graphs
@@ -81,6 +81,8 @@ def main(out: str) -> None:
         "graph_iterations": graph_iterations,
         "identical": all(np.array_equal(a, b) for a, b in zip(plain, graphs, strict=True)),
         "graphs": len(solver._graphs),
+        # stand-in captures (simulator only): a graph found again must not be captured again
+        "captures": len(StandInGraph.captured),
         "still_on": solver.use_graphs,
     }
     backend.CapturedGraph = FailingGraph
