@@ -155,7 +155,7 @@ def main() -> None:
               f"max |dV| = {max_dv:.3g} mV")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        graphs = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "0") == "1"
+        graphs = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "1") != "0"
         report = {"rows": rows, "parity_max_dv_mv": parities, "cuda_graphs": graphs}
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -8,14 +8,16 @@
 #
 # Parts (timeouts add up to 300 s; Numba compiling the TP06 kernels takes a good part; on an
 # H200 parts 1-3 took 103 s before 1b and 2b were added):
-#   1. the CUDA tests on the real device (60 s): CUDA vs CPU parity, fp64 and mixed, and the
-#      CG's groups of iterations replayed as CUDA graphs against launching them;
-#   1b. the parity test again with CARDIOTWIN_CUDA_GRAPHS=1 (45 s);
+#   1. the CUDA tests on the real device (75 s; 56 s on an H200): CUDA vs CPU parity, fp64
+#      and mixed, and the CG's groups of iterations replayed as CUDA graphs (the default)
+#      against launching them;
+#   1b. the parity test again with CARDIOTWIN_CUDA_GRAPHS=0, the kernels launched one by one
+#      (30 s; 17 s on an H200);
 #   2. the throughput matrix (100 s): TP06, ~0.6M nodes, lumped and CG, fp64 and mixed,
 #      B = 1 and 16, node-steps/s against the roofline ceiling (benchmarks/roofline.py),
 #      and the cost of a batch member relative to a single run;
-#   2b. CG again with CARDIOTWIN_CUDA_GRAPHS=1 (40 s): the host's launches were half of a
-#      B = 1 CG step on the H200;
+#   2b. CG at B = 1 again with CARDIOTWIN_CUDA_GRAPHS=0 (40 s): what the graphs gain where
+#      the host's launches were half of a step (1.2-2.1x on an H200);
 #   3. the N-version slab at 0.1 mm (442 401 nodes), lumped mass, mixed precision (55 s):
 #      P8 against the CPU's 44.33 ms (fp64, RESULTS.md).
 #   4. (--clinical, its own call: up to BUDGET_S, default 540 s, so it fits one 600 s device
@@ -77,13 +79,13 @@ if [ "${1:-}" = "--clinical" ]; then
 fi
 
 status=0
-echo "== 1. CUDA tests on the device (60 s)"
-CARDIOTWIN_REAL_GPU=1 timeout 60 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
+echo "== 1. CUDA tests on the device (75 s)"
+CARDIOTWIN_REAL_GPU=1 timeout 75 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
   tests/solvers/test_cuda_backend.py tests/solvers/test_cuda_graphs.py 2>&1 \
   | tee "$OUT/gpu_tests.txt" || status=1
 
-echo "== 1b. CUDA vs CPU parity with the CG replayed as CUDA graphs (45 s)"
-CARDIOTWIN_REAL_GPU=1 CARDIOTWIN_CUDA_GRAPHS=1 timeout 45 "$PY" -m pytest -q -p no:cacheprovider \
+echo "== 1b. CUDA vs CPU parity with the CG's kernels launched one by one, no graphs (30 s)"
+CARDIOTWIN_REAL_GPU=1 CARDIOTWIN_CUDA_GRAPHS=0 timeout 30 "$PY" -m pytest -q -p no:cacheprovider \
   -m "gpu or cudasim" tests/solvers/test_cuda_backend.py 2>&1 \
   | tee "$OUT/gpu_tests_graphs.txt" || status=1
 
@@ -91,10 +93,10 @@ echo "== 2. throughput vs roofline, ~0.6M nodes (100 s)"
 timeout 100 "$PY" benchmarks/bench_gpu_tissue.py --nodes 600000 --steps 100 --parity-steps 0 \
   --json "$OUT/bench_gpu_tissue.json" 2>&1 | tee "$OUT/bench_gpu_tissue.txt" || status=1
 
-echo "== 2b. CG with CUDA graphs (40 s)"
-CARDIOTWIN_CUDA_GRAPHS=1 timeout 40 "$PY" benchmarks/bench_gpu_tissue.py --nodes 600000 \
-  --steps 100 --parity-steps 0 --schemes cg --json "$OUT/bench_gpu_tissue_graphs.json" 2>&1 \
-  | tee "$OUT/bench_gpu_tissue_graphs.txt" || status=1
+echo "== 2b. CG at B = 1 without CUDA graphs (40 s)"
+CARDIOTWIN_CUDA_GRAPHS=0 timeout 40 "$PY" benchmarks/bench_gpu_tissue.py --nodes 600000 \
+  --steps 100 --parity-steps 0 --schemes cg --batch 1 --json "$OUT/bench_gpu_tissue_nographs.json" \
+  2>&1 | tee "$OUT/bench_gpu_tissue_nographs.txt" || status=1
 
 echo "== 3. N-version slab at 0.1 mm, lumped mass, mixed precision (55 s)"
 timeout 55 "$PY" -m cardiotwin.pipeline verify nversion --dx 0.1 --dt 0.01 --mass lumped \

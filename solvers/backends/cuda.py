@@ -18,9 +18,9 @@ What runs per time step (no transfer between host and device inside the step loo
   CG iteration. Convergence is read on the host through one asynchronous copy of two
   integers per group of :data:`CG_CHECK_EVERY` iterations.
 
-Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. With
-``CARDIOTWIN_CUDA_GRAPHS=1`` each group of CG iterations is captured once as a CUDA graph
-and replayed with one driver call (:data:`CUDA_GRAPHS`; opt-in until measured on a device).
+Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. On a device each
+group of CG iterations is captured once as a CUDA graph and replayed with one driver call
+(:data:`CUDA_GRAPHS`; ``CARDIOTWIN_CUDA_GRAPHS=0`` launches the kernels one by one).
 Not here: a CuPy path (cuSPARSE SpMV); the numba-cuda kernels are measured against the
 bandwidth ceiling by ``benchmarks/gpu_check.sh`` first.
 
@@ -207,13 +207,13 @@ REDUCTION_CHUNKS = 1024
 #: return at once. Which value is fastest is for benchmarks/gpu_check.sh to measure
 CG_CHECK_EVERY = 2
 #: replay each group of CG iterations as one captured CUDA graph instead of launching its
-#: kernels one by one (``CARDIOTWIN_CUDA_GRAPHS=1``). On an H200 a CG step at B = 1 took
-#: 920 µs of which the kernels were 470 µs: the rest was the host dispatching 3 launches per
-#: iteration through Numba (benchmarks/RESULTS.md, "Measured on a GPU"). Opt-in until a
-#: device has measured it: the simulator cannot capture graphs, so only the fallback is
-#: tested in CI; ``benchmarks/gpu_check.sh`` runs the parity test and the CG throughput
-#: with it on
-CUDA_GRAPHS = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "0") == "1"
+#: kernels one by one (the default; ``CARDIOTWIN_CUDA_GRAPHS=0`` turns it off). On an H200 a
+#: CG step at B = 1 took 920 µs of which the kernels were 470 µs: the rest was the host
+#: dispatching 3 launches per iteration through Numba. Measured there side by side
+#: (benchmarks/RESULTS.md, "CUDA graphs for the CG"): 1.2-2.1x the throughput at B = 1, no
+#: change at B = 16, parity with the CPU unchanged. The simulator cannot capture graphs, so
+#: CI tests the fallback and a stand-in; ``benchmarks/gpu_check.sh`` runs the real capture
+CUDA_GRAPHS = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "1") != "0"
 
 
 def _blocks(n: int) -> int:

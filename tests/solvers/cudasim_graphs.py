@@ -1,4 +1,4 @@
-"""The CG's graph replay (``CARDIOTWIN_CUDA_GRAPHS=1``) against launching its kernels one by
+"""The CG's graph replay (the default on a device) against launching its kernels one by
 one (a subprocess script for test_cuda_graphs.py).
 
 Usage: [NUMBA_ENABLE_CUDASIM=1] python cudasim_graphs.py OUT.json
