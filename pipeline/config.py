@@ -441,6 +441,15 @@ class DetectionConfig(StrictModel):
         5000.0, gt=0, description="atria: sustained driver after the last stimulus, ms"
     )
     min_cycles: int = Field(2, ge=1, description="re-entrant cycles after the last paced beat")
+    # a circuit's front is many nodes wide and always moving: in every live VT on the
+    # lv-infarct phantom's 2 mm mesh some node activated within 0.14 ms of the end; waves
+    # that were dying (the tissue only repolarising) had been silent for 53-161 ms
+    moving_wave_cv_m_per_s: float = Field(
+        0.05,
+        gt=0,
+        description="induced only if a wave still moves at the end: some node activated within "
+        "one mean edge at this speed (2 mm: 40 ms) of the end, m/s",
+    )
     keep_beats: int = Field(12, ge=4, le=64, description="activation times kept per node")
     capture_probe_mm: tuple[float, float] = Field(
         (2.0, 4.0), description="capture probe: nodes this far beyond the site's radius, mm"

@@ -6,11 +6,14 @@ of the observation and whether the tissue came to rest. All analysis is host wor
 run.
 
 - **Induced** (:func:`analyse_trial`): activity lasted ``sustained_after_ms`` after the last
-  stimulus (the tissue never came to rest) *and* the nodes that were active at the end had at
-  least ``min_cycles`` re-entrant beats after the paced one. **Cycle length**: median over
-  those nodes of the interval between their last two beats; the circuit is **stable**
-  (monomorphic) when, counting re-entrant beats only, the last two intervals agree within
-  10 % at ≥ 80 % of the nodes (None: too few beats observed to say).
+  stimulus (the tissue never came to rest, *and* a wave still moved at the end: some node
+  activated within one mean edge at ``moving_wave_cv_m_per_s`` of the end; a wave that died
+  just before the end leaves tissue repolarising, which is not re-entry) *and* the nodes
+  that were active at the end had at least ``min_cycles`` re-entrant beats after the paced
+  one. **Cycle length**: median over those nodes of the interval between their last two
+  beats; the circuit is **stable** (monomorphic) when, counting re-entrant beats only, the
+  last two intervals agree within 10 % at ≥ 80 % of the nodes (None: too few beats observed
+  to say).
 - **One cycle's activation map**: a re-entrant cycle has no start. It is cut where the healthy
   tissue is quietest (the wave is then inside the border zone or scar channel): the phase
   (mod CL) at which the fewest healthy nodes activate. Each node's activation in the cycle
@@ -155,6 +158,16 @@ def analyse_trial(
     if end_ms < last_onset_ms + sustained_after_ms - 1e-6:
         return TrialAnalysis(False, "observation ended before the sustained-activity time")
     after = np.where(beats_ms > last_onset_ms, beats_ms, np.nan)
+    latest = float(np.nanmax(after)) if np.isfinite(after).any() else last_onset_ms
+    silent_ms = end_ms - latest
+    moving_ms = geometry.spacing_mm / config.moving_wave_cv_m_per_s  # mm / (mm/ms)
+    if silent_ms > moving_ms:
+        return TrialAnalysis(
+            False,
+            f"the wave had stopped: no node activated in the last {silent_ms:.0f} ms of the "
+            f"observation (> {moving_ms:.0f} ms, one mean edge at "
+            f"{config.moving_wave_cv_m_per_s} m/s); the tissue was repolarising",
+        )
     n_after = np.count_nonzero(~np.isnan(after), axis=1)
     last = np.nanmax(np.where(np.isnan(after), -np.inf, after), axis=1)
     # nodes active in the final part of the observation

@@ -682,6 +682,30 @@ def test_a_rotor_is_found_wherever_the_run_ends_in_its_cycle(end_fraction):
     assert all(ps["samples"] == 8 for ps in found), found
 
 
+@pytest.mark.parametrize(("silent_ms", "induced"), [(0.0, True), (15.0, True), (25.0, False)])
+def test_a_wave_that_stopped_before_the_end_is_not_sustained(silent_ms, induced):
+    # a rotor turning until `silent_ms` before the observation ends. On this 1 mm mesh one
+    # mean edge at 0.05 m/s is 20 ms: a live circuit's front is always somewhere, so some
+    # node activates within that of the end; silent longer, the wave has died and the tissue
+    # is only repolarising (on the lv-infarct phantom such waves were silent 53-161 ms)
+    from cardiotwin.pipeline.config import DetectionConfig
+    from cardiotwin.pipeline.induction.detection import analyse_trial
+
+    geometry = _rotor_geometry()
+    x = geometry.points_mm
+    theta = np.mod(np.arctan2(x[:, 1] + 3.4, x[:, 0] - 2.3), 2 * np.pi)
+    cl, last_onset, end = 200.0, 500.0, 2500.0
+    beats = (theta / (2 * np.pi) * cl)[:, None] + 400.0 + cl * np.arange(12)[None, :]
+    beats = np.where(beats < end - silent_ms, beats, np.nan)
+    config = DetectionConfig()
+    result = analyse_trial(beats, last_onset, end, False, geometry, config, 2000.0)
+    assert result.induced == induced, result.reason
+    if induced:
+        assert abs(result.cycle_length_ms - cl) < 1.0
+    else:
+        assert result.reason.startswith("the wave had stopped")
+
+
 def test_unique_vts_same_circuit_at_another_time_counts_once():
     from cardiotwin.pipeline.config import DetectionConfig
     from cardiotwin.pipeline.induction.detection import TrialAnalysis, cluster_vts
