@@ -20,6 +20,7 @@ Every position is in mesh mm (scanner mm for meshes from images).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ from cardiotwin.meshing.mesh import Mesh
 from cardiotwin.meshing.tags import LESION, NONCONDUCTING
 from cardiotwin.pipeline.ablation.critical import CriticalSite
 from cardiotwin.pipeline.ablation.graph import TissueGraph
+
+log = logging.getLogger(__name__)
 
 VEIN_SURFACE = re.compile(r"^vein-\d+$")
 
@@ -165,14 +168,19 @@ def plan_lesion(graph: TissueGraph, site: CriticalSite, radius_mm: float) -> Les
     )
 
 
-def lesion_elements(mesh: Mesh, centres_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
+def lesion_elements(
+    mesh: Mesh,
+    centres_mm: np.ndarray,
+    radii_mm: np.ndarray,
+    centroid_tree: tuple[np.ndarray, cKDTree] | None = None,
+) -> np.ndarray:
     """(m,) index of the sphere nearest each element centroid among those containing it
-    (−1: none)."""
+    (−1: none). ``centroid_tree``: the mesh's element centroids and their k-d tree, for a
+    caller that asks many times (building them is most of one call's time)."""
     out = np.full(mesh.n_elements, -1, dtype=np.int64)
     if len(centres_mm) == 0:
         return out
-    centroids = mesh.element_centres_mm()
-    tree = cKDTree(centroids)
+    centroids, tree = centroid_tree or element_centroid_tree(mesh)
     best = np.full(mesh.n_elements, np.inf)
     for k, (c, r) in enumerate(zip(centres_mm, radii_mm, strict=True)):
         rows = np.asarray(tree.query_ball_point(c, r), dtype=np.int64)
@@ -183,6 +191,12 @@ def lesion_elements(mesh: Mesh, centres_mm: np.ndarray, radii_mm: np.ndarray) ->
         out[rows[closer]] = k
         best[rows[closer]] = d[closer]
     return out
+
+
+def element_centroid_tree(mesh: Mesh) -> tuple[np.ndarray, cKDTree]:
+    """The element centroids (mm) of ``mesh`` and a k-d tree of them."""
+    centroids = mesh.element_centres_mm()
+    return centroids, cKDTree(centroids)
 
 
 def apply_lesions(
@@ -256,8 +270,14 @@ def random_control(
     avoid = graph.points_mm[np.asarray(avoid_nodes, dtype=np.int64)]
     volume = np.abs(mesh.signed_volumes_mm3())
     conducting = graph.conducting
+    centroid_tree = element_centroid_tree(mesh)
     best = 0.0
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        if attempt and attempt % 50 == 0:
+            log.info(
+                "random control: %d of %d draws, none of %.3g ml yet (largest %.3g ml)",
+                attempt, attempts, volume_ml, best,
+            )  # fmt: skip
         start = int(rng.choice(candidates))
         direction = _tangent_direction(graph, start, 3.0 * radius_mm, rng)
         centres: list[np.ndarray] = []
@@ -266,7 +286,9 @@ def random_control(
             steps += [k, -k]
 
         def lesioned_ml(points) -> float:
-            owner = lesion_elements(mesh, np.array(points), np.full(len(points), radius_mm))
+            owner = lesion_elements(
+                mesh, np.array(points), np.full(len(points), radius_mm), centroid_tree
+            )
             return volume[(owner >= 0) & conducting].sum() / 1000.0
 
         for k in steps:
@@ -310,6 +332,47 @@ def random_control(
         f"ml in {attempts} draws (the largest reached {best:.3g} ml): the wall is too small "
         "or the border zone too close to the targets for a control of their volume"
     )
+
+
+def random_control_lines(
+    graph: TissueGraph,
+    targets: list[LesionSet],
+    avoid_nodes: np.ndarray,
+    radius_mm: float,
+    rng: np.random.Generator,
+    attempts: int = 200,
+) -> list[LesionSet]:
+    """The targets' whole volume at random border zone (:func:`random_control`): one line
+    when a line of that volume fits in the wall; else, when the targets are several lines
+    (a loop's later rounds add up to more than one wall can take in a line), one random
+    line per targeted line, each of its volume and kept two radii from the others. Each
+    line's ``label`` says which it is; :class:`LesionError` when neither can be placed."""
+    total = sum(s.volume_ml for s in targets)
+    try:
+        line = random_control(graph, targets, avoid_nodes, total, radius_mm, rng, attempts)
+    except LesionError as exc:
+        if len(targets) < 2:
+            raise
+        single = exc
+    else:
+        return [line]
+    lines: list[LesionSet] = []
+    for k, target in enumerate(targets, start=1):
+        try:
+            line = random_control(
+                graph, [*targets, *lines], avoid_nodes, target.volume_ml, radius_mm, rng, attempts
+            )
+        except LesionError as exc:
+            raise LesionError(
+                f"{single}; nor as {len(targets)} lines of the targeted lines' volumes (line "
+                f"{k}: {exc})"
+            ) from exc
+        line.label = (
+            f"random border-zone control, line {k} of {len(targets)} ({target.volume_ml:.3g} ml, "
+            f"as targeted line {k}: no single line of {total:.3g} ml fits)"
+        )
+        lines.append(line)
+    return lines
 
 
 def pvi_lesions(graph: TissueGraph, distance_mm: float, radius_mm: float) -> list[LesionSet]:

@@ -27,9 +27,11 @@ How it ends (``status``), never a silent "non-inducible":
 
 Random controls (``random_controls`` > 0): copies of the input mesh each get one line of the
 targeted lesions' total volume (at least that, never less) at a random border-zone location
-away from the targets (no sphere overlapping theirs), plus the PVI rings when the strategy
-placed them, and are re-induced; how many stay inducible shows that the target, not the
-volume, matters.
+away from the targets (no sphere overlapping theirs); when no line of that volume fits in the
+wall, one random line per targeted line, each of its volume
+(:func:`~cardiotwin.pipeline.ablation.lesions.random_control_lines`); plus the PVI rings
+when the strategy placed them, and are re-induced; how many stay inducible shows that the
+target, not the volume, matters.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from cardiotwin.pipeline.ablation.lesions import (
     covered_nodes,
     plan_lesion,
     pvi_lesions,
-    random_control,
+    random_control_lines,
 )
 from cardiotwin.pipeline.config import AblationConfig
 
@@ -435,20 +437,24 @@ def run_controls(
     controls = []
     for draw in range(1, config.random_controls + 1):
         try:
-            lesion = random_control(graph, targets, avoid, volume, config.lesion_radius_mm, rng)
+            lines = random_control_lines(graph, targets, avoid, config.lesion_radius_mm, rng)
         except LesionError as exc:
             controls.append({"draw": draw, "placed": False, "note": str(exc)})
             break
-        ablated = apply_lesions(mesh, [lesion], blocking)
-        log.info("control %d: %.3g ml at random border zone; re-inducing", draw, lesion.volume_ml)
+        ablated = apply_lesions(mesh, lines, blocking)
+        placed_ml = sum(line.volume_ml for line in lines)
+        log.info(
+            "control %d: %.3g ml at random border zone (%d line(s)); re-inducing",
+            draw, placed_ml, len(lines),
+        )  # fmt: skip
         induction = induce(ablated, -draw)
         controls.append(
             {
                 "draw": draw,
                 "placed": True,
-                "lesion_set": lesion.as_dict(),
-                "lesions": [p.as_dict() for p in lesion.points],
-                "volume_ml": round(lesion.volume_ml, 5),
+                "lesion_sets": [line.as_dict() for line in lines],
+                "lesions": [p.as_dict() for line in lines for p in line.points],
+                "volume_ml": round(placed_ml, 5),
                 "with_pvi": bool(baseline),
                 "non_inducible_after": _non_inducible(ablated, induction, before, blocking),
                 "induction": induction.summary(ablated, blocking),

@@ -519,6 +519,50 @@ def test_random_controls_match_the_target_volume_and_keep_clear_of_its_spheres()
         )
 
 
+def test_a_control_too_large_for_one_line_is_placed_as_one_line_per_targeted_line():
+    import dataclasses
+
+    from cardiotwin.pipeline.ablation.lesions import (
+        LesionSet,
+        random_control,
+        random_control_lines,
+    )
+
+    radius = 3.0
+    mesh, target = _sheet_target(radius)
+    graph = TissueGraph.of(mesh)
+    none = np.array([], int)
+    # the largest single line this sheet takes away from the target
+    with pytest.raises(LesionError, match="largest reached") as caught:
+        random_control(graph, [target], none, 40 * target.volume_ml, radius,
+                       np.random.default_rng(2), attempts=30)  # fmt: skip
+    largest = float(str(caught.value).split("largest reached ")[1].split(" ml")[0])
+    # three targeted lines at the same place, each 0.4 of that: 1.2 of it in all
+    scale = 0.4 * largest / target.volume_ml
+    lines = [
+        LesionSet("target", [dataclasses.replace(p, volume_ml=p.volume_ml * scale)
+                             for p in target.points], target.line_ends_mm, [1])
+        for _ in range(3)
+    ]  # fmt: skip
+    total = sum(line.volume_ml for line in lines)
+    controls = random_control_lines(graph, lines, none, radius, np.random.default_rng(3))
+    assert len(controls) == 3
+    apply_lesions(mesh, controls)  # sets each control point's volume
+    for control, line in zip(controls, lines, strict=True):
+        assert control.volume_ml >= line.volume_ml * (1 - 1e-9)
+        assert "line" in control.label and "no single line" in control.label
+    # no two control spheres overlap, so the lines' volumes add up to at least the total
+    points = np.array([p.centre_mm for c in controls for p in c.points])
+    owner = [k for k, c in enumerate(controls) for _ in c.points]
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=2)
+    apart = np.not_equal.outer(owner, owner)
+    assert gaps[apart].min() >= 2 * radius
+    assert sum(c.volume_ml for c in controls) >= total * (1 - 1e-9)
+    # one line that fits is placed as one line
+    single = random_control_lines(graph, [target], none, radius, np.random.default_rng(4))
+    assert len(single) == 1
+
+
 # --- the loop ----------------------------------------------------------------------------------
 
 
