@@ -54,10 +54,25 @@ def ablate(tmp_path, case: str, settings: dict, ablation: dict, out: str) -> dic
     return json.loads((folder / out / "ablation.json").read_text())
 
 
+#: the induction must-show's tissue and protocol with the pipeline's own sustained-VT
+#: criterion, activity 2 s after the last stimulus (not 1 s, the induction must-show's CI
+#: shortcut): after the channel is cut, AHA-7's S4 at 250 ms leaves a wave that wanders round
+#: the scar for 1.8 s and dies (benchmarks/RESULTS.md, "A VT that dies is not sustained"),
+#: which a 1 s window counts as a VT and ablation then chases
+LV_ABLATION_TISSUE = {
+    **PHANTOM_TISSUE,
+    "induction": {
+        **PHANTOM_TISSUE["induction"],
+        "detection": {**PHANTOM_TISSUE["induction"]["detection"], "sustained_after_ms": 2000},
+    },
+}
+
+
 def test_lv_infarct_lesion_on_the_isthmus_makes_it_non_inducible(tmp_path):
-    induction, truth = _pipeline(tmp_path, "lv-infarct", _nearest_to_isthmus)
+    settings = LV_ABLATION_TISSUE
+    induction, truth = _pipeline(tmp_path, "lv-infarct", _nearest_to_isthmus, tissue=settings)
     assert induction["inducible"], induction["note"]
-    report = ablate(tmp_path, "lv-infarct", PHANTOM_TISSUE, {"random_controls": 1}, "ablation")
+    report = ablate(tmp_path, "lv-infarct", settings, {"random_controls": 1}, "ablation")
     centreline = truth["isthmus"]["centerline_mm"]
     first = report["lesions"][0]
     assert distance_to_centreline_mm(first["center_mm"], centreline) <= first["radius_mm"]
