@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -155,8 +154,9 @@ def main() -> None:
               f"max |dV| = {max_dv:.3g} mV")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        graphs = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "1") != "0"
-        report = {"rows": rows, "parity_max_dv_mv": parities, "cuda_graphs": graphs}
+        from cardiotwin.solvers.backends.cuda import CUDA_GRAPHS
+
+        report = {"rows": rows, "parity_max_dv_mv": parities, "cuda_graphs": CUDA_GRAPHS}
         args.json.write_text(json.dumps(report, indent=2))
 
 

@@ -17,7 +17,7 @@
 #      B = 1 and 16, node-steps/s against the roofline ceiling (benchmarks/roofline.py),
 #      and the cost of a batch member relative to a single run;
 #   2b. CG at B = 1 again with CARDIOTWIN_CUDA_GRAPHS=0 (40 s): what the graphs gain where
-#      the host's launches were half of a step (1.2-2.1x on an H200);
+#      the host's launches were half of a step (1.2-2.4x on an H200);
 #   3. the N-version slab at 0.1 mm (442 401 nodes), lumped mass, mixed precision (55 s):
 #      P8 against the CPU's 44.33 ms (fp64, RESULTS.md).
 #   4. (--clinical, its own call: up to BUDGET_S, default 540 s, so it fits one 600 s device

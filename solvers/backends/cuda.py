@@ -210,7 +210,7 @@ CG_CHECK_EVERY = 2
 #: kernels one by one (the default; ``CARDIOTWIN_CUDA_GRAPHS=0`` turns it off). On an H200 a
 #: CG step at B = 1 took 920 µs of which the kernels were 470 µs: the rest was the host
 #: dispatching 3 launches per iteration through Numba. Measured there side by side
-#: (benchmarks/RESULTS.md, "CUDA graphs for the CG"): 1.2-2.1x the throughput at B = 1, no
+#: (benchmarks/RESULTS.md, "CUDA graphs for the CG"): 1.2-2.4x the throughput at B = 1, no
 #: change at B = 16, parity with the CPU unchanged. The simulator cannot capture graphs, so
 #: CI tests the fallback and a stand-in; ``benchmarks/gpu_check.sh`` runs the real capture
 CUDA_GRAPHS = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "1") != "0"
