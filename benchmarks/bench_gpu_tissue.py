@@ -8,16 +8,22 @@ untimed steps (compilation, stimulus), then ``--steps`` timed steps ended by a c
 the host (which waits for the device). Reported: node-steps/s, the roofline ceiling for the
 same scheme, precision, B, CG iterations and non-zeros per row on an H100 SXM / H200
 (``roofline.bytes_per_node_step``), the fraction of it reached, and for B = 16 the cost of
-a member relative to a single run. A parity check against the CPU backend on a small box
-closes the run. A benchmark, not a test: nothing is asserted.
+a member relative to a single run. ``--variants`` runs each case once per setting of the
+CUDA backend (``layout=csr``, ``chunks=4096``, ``registers=128``, comma-separated; see
+:func:`set_variant`) in the one process, so they share what is already compiled. A parity
+check against the CPU backend on a small box closes the run. A benchmark, not a test:
+nothing is asserted.
 
     python benchmarks/bench_gpu_tissue.py --json out/gpu/tissue.json
     python benchmarks/bench_gpu_tissue.py --backend cpu --nodes 20000 --steps 10   # CPU twin
+    python benchmarks/bench_gpu_tissue.py --schemes cg --batch 1 --variants default layout=csr \
+        chunks=4096 registers=128
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -55,6 +61,37 @@ def problem_for(mesh, batch: int, source=None) -> MonodomainProblem:
     if source is not None:
         reuse_discretisation(problem, source)  # the same mesh: assemble once
     return problem
+
+
+VARIANT_KEYS = {
+    "layout": "SPMV_LAYOUT",
+    "chunks": "REDUCTION_CHUNKS",
+    "registers": "CELL_MAX_REGISTERS",
+}
+
+
+def set_variant(backend: str, variant: str) -> dict:
+    """Set the CUDA backend's settings for ``variant``: ``default`` or comma-separated
+    ``key=value`` with keys ``layout`` (the sparse layout, ``sell`` or ``csr``), ``chunks``
+    (most row chunks of the reductions) and ``registers`` (the cell kernel's register cap,
+    0 for none); the rest at their defaults. Returns the settings in force."""
+    if backend != "cuda":
+        return {}
+    from cardiotwin.solvers.backends import cuda
+
+    if not hasattr(set_variant, "defaults"):
+        set_variant.defaults = {key: getattr(cuda, name) for key, name in VARIANT_KEYS.items()}
+    settings = dict(set_variant.defaults)
+    for item in filter(None, ("" if variant == "default" else variant).split(",")):
+        key, _, value = item.partition("=")
+        if key not in VARIANT_KEYS:
+            raise SystemExit(
+                f"unknown variant key {key!r} in {variant!r}: use {list(VARIANT_KEYS)}"
+            )
+        settings[key] = value if key == "layout" else (int(value) or None)
+    for key, value in settings.items():
+        setattr(cuda, VARIANT_KEYS[key], value)
+    return settings
 
 
 def throughput(problem, scheme, precision, backend, steps) -> dict:
@@ -117,6 +154,12 @@ def main() -> None:
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES))
     parser.add_argument("--precisions", nargs="+", default=["fp64", "mixed"])
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["default"],
+        help="CUDA settings per run: default, or key=value,...",
+    )
     parser.add_argument("--parity-steps", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -125,27 +168,31 @@ def main() -> None:
     base = problem_for(mesh, 1)
     problems = {b: base if b == 1 else problem_for(mesh, b, base) for b in args.batch}
     print(f"{'scheme':7s} {'prec':6s} {'B':>3s} {'node-steps/s':>13s} {'H100 ceiling':>13s} "
-          f"{'H200 ceiling':>13s} {'of H100':>8s} {'B/B=1':>6s} {'CG it':>6s}")  # fmt: skip
-    for scheme in args.schemes:
-        for precision in args.precisions:
-            single = None
-            for batch in args.batch:
-                row = throughput(problems[batch], scheme, precision, args.backend, args.steps)
-                single = row["node_steps_per_s"] if batch == 1 else single
-                row["member_cost_vs_single"] = (
-                    single / row["node_steps_per_s"] if single and batch > 1 else None
-                )
-                rows.append(row)
-                ceiling = row["ceiling_node_steps_per_s"]
-                member = row["member_cost_vs_single"]
-                print(
-                    f"{scheme:7s} {precision:6s} {batch:3d} {row['node_steps_per_s']:13.3g} "
-                    f"{ceiling['H100 SXM']:13.3g} {ceiling['H200']:13.3g} "
-                    f"{row['fraction_of_h100_sxm_ceiling']:8.1%} "
-                    f"{'' if member is None else f'{member:.2f}':>6s} "
-                    f"{row['cg_iterations_per_step']:6.2f}",
-                    flush=True,
-                )
+          f"{'H200 ceiling':>13s} {'of H100':>8s} {'B/B=1':>6s} {'CG it':>6s} variant")  # fmt: skip
+    for scheme, precision, variant in itertools.product(
+        args.schemes, args.precisions, args.variants
+    ):
+        in_force = set_variant(args.backend, variant)
+        single = None
+        for batch in args.batch:
+            row = throughput(problems[batch], scheme, precision, args.backend, args.steps)
+            row.update(in_force)
+            single = row["node_steps_per_s"] if batch == 1 else single
+            row["member_cost_vs_single"] = (
+                single / row["node_steps_per_s"] if single and batch > 1 else None
+            )
+            rows.append(row)
+            ceiling = row["ceiling_node_steps_per_s"]
+            member = row["member_cost_vs_single"]
+            print(
+                f"{scheme:7s} {precision:6s} {batch:3d} {row['node_steps_per_s']:13.3g} "
+                f"{ceiling['H100 SXM']:13.3g} {ceiling['H200']:13.3g} "
+                f"{row['fraction_of_h100_sxm_ceiling']:8.1%} "
+                f"{'' if member is None else f'{member:.2f}':>6s} "
+                f"{row['cg_iterations_per_step']:6.2f} "
+                + ",".join(f"{k}={v}" for k, v in in_force.items()),
+                flush=True,
+            )
     parities = {}
     if args.parity_steps > 0:  # 0: skip (the CUDA tests check parity; this compiles CPU kernels)
         parities = {p: parity(args.backend, args.parity_steps, p) for p in args.precisions}

@@ -6,19 +6,24 @@
 #   bash benchmarks/gpu_check.sh            # on a machine with a CUDA GPU
 #   bash benchmarks/gpu_check.sh --clinical [BUDGET_S [CASE]]   # part 4 alone, a second call
 #
-# Parts (timeouts add up to 300 s; Numba compiling the TP06 kernels takes a good part; on an
+# Parts (timeouts add up to 295 s; Numba compiling the TP06 kernels takes a good part; on an
 # H200 parts 1-3 took 103 s before 1b and 2b were added):
-#   1. the CUDA tests on the real device (75 s; 56 s on an H200): CUDA vs CPU parity, fp64
-#      and mixed, and the CG's groups of iterations replayed as CUDA graphs (the default)
-#      against launching them;
-#   1b. the parity test again with CARDIOTWIN_CUDA_GRAPHS=0, the kernels launched one by one
-#      (30 s; 17 s on an H200);
+#   1. the CUDA tests on the real device (85 s; 56 s on an H200 before the layout test):
+#      CUDA vs CPU parity, fp64 and mixed, the CG's groups of iterations replayed as CUDA
+#      graphs (the default) against launching them, and the sparse layouts (sliced ELLPACK,
+#      the default, against CSR: bit-identical products and CG iterates);
 #   2. the throughput matrix (100 s): TP06, ~0.6M nodes, lumped and CG, fp64 and mixed,
 #      B = 1 and 16, node-steps/s against the roofline ceiling (benchmarks/roofline.py),
 #      and the cost of a batch member relative to a single run;
-#   2b. CG at B = 1 again with CARDIOTWIN_CUDA_GRAPHS=0 (40 s): what the graphs gain where
-#      the host's launches were half of a step (1.2-2.4x on an H200);
-#   3. the N-version slab at 0.1 mm (442 401 nodes), lumped mass, mixed precision (55 s):
+#   2b. B = 1, mixed precision, lumped and CG, each with one setting changed from part 2's
+#      defaults (75 s): the former CSR layout (what the coalesced SELL layout gains), 4096
+#      row chunks instead of 1024 (whether the CG's reductions want more blocks in flight:
+#      1024 blocks of 128 threads fill half of an H200's thread slots), and the cell kernel
+#      capped at 128 and 96 registers (16 and 20 warps per SM instead of 12, for 36-48 and
+#      160-184 bytes of spills; each cap compiles TP06 again). Graphs on and off were
+#      compared on 2026-12-04 (1.2-2.4x at B = 1; that part, 1b and 2b then, is dropped);
+#   3. the N-version slab at 0.1 mm (442 401 nodes), lumped mass, mixed precision (35 s; 15 s
+#      on an H200):
 #      P8 against the CPU's 44.33 ms (fp64, RESULTS.md).
 #   4. (--clinical, its own call: up to BUDGET_S, default 540 s, so it fits one 600 s device
 #      command) the clinical configuration (configs/clinical.yaml: TP06 ventricles, Courtemanche
@@ -79,27 +84,24 @@ if [ "${1:-}" = "--clinical" ]; then
 fi
 
 status=0
-echo "== 1. CUDA tests on the device (75 s)"
-CARDIOTWIN_REAL_GPU=1 timeout 75 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
-  tests/solvers/test_cuda_backend.py tests/solvers/test_cuda_graphs.py 2>&1 \
-  | tee "$OUT/gpu_tests.txt" || status=1
-
-echo "== 1b. CUDA vs CPU parity with the CG's kernels launched one by one, no graphs (30 s)"
-CARDIOTWIN_REAL_GPU=1 CARDIOTWIN_CUDA_GRAPHS=0 timeout 30 "$PY" -m pytest -q -p no:cacheprovider \
-  -m "gpu or cudasim" tests/solvers/test_cuda_backend.py 2>&1 \
-  | tee "$OUT/gpu_tests_graphs.txt" || status=1
+echo "== 1. CUDA tests on the device (85 s)"
+CARDIOTWIN_REAL_GPU=1 timeout 85 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or cudasim" \
+  tests/solvers/test_cuda_backend.py tests/solvers/test_cuda_graphs.py \
+  tests/solvers/test_cuda_layouts.py 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
 
 echo "== 2. throughput vs roofline, ~0.6M nodes (100 s)"
 timeout 100 "$PY" benchmarks/bench_gpu_tissue.py --nodes 600000 --steps 100 --parity-steps 0 \
   --json "$OUT/bench_gpu_tissue.json" 2>&1 | tee "$OUT/bench_gpu_tissue.txt" || status=1
 
-echo "== 2b. CG at B = 1 without CUDA graphs (40 s)"
-CARDIOTWIN_CUDA_GRAPHS=0 timeout 40 "$PY" benchmarks/bench_gpu_tissue.py --nodes 600000 \
-  --steps 100 --parity-steps 0 --schemes cg --batch 1 --json "$OUT/bench_gpu_tissue_nographs.json" \
-  2>&1 | tee "$OUT/bench_gpu_tissue_nographs.txt" || status=1
+echo "== 2b. B = 1, mixed: CSR layout, 4096 row chunks, cell kernel at 128 and 96 registers (75 s)"
+timeout 75 "$PY" benchmarks/bench_gpu_tissue.py --nodes 600000 --steps 100 --parity-steps 0 \
+  --schemes cg lumped --precisions mixed --batch 1 \
+  --variants layout=csr chunks=4096 registers=128 registers=96 \
+  --json "$OUT/bench_gpu_tissue_variants.json" 2>&1 | tee "$OUT/bench_gpu_tissue_variants.txt" \
+  || status=1
 
-echo "== 3. N-version slab at 0.1 mm, lumped mass, mixed precision (55 s)"
-timeout 55 "$PY" -m cardiotwin.pipeline verify nversion --dx 0.1 --dt 0.01 --mass lumped \
+echo "== 3. N-version slab at 0.1 mm, lumped mass, mixed precision (35 s)"
+timeout 35 "$PY" -m cardiotwin.pipeline verify nversion --dx 0.1 --dt 0.01 --mass lumped \
   --precision mixed --backend cuda --json "$OUT/nversion_dx0.1_dt0.01_lumped_mixed.json" 2>&1 \
   | tail -n 12 | tee "$OUT/nversion.txt" || status=1
 exit $status

@@ -11,6 +11,9 @@ Needs numba-cuda, CUDA's libNVVM and libdevice (``CUDA_HOME``), NVRTC (only to l
 architectures: ``pip install nvidia-cuda-nvrtc``) and ``ptxas`` on the PATH.
 
     CUDA_HOME=/usr/local/cuda .venv/bin/python benchmarks/ptxas_report.py --json out/ptxas.json
+    # the TP06 kernel under register caps (what CARDIOTWIN_CUDA_CELL_REGISTERS asks the
+    # driver's JIT for; ptxas --maxrregcount is the same limit), with the spills they cost:
+    ... ptxas_report.py --models tp06-epi --max-registers 0 128 96 80 64
 """
 
 from __future__ import annotations
@@ -63,12 +66,13 @@ def kernel_ptx(model_name: str, precision: str, use_table: bool) -> str:
     return ptx
 
 
-def ptxas(ptx: str) -> dict:
+def ptxas(ptx: str, max_registers: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "kernel.ptx"
         path.write_text(ptx)
+        cap = [f"--maxrregcount={max_registers}"] if max_registers else []
         out = subprocess.run(
-            ["ptxas", "-arch=sm_90", "-v", str(path), "-o", str(Path(folder) / "k.cubin")],
+            ["ptxas", "-arch=sm_90", *cap, "-v", str(path), "-o", str(Path(folder) / "k.cubin")],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     text = out.stderr + out.stdout
@@ -86,28 +90,33 @@ def ptxas(ptx: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--max-registers", type=int, nargs="+", default=[0],
+                        help="register caps to assemble under (0: none)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from cardiotwin.solvers.ionic import get_model
     from cardiotwin.solvers.ionic.base import n_table_columns
 
     rows = []
-    print(f"{'model':20s} {'precision':9s} {'rates':6s} {'regs':>5s} {'spill st/ld B':>14s} "
-          f"{'stack B':>8s} {'occupancy':>9s}")  # fmt: skip
+    print(f"{'model':20s} {'precision':9s} {'rates':6s} {'cap':>4s} {'regs':>5s} "
+          f"{'spill st/ld B':>14s} {'stack B':>8s} {'occupancy':>9s}")  # fmt: skip
     for name in args.models:
         modes = (False, True) if n_table_columns(get_model(name)) else (False,)
         for precision in ("fp64", "mixed"):
             for use_table in modes:
-                row = {"model": name, "precision": precision,
-                       "rates": "table" if use_table else "exact",
-                       **ptxas(kernel_ptx(name, precision, use_table))}  # fmt: skip
-                rows.append(row)
-                print(
-                    f"{name:20s} {precision:9s} {row['rates']:6s} {row['registers']:5d} "
-                    f"{row['spill_store_bytes']:6d}/{row['spill_load_bytes']:<7d} "
-                    f"{row['stack_frame_bytes']:8d} {row['occupancy_128_threads']:9.1%}",
-                    flush=True,
-                )
+                ptx = kernel_ptx(name, precision, use_table)
+                for cap in args.max_registers:
+                    row = {"model": name, "precision": precision,
+                           "rates": "table" if use_table else "exact", "max_registers": cap,
+                           **ptxas(ptx, cap)}  # fmt: skip
+                    rows.append(row)
+                    print(
+                        f"{name:20s} {precision:9s} {row['rates']:6s} {cap or '-':>4} "
+                        f"{row['registers']:5d} "
+                        f"{row['spill_store_bytes']:6d}/{row['spill_load_bytes']:<7d} "
+                        f"{row['stack_frame_bytes']:8d} {row['occupancy_128_threads']:9.1%}",
+                        flush=True,
+                    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

@@ -59,7 +59,9 @@ def bytes_per_node_step(
 ) -> dict:
     """Bytes per node and member for one time step, split by kernel."""
     v = 8 if precision == "fp64" else 4
-    matrix = (nnz_per_row * (v + 4) + 4) / batch
+    # per row: its entries (value, int32 column) and its int32 start and length (the device's
+    # SELL and CSR layouts both read those two; padding is never read)
+    matrix = (nnz_per_row * (v + 4) + 8) / batch
     parts = {"cell": 2 * v + 2 * state_bytes(model, precision) + 8}
     parts["trackers (fused)"] = sum(TRACKER_BYTES[t] for t in trackers)
     if scheme == "lumped":

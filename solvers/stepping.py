@@ -316,12 +316,20 @@ class _Theta(_PingPong):
         for _ in range(self.substeps):
             if not self.fused:
                 ops.spmm(self.rhs_matrix, src, self.rhs)
-            ops.axpbyz(1.0, self.increment, 1.0, src, spare)  # initial guess V + last increment
+
+            def new_increment(src=src, spare=spare):
+                ops.axpbyz(1.0, spare, -1.0, src, self.increment)  # V⁺ − V
+
             if self.fused:
-                self.cg.solve_product(self.rhs_matrix, src, spare)
+                # the guess V + last increment, the solve and the new increment are queued
+                # by the solver (on a device: one graph), before it waits for convergence
+                self.cg.solve_product(
+                    self.rhs_matrix, src, spare, guess_from=self.increment, then=new_increment
+                )
             else:
+                ops.axpbyz(1.0, self.increment, 1.0, src, spare)  # initial guess
                 self.cg.solve(self.rhs, spare)
-            ops.axpbyz(1.0, spare, -1.0, src, self.increment)  # V⁺ − V
+                new_increment()
             src, spare = spare, src
         return src
 

@@ -18,11 +18,19 @@ What runs per time step (no transfer between host and device inside the step loo
   CG iteration. Convergence is read on the host through one asynchronous copy of two
   integers per group of :data:`CG_CHECK_EVERY` iterations.
 
-Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. On a device each
-group of CG iterations is captured once as a CUDA graph and replayed with one driver call
-(:data:`CUDA_GRAPHS`; ``CARDIOTWIN_CUDA_GRAPHS=0`` launches the kernels one by one).
+Counted under the simulator by ``tests/solvers/test_cuda_launches.py``. On a device the
+CG's work is captured once as CUDA graphs and replayed with one driver call each
+(:data:`CUDA_GRAPHS`; ``CARDIOTWIN_CUDA_GRAPHS=0`` launches the kernels one by one): the
+initial guess, the start, the first groups of iterations and the new increment as one graph
+per pair of V buffers, and each further group of iterations as another. A CG step then costs
+the host two dispatches (cell kernel, graph), one 8-byte copy and one wait.
 Not here: a CuPy path (cuSPARSE SpMV); the numba-cuda kernels are measured against the
 bandwidth ceiling by ``benchmarks/gpu_check.sh`` first.
+
+Sparse matrices are stored as sliced ELLPACK by default (:func:`sliced_ell`: a warp reads
+its 32 rows' entries coalesced), or CSR (``CARDIOTWIN_CUDA_SPMV=csr``); both sum each row in
+column order, so products and CG iterates are bit-identical between them
+(``tests/solvers/test_cuda_layouts.py``).
 
 Reductions are deterministic: a fixed number of row chunks (a function of the problem size
 only), a fixed tree inside each block, and the chunks' partial sums added in a fixed order
@@ -129,8 +137,9 @@ def make_split_cell_kernel(
     cell kernel instead of being launches of their own (see ``SplitStepper.run``).
     """
     return _split_kernel(
-        model.module, use_table, takes_table(model), placement, single_set, tuple(rules)
-    )
+        model.module, use_table, takes_table(model), placement, single_set, tuple(rules),
+        CELL_MAX_REGISTERS,
+    )  # fmt: skip
 
 
 #: trackers with a ``fused_rule`` run inside the cell kernel (stepper: Godunov splitting)
@@ -143,9 +152,14 @@ def _device_rule(rule: Callable):
 
 
 @cache
-def _split_kernel(module_name, use_table, with_table, placement, single_set, rules) -> Callable:
+def _split_kernel(
+    module_name, use_table, with_table, placement, single_set, rules, max_registers=None
+) -> Callable:
     source = split_kernel_source(module_name, use_table, with_table, placement, single_set, rules)
-    kernel = cuda.jit(source)
+    if max_registers and not numba_config.ENABLE_CUDASIM:  # the simulator has no registers
+        kernel = cuda.jit(source, max_registers=int(max_registers))
+    else:
+        kernel = cuda.jit(source)
     placeholder = []
 
     def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None, *rule_args):
@@ -214,6 +228,23 @@ CG_CHECK_EVERY = 2
 #: change at B = 16, parity with the CPU unchanged. The simulator cannot capture graphs, so
 #: CI tests the fallback and a stand-in; ``benchmarks/gpu_check.sh`` runs the real capture
 CUDA_GRAPHS = os.environ.get("CARDIOTWIN_CUDA_GRAPHS", "1") != "0"
+#: register cap of the cell kernel (``CARDIOTWIN_CUDA_CELL_REGISTERS``; unset: none). TP06
+#: takes 143-144 registers, which leaves an sm_90 SM 12 warps of this memory-bound kernel
+#: (18.8 % occupancy, 17 % achieved on an H200); ptxas at 128 spills 32-48 bytes per thread
+#: for 16 warps, at 96 160-184 bytes for 20 (benchmarks/ptxas_report.py --max-registers).
+#: Whether the warps gained outweigh the spills is for benchmarks/gpu_check.sh to measure
+CELL_MAX_REGISTERS = int(os.environ.get("CARDIOTWIN_CUDA_CELL_REGISTERS", "0")) or None
+#: most graphs one CG solver keeps (keyed by the buffers they were captured for; a stepper
+#: alternates two V buffers, so it needs a handful); beyond it work is launched directly
+MAX_GRAPHS = 32
+#: how sparse matrices are stored on the device: ``sell`` (sliced ELLPACK, slices of
+#: :data:`SLICE_ROWS` rows stored column by column: a warp reads the matrix coalesced) or
+#: ``csr`` (row-per-thread reads 32 scattered rows per load). Bit-identical products; which
+#: is faster on the device is for benchmarks/gpu_check.sh to measure (part 2b).
+#: ``CARDIOTWIN_CUDA_SPMV=csr`` selects CSR; matrices built afterwards take the new value
+SPMV_LAYOUT = os.environ.get("CARDIOTWIN_CUDA_SPMV", "sell")
+#: rows per SELL slice (one warp), and the alignment of the reduction kernels' row chunks
+SLICE_ROWS = 32
 
 
 def _blocks(n: int) -> int:
@@ -229,23 +260,77 @@ def _launch(kernel, n: int):
     return kernel[_blocks(n), THREADS_PER_BLOCK, stream()]
 
 
-class CSRMatrix:
-    """A CSR matrix on the device: int32 ``indptr`` and ``indices`` (half the index traffic
-    of int64; the sparse products gather through them), ``data`` float64 or float32."""
+def sliced_ell(matrix, dtype=np.float64, height: int = 32):
+    """``matrix`` in the sliced ELLPACK layout SELL-``height`` (Kreutzer et al. 2014, SIAM J
+    Sci Comput 36:C401), as host arrays ``(start, length, indices, data)``.
 
-    def __init__(self, matrix, dtype=np.float64):
-        matrix = matrix.tocsr()
+    Rows are cut into slices of ``height`` consecutive rows; each slice is padded to its
+    longest row and stored column by column, so entry k of row i sits at
+    ``start[i] + k * height``. The threads of a warp, which handle consecutive rows, then
+    read the matrix in one coalesced sweep per k instead of ``height`` scattered ones (the
+    row-per-thread CSR kernel reached 37 % of the H200's bandwidth). Each row's entries stay
+    in column order, so a product sums them in the same order as over CSR: bit-identical.
+    The padding (zeros) is never read: a row stops at its own ``length``."""
+    csr = sp.csr_matrix(matrix)
+    csr.sort_indices()
+    n = csr.shape[0]
+    length = np.diff(csr.indptr).astype(np.int64)
+    n_slices = -(-n // height)
+    padded = np.zeros(n_slices * height, dtype=np.int64)
+    padded[:n] = length
+    width = padded.reshape(n_slices, height).max(axis=1)
+    slice_start = np.concatenate([[0], np.cumsum(width * height)])
+    rows = np.arange(n, dtype=np.int64)
+    start = slice_start[rows // height] + rows % height
+    row_of_entry = np.repeat(rows, length)
+    k = np.arange(csr.nnz, dtype=np.int64) - csr.indptr[row_of_entry]
+    position = start[row_of_entry] + k * height
+    total = int(slice_start[-1])
+    indices = np.zeros(total, dtype=np.int32)
+    indices[position] = csr.indices
+    data = np.zeros(total, dtype=dtype)
+    data[position] = csr.data
+    return start, length, indices, data
+
+
+class CSRMatrix:
+    """A sparse matrix on the device, stored as :data:`SPMV_LAYOUT` says: ``sell`` (sliced
+    ELLPACK, :func:`sliced_ell`) or ``csr``. Kernels see one form for both: entry k of row
+    i is at ``start[i] + k * stride`` for k < ``length[i]`` (``stride`` 1 for CSR, the slice
+    height for SELL), in column order, so the two give bit-identical products. Indices are
+    int32 (half the index traffic of int64); ``data`` float64 or float32."""
+
+    def __init__(self, matrix, dtype=np.float64, layout: str | None = None):
+        matrix = sp.csr_matrix(matrix)
         matrix.sort_indices()
-        if matrix.nnz >= np.iinfo(np.int32).max:
+        layout = SPMV_LAYOUT if layout is None else layout
+        if layout == "sell":
+            start, length, indices, data = sliced_ell(matrix, dtype, SLICE_ROWS)
+            self.stride = SLICE_ROWS
+        elif layout == "csr":
+            start, length = matrix.indptr[:-1], np.diff(matrix.indptr)
+            indices, data, self.stride = matrix.indices, matrix.data, 1
+        else:
+            raise ValueError(f"unknown sparse layout {layout!r}; use 'sell' or 'csr'")
+        if len(data) >= np.iinfo(np.int32).max:
             raise ValueError(
-                f"the matrix has {matrix.nnz} non-zeros; the CUDA backend indexes them with "
-                "int32 (at most 2 147 483 646). Split the problem or use backend='cpu'"
+                f"the matrix needs {len(data)} stored entries ({matrix.nnz} non-zeros, "
+                f"{layout} layout); the CUDA backend indexes them with int32 (at most "
+                "2 147 483 646). Split the problem or use backend='cpu'"
             )
-        self.indptr = cuda.to_device(np.ascontiguousarray(matrix.indptr, dtype=np.int32))
-        self.indices = cuda.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int32))
-        self.data = cuda.to_device(np.ascontiguousarray(matrix.data, dtype=dtype))
+        self.layout = layout
+        self.start = cuda.to_device(np.ascontiguousarray(start, dtype=np.int32))
+        self.length = cuda.to_device(np.ascontiguousarray(length, dtype=np.int32))
+        self.indices = cuda.to_device(np.ascontiguousarray(indices, dtype=np.int32))
+        self.data = cuda.to_device(np.ascontiguousarray(data, dtype=dtype))
         self.shape = matrix.shape
         self.nnz = matrix.nnz
+        self.stored = len(data)
+
+    @property
+    def args(self) -> tuple:
+        """What a kernel takes to read the matrix: (start, length, stride, indices, data)."""
+        return self.start, self.length, self.stride, self.indices, self.data
 
 
 def run_context(n_entries: int):
@@ -357,25 +442,42 @@ def _sum_partials(partial, q, n_cols, acc, t, n_threads):
     _reduce_block(acc, t, n_cols, n_threads)
 
 
+@cuda.jit(device=True)
+def _row_times(start, length, stride, indices, data, x, i, b):
+    """Σ_k A[i, k] x[k, b] over row i's stored entries in column order (see CSRMatrix)."""
+    acc = 0.0
+    jj = start[i]
+    for _ in range(length[i]):
+        acc += float(data[jj]) * x[indices[jj], b]
+        jj += stride
+    return acc
+
+
+@cuda.jit(device=True)
+def _chunk_rows(c, n, n_chunks):
+    """Rows [lo, hi) of reduction chunk c: a function of n and n_chunks only, with bounds on
+    multiples of SLICE_ROWS so that a warp's rows share one SELL slice."""
+    lo = (c * n // n_chunks) // SLICE_ROWS * SLICE_ROWS
+    hi = n if c + 1 == n_chunks else ((c + 1) * n // n_chunks) // SLICE_ROWS * SLICE_ROWS
+    return lo, hi
+
+
 @cuda.jit
-def _spmm_kernel(indptr, indices, data, x, out):
+def _spmm_kernel(start, length, stride, indices, data, x, out):
     # one thread per (row, column): neighbouring threads read neighbouring columns of x
     n_cols = x.shape[1]
     total = out.shape[0] * n_cols
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for k in range(start, total, stride):
+    first, step = cuda.grid(1), cuda.gridsize(1)
+    for k in range(first, total, step):
         i = k // n_cols
         b = k - i * n_cols
-        acc = 0.0
-        for jj in range(indptr[i], indptr[i + 1]):
-            acc += float(data[jj]) * x[indices[jj], b]
-        out[i, b] = acc
+        out[i, b] = _row_times(start, length, stride, indices, data, x, i, b)
 
 
 def spmm(matrix: CSRMatrix, x, out) -> None:
     """``out = matrix @ x`` for (n, B) ``x``; ``out`` must not alias ``x``."""
     n = out.shape[0] * out.shape[1]
-    _launch(_spmm_kernel, n)(matrix.indptr, matrix.indices, matrix.data, x, out)
+    _launch(_spmm_kernel, n)(*matrix.args, x, out)
 
 
 @cuda.jit
@@ -447,11 +549,9 @@ _ACTIVE, _DONE, _COUNTER = range(3)
 
 
 @cuda.jit(device=True)
-def _cg_start_row(indptr, indices, data, bi, x, r, z, p, diag_inv, i, b):
+def _cg_start_row(start, length, stride, indices, data, bi, x, r, z, p, diag_inv, i, b):
     """One entry of r = b − A x, z = D⁻¹ r, p = z; returns (r_i as stored, z_i as stored)."""
-    ax = 0.0
-    for jj in range(indptr[i], indptr[i + 1]):
-        ax += float(data[jj]) * x[indices[jj], b]
+    ax = _row_times(start, length, stride, indices, data, x, i, b)
     r[i, b] = bi - ax
     ri = float(r[i, b])
     z[i, b] = diag_inv[i] * ri
@@ -496,9 +596,9 @@ def _cg_start_finish(partial, scalars, active, control, rtol2, acc_bb, acc_rr, a
 
 
 @cuda.jit
-def _cg_start_product_kernel(b_indptr, b_indices, b_data, src, indptr, indices, data, x, r, z,
-                             p, diag_inv, partial, scalars, active, control, rtol2,
-                             n_threads):  # fmt: skip
+def _cg_start_product_kernel(b_start, b_length, b_stride, b_indices, b_data, src, start, length,
+                             stride, indices, data, x, r, z, p, diag_inv, partial, scalars,
+                             active, control, rtol2, n_threads):  # fmt: skip
     """r = b − A x, z = D⁻¹ r, p = z with b = B·src formed row by row and never stored (the
     θ-scheme's right-hand side: one launch and one vector write and read fewer than a
     separate product); b·b, r·r, r·z; then (last block) the tolerances and which members
@@ -506,8 +606,7 @@ def _cg_start_product_kernel(b_indptr, b_indices, b_data, src, indptr, indices, 
     n, n_cols = x.shape
     c, t = cuda.blockIdx.x, cuda.threadIdx.x
     n_chunks = partial.shape[1]
-    lo = c * n // n_chunks
-    hi = (c + 1) * n // n_chunks
+    lo, hi = _chunk_rows(c, n, n_chunks)
     acc_bb = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
     acc_rr = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
     acc_rz = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
@@ -519,12 +618,12 @@ def _cg_start_product_kernel(b_indptr, b_indices, b_data, src, indptr, indices, 
         for e in range(lo * n_cols + t, hi * n_cols, n_threads):
             i = e // n_cols
             b = e - i * n_cols
-            bi = 0.0
-            for jj in range(b_indptr[i], b_indptr[i + 1]):
-                bi += float(b_data[jj]) * src[b_indices[jj], b]
+            bi = _row_times(b_start, b_length, b_stride, b_indices, b_data, src, i, b)
             r[i, b] = bi  # rounded to the storage precision, as a stored right-hand side is
             bi = float(r[i, b])
-            ri, zi = _cg_start_row(indptr, indices, data, bi, x, r, z, p, diag_inv, i, b)
+            ri, zi = _cg_start_row(
+                start, length, stride, indices, data, bi, x, r, z, p, diag_inv, i, b
+            )
             sbb += bi * bi
             srr += ri * ri
             srz += ri * zi
@@ -536,16 +635,15 @@ def _cg_start_product_kernel(b_indptr, b_indices, b_data, src, indptr, indices, 
 
 
 @cuda.jit
-def _cg_spmm_dot_kernel(indptr, indices, data, p, q, partial, scalars, active, control,
-                        n_threads):  # fmt: skip
+def _cg_spmm_dot_kernel(start, length, stride, indices, data, p, q, partial, scalars, active,
+                        control, n_threads):  # fmt: skip
     """q = A p; p·q; then (last block) α = r·z / p·q for the active members (0 otherwise)."""
     if control[_ACTIVE] == 0:
         return  # every member converged: iterations issued past that do nothing
     n, n_cols = p.shape
     c, t = cuda.blockIdx.x, cuda.threadIdx.x
     n_chunks = partial.shape[1]
-    lo = c * n // n_chunks
-    hi = (c + 1) * n // n_chunks
+    lo, hi = _chunk_rows(c, n, n_chunks)
     acc = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
     flag = cuda.shared.array(1, dtype=int32)
     total = 0.0
@@ -553,10 +651,7 @@ def _cg_spmm_dot_kernel(indptr, indices, data, p, q, partial, scalars, active, c
         for e in range(lo * n_cols + t, hi * n_cols, n_threads):
             i = e // n_cols
             b = e - i * n_cols
-            aq = 0.0
-            for jj in range(indptr[i], indptr[i + 1]):
-                aq += float(data[jj]) * p[indices[jj], b]
-            q[i, b] = aq
+            q[i, b] = _row_times(start, length, stride, indices, data, p, i, b)
             total += float(p[i, b]) * q[i, b]
     acc[t] = total
     _reduce_block(acc, t, n_cols, n_threads)
@@ -581,8 +676,7 @@ def _cg_update_step_kernel(p, q, x, r, z, diag_inv, partial, scalars, active, co
     n, n_cols = x.shape
     c, t = cuda.blockIdx.x, cuda.threadIdx.x
     n_chunks = partial.shape[1]
-    lo = c * n // n_chunks
-    hi = (c + 1) * n // n_chunks
+    lo, hi = _chunk_rows(c, n, n_chunks)
     acc_rr = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
     acc_rz = cuda.shared.array(THREADS_PER_BLOCK, dtype=float64)
     flag = cuda.shared.array(1, dtype=int32)
@@ -724,29 +818,33 @@ class ConjugateGradient:
         self.iterations = 0  # total over all solves
         self.solves = 0
         self.use_graphs = CUDA_GRAPHS and not numba_config.ENABLE_CUDASIM
-        self._graphs: dict[int, CapturedGraph] = {}
+        self._graphs: dict[tuple, CapturedGraph] = {}
 
     def _issue_iterations(self, count: int) -> None:
-        graph = self._group_graph() if count % self.check_every == 0 else None
-        if graph is not None:
-            for _ in range(count // self.check_every):
-                graph.launch(stream())
-            return
+        if count % self.check_every == 0:
+            graph = self._graph(
+                ("group", device_pointer(self.x)),
+                lambda: self._launch_iterations(self.check_every),
+            )
+            if graph is not None:
+                for _ in range(count // self.check_every):
+                    graph.launch(stream())
+                return
         self._launch_iterations(count)
 
-    def _group_graph(self) -> CapturedGraph | None:
-        """One group of iterations captured as a graph for the current ``x`` (a graph holds
-        its kernels' arguments: one per solution buffer), or None: graphs off, the kernels
-        not compiled yet (the first solve launches them), or capture failed (then never
-        again for this solver, logged once)."""
+    def _graph(self, key: tuple, issue: Callable[[], None]) -> CapturedGraph | None:
+        """The work ``issue()`` queues, captured once as a graph under ``key`` (a graph holds
+        its kernels' arguments, so the key names every buffer they take that can change), or
+        None: graphs off, the kernels not compiled yet (the first solve launches them), more
+        than :data:`MAX_GRAPHS` keys, or capture failed (then never again for this solver,
+        logged once)."""
         if not (self.use_graphs and self.solves > 1):
             return None
-        key = device_pointer(self.x)
         if key not in self._graphs:
+            if len(self._graphs) >= MAX_GRAPHS:
+                return None
             try:
-                self._graphs[key] = CapturedGraph(
-                    stream(), lambda: self._launch_iterations(self.check_every)
-                )
+                self._graphs[key] = CapturedGraph(stream(), issue)
             except Exception as exc:  # a driver or binding without capture: launch as before
                 log.warning("CUDA graph capture failed (%s); CG kernels launched one by one", exc)
                 self.use_graphs = False
@@ -757,7 +855,7 @@ class ConjugateGradient:
         s, m, chunks, threads = stream(), self.matrix, self.n_chunks, THREADS_PER_BLOCK
         for _ in range(count):
             _cg_spmm_dot_kernel[chunks, threads, s](
-                m.indptr, m.indices, m.data, self.p, self.q, self.partial, self.scalars,
+                *m.args, self.p, self.q, self.partial, self.scalars,
                 self.active, self.control, self.n_threads,
             )  # fmt: skip
             _cg_update_step_kernel[chunks, threads, s](
@@ -775,27 +873,56 @@ class ConjugateGradient:
             self._identity = CSRMatrix(sp.identity(self.matrix.shape[0], format="csr"))
         return self.solve_product(self._identity, b, x)
 
-    def solve_product(self, rhs_matrix: CSRMatrix, src, x) -> int:
+    def solve_product(
+        self, rhs_matrix: CSRMatrix, src, x, guess_from=None, then: Callable | None = None
+    ) -> int:
         """:meth:`solve` with b = ``rhs_matrix · src``, formed row by row inside the first
-        kernel and never stored."""
-        m, bm = self.matrix, rhs_matrix
-        _cg_start_product_kernel[self.n_chunks, THREADS_PER_BLOCK, stream()](
-            bm.indptr, bm.indices, bm.data, src, m.indptr, m.indices, m.data, x, self.r,
-            self.z, self.p, self.diag_inv, self.partial, self.scalars, self.active,
-            self.control, self.rtol**2, self.n_threads,
-        )  # fmt: skip
-        return self._iterate(x)
+        kernel and never stored.
 
-    def _iterate(self, x) -> int:
-        """Issue iterations in groups of :data:`CG_CHECK_EVERY`, each group followed by one
-        asynchronous copy of (members active, iterations done); the first round issues as
-        many groups as the previous solve needed, so the host usually waits once."""
-        self.x = x
+        ``guess_from``: if given, the initial guess is ``src + guess_from`` (written into
+        ``x`` first; the stepper's V plus its last increment). ``then()``: if given, queues
+        work that reads the solution and arrays fixed for the solver's life, and nothing the
+        solver writes (the stepper's new increment): it is issued before the host waits for
+        the convergence flag, and again after any further iterations.
+
+        On a device the guess, the start, the first groups of iterations and ``then`` are
+        replayed as one CUDA graph per (right-hand-side matrix, ``src``, ``x``,
+        ``guess_from``, ``then`` or not, groups): the host dispatches one graph instead of
+        their launches, the heaviest of which (the start kernel) takes 24 arguments."""
+        self.x, self.src = x, src
         self.solves += 1
-        m = self.check_every
-        groups = max(1, -(-self._expected // m))
+        groups = max(1, -(-self._expected // self.check_every))
+
+        def first() -> None:
+            if guess_from is not None:
+                axpbyz(1.0, guess_from, 1.0, src, x)
+            m, bm = self.matrix, rhs_matrix
+            _cg_start_product_kernel[self.n_chunks, THREADS_PER_BLOCK, stream()](
+                *bm.args, src, *m.args, x, self.r, self.z, self.p, self.diag_inv,
+                self.partial, self.scalars, self.active, self.control, self.rtol**2,
+                self.n_threads,
+            )  # fmt: skip
+            self._launch_iterations(groups * self.check_every)
+            if then is not None:
+                then()
+
+        key = (
+            "start", device_pointer(rhs_matrix.data), device_pointer(src), device_pointer(x),
+            0 if guess_from is None else device_pointer(guess_from), then is not None, groups,
+        )  # fmt: skip
+        graph = self._graph(key, first)
+        if graph is not None:
+            graph.launch(stream())
+        else:
+            first()
+        return self._wait(then)
+
+    def _wait(self, then: Callable | None) -> int:
+        """Read (members active, iterations done) through one asynchronous copy; while some
+        member is still iterating, issue one more group (then ``then``) and read again. The
+        first round issued as many groups as the previous solve needed, so the host usually
+        waits once per solve."""
         while True:
-            self._issue_iterations(groups * m)
             self.control[0:2].copy_to_host(self._status, stream=stream())
             self._event.record(stream())
             self._event.synchronize()
@@ -810,7 +937,9 @@ class ConjugateGradient:
                     f"iterations (asked relative residual {self.rtol:g}); raise "
                     "cg_max_iterations or lower dt"
                 )
-            groups = 1
+            self._issue_iterations(self.check_every)
+            if then is not None:
+                then()
 
 
 _activation_at = cuda.jit(device=True)(node_rules.activation_at)

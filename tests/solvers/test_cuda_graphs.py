@@ -26,11 +26,18 @@ def test_graph_replay_gives_the_launched_iterates_bit_for_bit(report):
     assert report["residual"] < 1e-6  # the solves themselves are right (|b| ~ 1)
     assert report["graph_iterations"] == report["iterations"]
     assert report["identical"]
-    # one graph per solution buffer (two alternate over four solves), captured from the
-    # second solve on and replayed, not captured again, in the fourth
-    assert report["graphs"] == 2 and report["still_on"]
+    # the start and first groups: one graph per (right-hand side, solution) buffer pair (two
+    # alternate over four solves), captured from the second solve on and replayed, not
+    # captured again, in the fourth
+    assert report["start_graphs"] == 2 and report["still_on"]
     if not REAL:
-        assert report["captures"] == 2
+        assert report["captures"] == report["graphs"] and report["replays"] > report["captures"]
+
+
+def test_the_stepper_s_guess_solve_and_increment_replay_bit_for_bit(report):
+    assert report["stepper_identical"]
+    assert report["stepper_start_graphs"] >= 2  # both V buffers' directions
+    assert report["stepper_increment_error"] == 0.0
 
 
 def test_a_failed_capture_falls_back_to_launching_the_kernels(report):
