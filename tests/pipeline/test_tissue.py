@@ -11,6 +11,7 @@ from cardiotwin.pipeline.config import Config, PrepacingConfig
 from cardiotwin.pipeline.tissue import (
     TissueError,
     build_tissue,
+    calibrated_sigma,
     mesh_spacing_mm,
     node_regions,
     prepaced_states,
@@ -411,3 +412,30 @@ def test_an_ablated_mesh_keeps_the_spacing_and_conductivity_of_the_mesh_it_came_
     assert built[0].record["spacing_mm"] == pytest.approx(before, rel=1e-12)
     assert built[1].record["spacing_mm"] == built[0].record["spacing_mm"]
     assert built[1].conductivities_s_per_m == built[0].conductivities_s_per_m
+
+
+def test_calibration_brackets_a_cv_that_climbs_steeply_above_block(tmp_path, monkeypatch):
+    """Near conduction block CV climbs steeply with σ: at 0.5 mm, dt 0.02 ms the border
+    zone's transverse CV went 0.0256 -> 0.0283 m/s for σ 0.01842 -> 0.01899 S/m (exponent
+    ~3.4, block below 0.0175) and the secant on the last two runs stepped over the 0.027
+    target until the runs ran out. Once the target is bracketed the next σ comes from the
+    bracket; this stand-in reproduces that curve."""
+    import cardiotwin.solvers.calibration as calibration
+
+    block, steep_to = 0.0175, 0.025
+    runs = []
+
+    def strip(model, sigma, dx, dt, **kwargs):
+        runs.append(sigma)
+        if sigma < block:
+            raise RuntimeError("the wave did not reach the end of the strip")
+        if sigma < steep_to:
+            return 0.027 * (sigma / 0.0187) ** 3.4
+        return 0.027 * (steep_to / 0.0187) ** 3.4 * (sigma / steep_to) ** 0.7
+
+    monkeypatch.setattr(calibration, "strip_conduction_velocity", strip)
+    simulation = _config(tmp_path).simulation
+    entry = calibrated_sigma("cell-x", 0.027, 0.5, simulation, cache=None)
+    assert entry["cv_m_per_s"] == pytest.approx(0.027, rel=0.02)
+    assert block < entry["sigma_s_per_m"] < steep_to
+    assert len(runs) <= 12
