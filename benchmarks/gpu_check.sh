@@ -27,7 +27,7 @@
 #      P8 against the CPU's 44.33 ms (fp64, RESULTS.md).
 #   4. (--clinical, its own call: up to BUDGET_S, default 540 s, so it fits one 600 s device
 #      command) the clinical configuration (configs/clinical.yaml: TP06 ventricles, Courtemanche
-#      atria, 0.5 mm, dt 0.01 ms, every site,
+#      atria, 0.5 mm, dt 0.02 ms, every site,
 #      backend cuda) on the sample la-fibrosis (or CASE) through the pipeline's own commands,
 #      segment -> mesh -> induce -> ablate, by benchmarks/clinical_stages.py: wall time and peak
 #      memory per stage, and for a stage stopped at the budget its last progress (simulated

@@ -203,7 +203,7 @@ def test_a_config_file_given_replaces_the_demo_instead_of_extending_it(tmp_path)
     assert settings["induction"]["sites"] is None  # every site
     assert settings["induction"]["pes"]["s1_count"] == 6
     assert settings["ablation"]["max_rounds"] == 4
-    assert settings["simulation"]["dt_ms"] == 0.01 and settings["mesh"]["edge_mm"] == 0.5
+    assert settings["simulation"]["dt_ms"] == 0.02 and settings["mesh"]["edge_mm"] == 0.5
     induce = json.loads((results / "config" / files[1]).read_text())
     assert sorted(induce) == ["config_version", "induction", "simulation", "tissue"]
     assert induce["tissue"] == settings["tissue"] and induce["induction"] == settings["induction"]
