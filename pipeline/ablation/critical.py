@@ -608,7 +608,8 @@ def channel_transects(
             found = _closed_transect_near(graph, anchors, cost, tree, nxt, 0.5 * step_mm)
             if found is None:
                 continue
-            if not np.isin(found[0], middle).any():
+            across = graph.border[found[0]].mean() >= 0.5  # not round the channel's mouth
+            if across and not np.isin(found[0], middle).any():
                 last = found[0]
             # only sideways: the cheapest transect in the ball need not lie at the step
             middle_of = graph.points_mm[found[0]].mean(axis=0)
@@ -635,8 +636,11 @@ def _closed_transect_near(
     near the channel's apical end, of the border-zone nodes within 3.5 mm of the centreline
     about two in three give a closed transect and the others not."""
     near = np.asarray(tree.query_ball_point(graph.points_mm[node], reach_mm), dtype=np.int64)
-    near = near[graph.border[near] & (near != node)]
-    near = near[np.argsort(np.linalg.norm(graph.points_mm[near] - graph.points_mm[node], axis=1))]
+    near = np.sort(near[graph.border[near] & (near != node)])
+    # nearest first; equal distances (a regular grid has many) by node number, so the order
+    # does not depend on the k-d tree's or the sort's implementation
+    distance = np.linalg.norm(graph.points_mm[near] - graph.points_mm[node], axis=1)
+    near = near[np.argsort(distance, kind="stable")]
     for candidate in (node, *near[: CHANNEL_TRIES - 1]):
         found = _closed_transect(graph, anchors, cost, int(candidate))
         if found is not None:
