@@ -15,12 +15,20 @@ g_Na×0.38, g_CaL×0.31, g_Kr×0.30, g_Ks×0.20, transverse σ×0.1, healthy σ 
   next to one end of the arc with the full PES (cardiotwin's induction pipeline); for each,
   inducible or not and the VT cycle length;
 - ``phantom``: the circuit of an ``lv-infarct`` phantom (its ``truth.json``): conduction time
-  around the loop with the measured velocities, against the refractory periods.
+  around the loop with the measured velocities, against the refractory periods;
+- ``apd``: single-cell APD90 of every parameter set the pipeline builds for the default
+  ventricle (at each of ``--erp-cycle-lengths``; epi only: the cells' mesh has no
+  transmural coordinate) and atrium (``--atrial-cycle-lengths``), after ``--apd-beats``
+  beats from the model's initial state.
+
+``--dt`` replaces the configuration's time step (the clinical step's study:
+``cv erp apd --dx 0.5 --dt 0.01``, then ``--dt 0.02``).
 
 Usage (prints a table, writes JSON with ``--json``):
     python benchmarks/induction_physics.py cv erp --dx 0.4
     python benchmarks/induction_physics.py ring --perimeters 150 200 250 --json out/ring.json
     python benchmarks/induction_physics.py phantom --truth data_samples/lv-infarct/truth.json
+    python benchmarks/induction_physics.py cv erp apd --dx 0.5 --dt 0.02 --json out/dt002.json
 """
 
 from __future__ import annotations
@@ -176,6 +184,44 @@ def measure_erp(config: Config, dx: float, cache: Path, cycle_lengths, s1_count:
     return out
 
 
+def measure_apd(config: Config, cycle_lengths, atrial_cycle_lengths, beats: int) -> dict:
+    """APD90 (ms) of each parameter set of the default ventricular and atrial tissue, keyed
+    ``"<tissue>/<set>@<cycle length>"`` (None where the beat did not repolarise or capture)."""
+    from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
+    from cardiotwin.pipeline.tissue import build_tissue
+    from cardiotwin.solvers.cell import action_potential_metrics, pace_cell
+
+    mesh = box_mesh((8.0, 4.0, 1.0), 0.5)  # every region tag, for the sets; σ is not used
+    x = mesh.element_centres_mm()[:, 0]
+    mesh.region[x > 3] = BORDER_ZONE
+    mesh.region[x > 6] = DENSE_SCAR
+    uncalibrated = config.tissue.model_copy(update={"calibrate_cv": False})
+    out = {}
+    for kind, lengths in (("ventricle", cycle_lengths), ("atrium", atrial_cycle_lengths)):
+        tissue_config = getattr(config.tissue, kind)
+        regions = {
+            name: region.model_copy(update={"cv_m_per_s": None, "sigma_s_per_m": (0.1, 0.1)})
+            if region.cv_m_per_s is not None else region
+            for name, region in tissue_config.regions.items()
+        }  # fmt: skip
+        tissue_config = tissue_config.model_copy(update={"regions": regions})
+        tissue = build_tissue(
+            mesh, tissue_config, uncalibrated, config.simulation, bcl_ms=lengths[0],
+            prepace=False,
+        )  # fmt: skip
+        table = tissue.parameters.as_array()
+        for k, record in enumerate(tissue.record["parameter_sets"]):
+            for bcl in lengths:
+                run = pace_cell(
+                    tissue.model, beats=beats, bcl_ms=bcl, dt_ms=config.simulation.dt_ms,
+                    parameters=table[:, k],
+                )  # fmt: skip
+                apd = action_potential_metrics(run)["apd90_ms"]
+                key = f"{kind}/{record['name']}@{bcl:g}"
+                out[key] = None if math.isnan(apd) else round(apd, 2)
+    return out
+
+
 def ring_mesh(perimeter_mm: float, arc_mm: float, dx: float, width_mm: float = 3.0):
     from cardiotwin.meshing.tags import BORDER_ZONE, DENSE_SCAR
 
@@ -258,12 +304,15 @@ def phantom_circuit(truth_path: Path, cv: dict, erp: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("parts", nargs="+", choices=("cv", "erp", "ring", "phantom"))
+    parser.add_argument("parts", nargs="+", choices=("cv", "erp", "ring", "phantom", "apd"))
     parser.add_argument("--dx", type=float, default=0.4, help="mesh spacing, mm")
+    parser.add_argument("--dt", type=float, help="time step, ms (default: the configuration's)")
     parser.add_argument("--config", type=Path, help="configuration (default: the defaults)")
     parser.add_argument("--cache", type=Path, default=Path("out/cache"))
     parser.add_argument("--erp-cycle-lengths", type=float, nargs="+", default=[600.0, 400.0])
     parser.add_argument("--s1-count", type=int, default=6)
+    parser.add_argument("--atrial-cycle-lengths", type=float, nargs="+", default=[500.0, 300.0])
+    parser.add_argument("--apd-beats", type=int, default=60)
     parser.add_argument("--perimeters", type=float, nargs="+", default=[150.0, 200.0, 250.0])
     parser.add_argument("--arc-mm", type=float, default=20.0, help="border-zone arc, mm")
     parser.add_argument("--truth", type=Path, help="a phantom's truth.json")
@@ -274,6 +323,9 @@ def main() -> None:
     from cardiotwin.pipeline.config import load_config
 
     config = load_config(args.config)
+    if args.dt is not None:
+        simulation = config.simulation.model_copy(update={"dt_ms": args.dt})
+        config = config.model_copy(update={"simulation": simulation})
     results: dict = {"dx_mm": args.dx, "dt_ms": config.simulation.dt_ms}
     if args.measured:
         earlier = json.loads(args.measured.read_text())
@@ -286,6 +338,11 @@ def main() -> None:
             config, args.dx, args.cache, args.erp_cycle_lengths, args.s1_count
         )
         print(json.dumps(results["erp"], indent=1), flush=True)
+    if "apd" in args.parts:
+        results["apd"] = measure_apd(
+            config, args.erp_cycle_lengths, args.atrial_cycle_lengths, args.apd_beats
+        )
+        print(json.dumps(results["apd"], indent=1), flush=True)
     if "ring" in args.parts:
         results["ring"] = ring_scan(config, args.dx, args.perimeters, args.arc_mm, args.progress)
     if "phantom" in args.parts:
