@@ -906,8 +906,11 @@ class ConjugateGradient:
             if then is not None:
                 then()
 
+        # every array of the right-hand side's matrix and its stride: a graph holds them
+        arrays = (rhs_matrix.start, rhs_matrix.length, rhs_matrix.indices, rhs_matrix.data)
+        matrix_key = (rhs_matrix.stride, *(device_pointer(a) for a in arrays))
         key = (
-            "start", device_pointer(rhs_matrix.data), device_pointer(src), device_pointer(x),
+            "start", matrix_key, device_pointer(src), device_pointer(x),
             0 if guess_from is None else device_pointer(guess_from), then is not None, groups,
         )  # fmt: skip
         graph = self._graph(key, first)
