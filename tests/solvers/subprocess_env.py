@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
+#: the device tests run on a real GPU (benchmarks/gpu_check.sh sets it), else the simulator
+REAL_GPU = os.environ.get("CARDIOTWIN_REAL_GPU") == "1"
+#: the marks of a module of such tests
+DEVICE_MARKS = [pytest.mark.gpu if REAL_GPU else pytest.mark.cudasim, pytest.mark.slow]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -23,3 +29,11 @@ def run_helper(script: str, *args: str, simulate: bool = True, timeout: int = 12
         env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def helper_output(tmp_path_factory, script: str, name: str, timeout: int) -> Path:
+    """Run helper ``script`` (on the device or under the simulator, :data:`REAL_GPU`) with
+    a fresh output path named ``name``; returns that path."""
+    out = tmp_path_factory.mktemp(Path(name).stem) / name
+    run_helper(script, str(out), simulate=not REAL_GPU, timeout=timeout)
+    return out

@@ -1,28 +1,25 @@
 """The CG's groups of iterations replayed as captured CUDA graphs give the iterates of the
 kernels launched one by one (cudasim_graphs.py). Under the simulator a stand-in checks that
-each graph is replayed only for the solution buffer it was captured with; on a device
+each graph is replayed only for the buffers it was captured with; on a device
 (``CARDIOTWIN_REAL_GPU=1``, benchmarks/gpu_check.sh) the real capture runs."""
 
 import json
-import os
 
 import pytest
-from subprocess_env import run_helper
+from subprocess_env import DEVICE_MARKS, REAL_GPU, helper_output
 
-REAL = os.environ.get("CARDIOTWIN_REAL_GPU") == "1"
-
-pytestmark = [pytest.mark.gpu if REAL else pytest.mark.cudasim, pytest.mark.slow]
+pytestmark = DEVICE_MARKS
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("graphs") / "graphs.json"
-    run_helper("cudasim_graphs.py", str(out), simulate=not REAL, timeout=600)
-    return json.loads(out.read_text())
+    return json.loads(
+        helper_output(tmp_path_factory, "cudasim_graphs.py", "graphs.json", 600).read_text()
+    )
 
 
 def test_graph_replay_gives_the_launched_iterates_bit_for_bit(report):
-    assert report["simulated"] != REAL
+    assert report["simulated"] != REAL_GPU
     assert report["residual"] < 1e-6  # the solves themselves are right (|b| ~ 1)
     assert report["graph_iterations"] == report["iterations"]
     assert report["identical"]
@@ -30,7 +27,7 @@ def test_graph_replay_gives_the_launched_iterates_bit_for_bit(report):
     # alternate over four solves), captured from the second solve on and replayed, not
     # captured again, in the fourth
     assert report["start_graphs"] == 2 and report["still_on"]
-    if not REAL:
+    if not REAL_GPU:
         assert report["captures"] == report["graphs"] and report["replays"] > report["captures"]
 
 

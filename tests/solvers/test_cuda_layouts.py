@@ -1,22 +1,16 @@
 """Sliced ELLPACK on the device gives CSR's products and CG iterates bit for bit
 (cudasim_layouts.py; under the simulator here, on the device in benchmarks/gpu_check.sh)."""
 
-import os
-
 import numpy as np
 import pytest
-from subprocess_env import run_helper
+from subprocess_env import DEVICE_MARKS, helper_output
 
-REAL = os.environ.get("CARDIOTWIN_REAL_GPU") == "1"
-
-pytestmark = [pytest.mark.gpu if REAL else pytest.mark.cudasim, pytest.mark.slow]
+pytestmark = DEVICE_MARKS
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    out = tmp_path_factory.mktemp("layouts") / "layouts.npz"
-    run_helper("cudasim_layouts.py", str(out), simulate=not REAL, timeout=900)
-    return dict(np.load(out))
+    return dict(np.load(helper_output(tmp_path_factory, "cudasim_layouts.py", "layouts.npz", 900)))
 
 
 def test_sell_stores_each_slice_padded_to_its_longest_row(result):
