@@ -10,6 +10,8 @@ g_Na×0.38, g_CaL×0.31, g_Kr×0.30, g_Ks×0.20, transverse σ×0.1, healthy σ 
   at each of ``--erp-cycle-lengths``: the shortest S2 coupling interval whose wave reaches
   the far end (all coupling intervals of a scan run as one batch, branched from the S1
   snapshot);
+- ``aerp``: the same for the default atrium's healthy (AF-remodelled) and fibrotic tissue,
+  at each of ``--atrial-cycle-lengths``;
 - ``ring``: the shortest anatomical circuit that sustains re-entry: rings of the given
   perimeters (fibres along the ring, 3 mm wide) with a border-zone arc of ``--arc-mm``, paced
   next to one end of the arc with the full PES (cardiotwin's induction pipeline); for each,
@@ -82,11 +84,30 @@ def _sigmas(config: Config, dx: float, cache: Path) -> dict:
             "record": tissue.record["conductivity"]}  # fmt: skip
 
 
-def _prepaced(config: Config, parameters: np.ndarray, bcl: float, cache: Path) -> np.ndarray:
+def _atrial_tissue(config: Config, dx: float, cache: Path) -> tuple[dict, dict]:
+    """Parameter vectors and σ (along, across) of the default atrial tissue's healthy
+    (AF-remodelled) and fibrotic regions, as the pipeline sets them at spacing ``dx``."""
+    from cardiotwin.meshing.tags import BORDER_ZONE, HEALTHY
+    from cardiotwin.pipeline.tissue import build_tissue
+
+    slab = box_mesh((4 * dx, 2 * dx, dx), dx)
+    slab.region[slab.element_centres_mm()[:, 0] > 2 * dx] = BORDER_ZONE  # tag 2: fibrosis
+    settings = config.tissue.model_copy(update={"cache_dir": str(cache)})
+    tissue = build_tissue(slab, settings.atrium, settings, config.simulation, bcl_ms=500.0,
+                          prepace=False)  # fmt: skip
+    table = tissue.parameters.as_array()
+    sets = {f"atrium/{name}": table[:, k] for k, name in enumerate(tissue.set_names)}
+    sigma = tissue.conductivities_s_per_m
+    return sets, {"healthy": sigma[HEALTHY], "fibrosis": sigma[BORDER_ZONE]}
+
+
+def _prepaced(
+    config: Config, parameters: np.ndarray, bcl: float, cache: Path, model: str = "tp06-epi"
+) -> np.ndarray:
     from cardiotwin.pipeline.tissue import prepaced_states
 
     states, _ = prepaced_states(
-        get_model("tp06-epi"),
+        get_model(model),
         parameters[:, None],
         bcl,
         config.simulation.dt_ms,
@@ -96,9 +117,9 @@ def _prepaced(config: Config, parameters: np.ndarray, bcl: float, cache: Path) -
     return states[:, 0]
 
 
-def _strip_problem(parameters, sigma, dx, length_mm, stimuli, batch=1):
+def _strip_problem(parameters, sigma, dx, length_mm, stimuli, batch=1, model="tp06-epi"):
     mesh = box_mesh((length_mm, dx, dx), dx)
-    model = get_model("tp06-epi")
+    model = get_model(model)
     table = model.parameter_table()
     s = table.add_values(**dict(zip(model.parameter_names, parameters, strict=True)))
     return MonodomainProblem(
@@ -141,19 +162,39 @@ def measure_cv(config: Config, dx: float, cache: Path) -> dict:
     return out
 
 
-def measure_erp(config: Config, dx: float, cache: Path, cycle_lengths, s1_count: int) -> dict:
-    """ERP (ms) per cell type after ``s1_count`` S1 at each cycle length (strip, 16 mm)."""
-    sets, sigmas = _tissue_sets(config), _sigmas(config, dx, cache)
+def measure_erp(
+    config: Config,
+    dx: float,
+    cache: Path,
+    cycle_lengths,
+    s1_count: int,
+    atrium: bool = False,
+) -> dict:
+    """ERP (ms) per cell type after ``s1_count`` S1 at each cycle length (strip, 16 mm): the
+    default ventricle's healthy endo/M/epi and border zone, or (``atrium``) the default
+    atrium's healthy (AF-remodelled) and fibrotic tissue. A wave reaches the far end when
+    V crosses the chamber's activation threshold there (``detection``: 0 mV ventricle,
+    −40 mV atrium, whose remodelled and fibrotic cells peak below 0 mV)."""
+    if atrium:
+        model = "courtemanche"
+        sets, region_sigmas = _atrial_tissue(config, dx, cache)
+        sigmas = {name: region_sigmas["healthy" if "healthy" in name else "fibrosis"][0]
+                  for name in sets}  # fmt: skip
+    else:
+        model = "tp06-epi"
+        sets, region_sigmas = _tissue_sets(config), _sigmas(config, dx, cache)
+        sigmas = {name: region_sigmas["border_zone" if name.startswith("border") else
+                                      "healthy"][0] for name in sets}  # fmt: skip
     dt = config.simulation.dt_ms
     out = {}
     for name, parameters in sets.items():
-        sigma = sigmas["border_zone" if name.startswith("border") else "healthy"][0]
+        sigma = sigmas[name]
         for bcl in cycle_lengths:
-            state = _prepaced(config, parameters, bcl, cache)
+            state = _prepaced(config, parameters, bcl, cache, model)
             length = 16.0
             site = ((0, 0, 0), (1.0, dx, dx))
             s1 = Stimulus(0.0, 2.0, 60.0, box_mm=site, period_ms=bcl, count=s1_count)
-            prefix = _strip_problem(parameters, sigma, dx, length, [s1])
+            prefix = _strip_problem(parameters, sigma, dx, length, [s1], model=model)
             y0 = np.repeat(state[:, None], prefix.n_nodes, axis=1)
             stepper = SplitStepper(
                 prefix,
@@ -172,11 +213,20 @@ def measure_erp(config: Config, dx: float, cache: Path, cycle_lengths, s1_count:
                 Stimulus(last + c, 2.0, 60.0, box_mm=site, members=(k,))
                 for k, c in enumerate(couplings)
             ]
-            problem = _strip_problem(parameters, sigma, dx, length, stimuli, batch=b)
+            problem = _strip_problem(parameters, sigma, dx, length, stimuli, batch=b, model=model)
             trial = branch(problem, snapshot, [0] * b, source_problem=prefix)
             far = np.nonzero(problem.points_mm[:, 0] >= length - 1e-9)[0]
             watches = [MemberWatch((last + c,), far) for c in couplings]
-            monitor = TrialMonitor(watches, keep=2, capture_window_ms=length / 0.1)
+            threshold, rearm = config.induction.detection.levels_mv(
+                "atrium" if atrium else "ventricle"
+            )
+            monitor = TrialMonitor(
+                watches,
+                keep=2,
+                capture_window_ms=length / 0.1,
+                threshold_mv=threshold,
+                rearm_mv=rearm,
+            )
             trial.run(last + couplings[-1] + length / 0.1 + 10.0, [monitor])
             reached = [bool(c[0]) for c in monitor.captured]
             erp = next((c for c, ok in zip(couplings, reached, strict=True) if ok), None)
@@ -304,7 +354,7 @@ def phantom_circuit(truth_path: Path, cv: dict, erp: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("parts", nargs="+", choices=("cv", "erp", "ring", "phantom", "apd"))
+    parser.add_argument("parts", nargs="+", choices=("cv", "erp", "aerp", "ring", "phantom", "apd"))
     parser.add_argument("--dx", type=float, default=0.4, help="mesh spacing, mm")
     parser.add_argument("--dt", type=float, help="time step, ms (default: the configuration's)")
     parser.add_argument("--config", type=Path, help="configuration (default: the defaults)")
@@ -338,6 +388,11 @@ def main() -> None:
             config, args.dx, args.cache, args.erp_cycle_lengths, args.s1_count
         )
         print(json.dumps(results["erp"], indent=1), flush=True)
+    if "aerp" in args.parts:
+        results["atrial_erp"] = measure_erp(
+            config, args.dx, args.cache, args.atrial_cycle_lengths, args.s1_count, atrium=True
+        )
+        print(json.dumps(results["atrial_erp"], indent=1), flush=True)
     if "apd" in args.parts:
         results["apd"] = measure_apd(
             config, args.erp_cycle_lengths, args.atrial_cycle_lengths, args.apd_beats
