@@ -106,6 +106,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     for flag, text in (
         ("--pv-rim", "relabel the blood-adjacent wall rim from the interior"),
         ("--blood-edge", "remove blood-like voxels at the wall mask's edge"),
+        (
+            "--fit-endocardium",
+            "with --blood-edge: fit a smooth endocardium where its edge is seen and take the "
+            "LV cavity from it (off: trim by the overshoot seen nearby)",
+        ),
         ("--keep-channels", "keep border-zone channels between scar pieces"),
     ):
         group.add_argument(
@@ -129,6 +134,7 @@ OPTION_OF_SETTING: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "min_component_ml": ("--min-component-ml", None),
     "pv_rim": ("--pv-rim", None),
     "trim_blood_edge": ("--blood-edge", None),
+    "fit_endocardium": ("--fit-endocardium", ("fwhm", "nsd")),
     "keep_channels": ("--keep-channels", None),
     "surface_band_mm": ("--surface-band", ("iir-surface",)),
 }
@@ -153,6 +159,7 @@ def settings_from_args(args: argparse.Namespace, method: str):
         "min_component_ml": args.min_component_ml,
         "pv_rim": args.pv_rim,
         "trim_blood_edge": args.blood_edge,
+        "fit_endocardium": args.fit_endocardium,
         "keep_channels": args.keep_channels,
         "surface_band_mm": None if args.surface_band is None else tuple(args.surface_band),
     }

@@ -11,6 +11,11 @@ Steps of ``nsd`` and ``fwhm``, in order:
 
 1. **Blood edge** (:mod:`.edges`): wall voxels at the mask's edge that are connected to and
    as bright as the blood (a wall mask drawn a pixel or two into the blood) leave the wall.
+   By default (``fit_endocardium``), in each slice where the endocardium's edge is seen on
+   enough of its circumference (blood against dark myocardium), a smooth endocardium is
+   fitted to it and every wall voxel inside it leaves the wall, over scar as bright as the
+   blood too, where the image alone cannot tell the mask's overshoot from scar; elsewhere,
+   and at other blood (the RV's), the overshoot seen nearby is trimmed.
 2. **Remote reference**: mean and SD of remote myocardium in the *acquired* image over the
    wall's interior (not touching bright blood), so that SD means what the published
    thresholds mean (noise plus tissue variation).
@@ -77,7 +82,11 @@ class SegmentationSettings:
     IIR: ``fibrosis_iir`` / ``dense_iir`` times the blood-pool mean.
     Shared: ``smooth_mm`` in-wall Gaussian sigma (0 = off); ``pv_rim`` relabels the
     partial-volume rim; ``trim_blood_edge``, ``trim_max_mm``, ``blood_like_sd``: the
-    blood-edge step (:mod:`.edges`); ``min_component_ml``: enhanced components below this
+    blood-edge step (:mod:`.edges`), which with ``fit_endocardium`` takes the LV cavity
+    from an endocardium fitted where its edge is seen (:func:`.edges.fitted_cavity`, a
+    Fourier series of ``endocardium_order`` per slice) in every slice where one fits;
+    ``maximum_at_least_blood``: the FWHM maximum is at least the blood pool's median
+    (:func:`.thresholds.remote_thresholds`); ``min_component_ml``: enhanced components below this
     become healthy; ``blood_erode_voxels``: in-plane erosion of the blood pool before its
     statistics.
     Channels (:mod:`.channels`, ``keep_channels``): dense pieces under
@@ -104,6 +113,9 @@ class SegmentationSettings:
     trim_blood_edge: bool = True
     trim_max_mm: float = 4.5
     trim_carry_over: bool = True
+    fit_endocardium: bool = True
+    maximum_at_least_blood: bool = True
+    endocardium_order: int = 1
     blood_like_sd: float = 2.0
     min_component_ml: float = 0.3
     blood_erode_voxels: int = 1
@@ -146,6 +158,7 @@ class SegmentationSettings:
             ("channel_max_gap_mm", self.channel_max_gap_mm, 0, 100),
             ("corridor_sd", self.corridor_sd, 0, None),
             ("surface_step_mm", self.surface_step_mm, 0.01, 5),
+            ("endocardium_order", self.endocardium_order, 0, 4),
         ]
         for name, value, low, high in checks:
             ok = math.isfinite(value) and value >= low and (high is None or value <= high)
@@ -284,7 +297,9 @@ def segment(
         report["remote_reference"] = acquired_reference
         report["remote_reference_smoothed"] = smoothed_reference
         reference = acquired_reference if settings.method == "nsd" else smoothed_reference
-        cuts = thresholds.remote_thresholds(smoothed, wall_used, reference, settings)
+        cuts = thresholds.remote_thresholds(
+            smoothed, wall_used, reference, settings, blood_stats["median_intensity"]
+        )
 
     labels = np.zeros(lge.shape, dtype=np.uint8)
     labels[wall_used] = HEALTHY
@@ -364,6 +379,28 @@ def _ventricle_edges(
             dark=first_remote + 0.25 * (median - first_remote),
             carry_over=settings.trim_carry_over,
         )
+        if settings.fit_endocardium:
+            # In the slices where an endocardium can be fitted, the fit replaces the step at
+            # the LV cavity: every voxel inside it leaves the wall. Other bright blood (the
+            # RV's, beyond the septum) is still trimmed, only where the overshoot is seen.
+            cavity, fitted, extra["fitted_endocardium"] = edges.fitted_cavity(
+                image, wall, blood_pool, spacing, low=low, order=settings.endocardium_order
+            )
+            other_blood, _ = edges.trim_blood_edge(
+                image,
+                wall,
+                outside & ~blood_pool,
+                spacing,
+                low=low,
+                high=high,
+                max_mm=settings.trim_max_mm,
+                dark=first_remote + 0.25 * (median - first_remote),
+                carry_over=False,
+            )
+            extra["fitted_endocardium"]["removed_voxels"] = int(
+                np.count_nonzero(fitted & wall & cavity)
+            )
+            wall_used = np.where(fitted, other_blood & ~cavity, wall_used)
         outside = edges.bright_outside(image, wall_used, low, blood_pool | (wall & ~wall_used))
         first_sd = thresholds.remote_reference(image, wall_used, first_rim)["sd"]
         wall_used, extra["outer_edge"] = edges.trim_outer_edge(

@@ -19,6 +19,10 @@ be and carried over where it cannot:
    image cannot tell which. A one- or two-voxel layer of subendocardial scar as bright as
    blood over dark myocardium looks exactly like an overshoot and is removed too.
 
+:func:`fitted_cavity` resolves what the image cannot: the endocardium is smooth and, beside
+the scar, seen; fitted there slice by slice, it says which voxels over the scar are blood
+(used by default at the LV cavity, where a slice can be fitted).
+
 :func:`partial_volume_rim` and :func:`relabel_rim_from_interior` then give the wall voxels
 that still touch bright blood the label of the nearest interior voxel.
 """
@@ -200,3 +204,155 @@ def relabel_rim_from_interior(
     out = labels.copy()
     out[rim] = labels[tuple(index[rim] for index in nearest)]
     return out
+
+
+def _quantile_fit(design: np.ndarray, values: np.ndarray, quantile: float) -> np.ndarray:
+    """Coefficients of the ``quantile`` regression of ``values`` on ``design`` (iteratively
+    reweighted least squares, 40 rounds)."""
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    for _ in range(40):
+        residual = values - design @ coef
+        weight = np.where(residual > 0, quantile, 1.0 - quantile) / np.maximum(
+            np.abs(residual), 0.05
+        )
+        sqrt_w = np.sqrt(weight)
+        coef, *_ = np.linalg.lstsq(design * sqrt_w[:, None], values * sqrt_w, rcond=None)
+    return coef
+
+
+def _fourier(angles: np.ndarray, order: int) -> np.ndarray:
+    columns = [np.ones_like(angles)]
+    for m in range(1, order + 1):
+        columns += [np.cos(m * angles), np.sin(m * angles)]
+    return np.stack(columns, axis=1)
+
+
+def _ray_edges(profile, in_wall, radii, low, step_px) -> tuple[np.ndarray, np.ndarray]:
+    """(ray index, edge radius) of the rays whose profile falls from blood to dark
+    myocardium within 3 pixels of the drawn contour (see :func:`fitted_cavity`)."""
+    window = int(round(3.0 / step_px))
+    past = int(round(1.5 / step_px))
+    rays, edges_px = [], []
+    for ray in range(profile.shape[0]):
+        hits = np.flatnonzero(in_wall[ray])
+        if hits.size == 0:
+            continue
+        lo = max(1, hits[0] - window)
+        hi = min(radii.size - past - 1, hits[0] + window)
+        values = profile[ray]
+        if values[lo] < low:
+            continue  # not blood where the window starts (a papillary muscle, trabeculae)
+        below = np.flatnonzero(values[lo : hi + 1] < low)
+        if below.size == 0:
+            continue  # bright all through: scar (or blood) behind the contour
+        j = lo + below[0]
+        if np.any(values[j : j + past + 1] >= low):
+            continue  # a dip, not dark myocardium
+        # the edge at half-way between the blood and the myocardium on either side of it
+        # (trabeculae darken the blood beside the wall: a global level would sit inward)
+        blood_side = float(np.median(values[max(lo, j - past) : j]))
+        dark_side = float(np.median(values[j : j + past + 1]))
+        level = 0.5 * (blood_side + dark_side)
+        k = j
+        while k > lo and values[k - 1] < level:
+            k -= 1
+        a, b = values[k - 1], values[k]
+        rays.append(ray)
+        edges_px.append(radii[k - 1] + step_px * (a - level) / max(a - b, 1e-12))
+    return np.asarray(rays, dtype=np.int64), np.asarray(edges_px, dtype=np.float64)
+
+
+def fitted_cavity(
+    image: np.ndarray,
+    wall: np.ndarray,
+    cavity: np.ndarray,
+    spacing_mm: np.ndarray,
+    *,
+    low: float,
+    order: int = 1,
+    n_rays: int = 180,
+    min_seen_fraction: float = 0.25,
+    quantile: float = 0.25,
+    outlier_px: float = 1.0,
+    smooth_px: float = 0.6,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The LV cavity inside an endocardium fitted, slice by slice, to where its edge is seen.
+
+    A drawn endocardial contour over scar as bright as the blood cannot be checked against
+    the image there, but the endocardium is smooth, and beside the scar (blood against dark
+    myocardium) it is seen. In each slice (a cavity of at least 30 pixels), ``n_rays`` rays
+    from the cavity's centroid cross the drawn endocardium. Along each, in the image
+    smoothed in-plane by ``smooth_px`` pixels, the edge is where the intensity falls below
+    ``low`` (the midpoint of blood and remote myocardium, so a pixel half blood is on the
+    edge), within 3 pixels of the drawn contour, counted only where the profile starts in
+    blood and stays below ``low`` for 1.5 pixels past it (dark myocardium, not a bright
+    layer). Behind subendocardial scar as bright as blood an edge is still found, at the
+    scar's far side: further out than the endocardium. So the edges' radius is fitted as a
+    Fourier series in the angle up to ``order`` (1: a circle off the centroid) at the low
+    ``quantile`` of the edges, then, without the edges more than ``outlier_px`` pixels
+    outside that fit, at their median. A slice with edges on fewer than
+    ``min_seen_fraction`` of its rays gets no fit.
+
+    Returns (cavity: pixels whose centre lies inside the fitted contour, fitted: the slices
+    fitted, a report).
+    """
+    from scipy import ndimage
+
+    axis = slice_axis(spacing_mm)
+    in_plane = np.array([float(s) for a, s in enumerate(spacing_mm) if a != axis])
+    pixel_mm = float(in_plane.min())
+    scale = in_plane / pixel_mm  # pixels of pixel_mm per index along each in-plane axis
+    out = np.zeros(wall.shape, dtype=bool)
+    fitted = np.zeros(wall.shape, dtype=bool)
+    report: dict = {"slices_fitted": 0, "slices_not_fitted": 0}
+    residuals = []
+    theta = np.linspace(0.0, 2 * np.pi, n_rays, endpoint=False)
+    direction = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    step_px = 0.25
+    sections = zip(
+        np.moveaxis(image, axis, 0),
+        np.moveaxis(wall, axis, 0),
+        np.moveaxis(cavity, axis, 0),
+        np.moveaxis(out, axis, 0),
+        np.moveaxis(fitted, axis, 0),
+        strict=True,
+    )
+    for section, wall_2d, cavity_2d, out_2d, fitted_2d in sections:
+        if not wall_2d.any():
+            continue
+        if np.count_nonzero(cavity_2d) < 30:
+            report["slices_not_fitted"] += 1
+            continue
+        centre = np.array(ndimage.center_of_mass(cavity_2d))
+        reach = np.linalg.norm((np.argwhere(wall_2d) - centre) * scale, axis=1).max() + 2.0
+        radii = np.arange(0.0, reach, step_px)
+        points = centre + radii[None, :, None] * direction[:, None, :] / scale
+        flat = points.reshape(-1, 2).T
+        in_wall = ndimage.map_coordinates(wall_2d.astype(np.uint8), flat, order=0)
+        smooth = ndimage.gaussian_filter(section.astype(np.float64), smooth_px)
+        profile = ndimage.map_coordinates(smooth, flat, order=1, mode="nearest")
+        rays, r = _ray_edges(
+            profile.reshape(n_rays, -1), in_wall.reshape(n_rays, -1), radii, low, step_px
+        )
+        if rays.size < max(2 * order + 2, min_seen_fraction * n_rays):
+            report["slices_not_fitted"] += 1
+            continue
+        t = theta[rays]
+        # first a circle about the centroid at the low quantile (a shift would lean into a
+        # sector of edges behind scar), then the full order on the edges near it
+        radius = _quantile_fit(_fourier(t, 0), r, quantile)
+        near = r - radius[0] <= outlier_px
+        coef = _quantile_fit(_fourier(t[near], order), r[near], 0.5)
+        # then symmetric: a muscle strand in the blood beside the wall ends a profile early
+        near = np.abs(r - _fourier(t, order) @ coef) <= outlier_px
+        coef = _quantile_fit(_fourier(t[near], order), r[near], 0.5)
+        residual = r[near] - _fourier(t[near], order) @ coef
+        residuals.append(float(pixel_mm * np.sqrt(np.mean(residual**2))))
+        offset = (np.indices(section.shape).reshape(2, -1).T - centre) * scale
+        angle = np.arctan2(offset[:, 1], offset[:, 0])
+        inside = np.linalg.norm(offset, axis=1) < _fourier(angle, order) @ coef
+        out_2d[...] = inside.reshape(section.shape)
+        fitted_2d[...] = True
+        report["slices_fitted"] += 1
+    report["median_fit_residual_mm"] = round(float(np.median(residuals)), 3) if residuals else None
+    return out, fitted, report

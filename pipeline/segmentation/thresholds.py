@@ -107,8 +107,20 @@ def remote_reference(
     }
 
 
-def remote_thresholds(smoothed: np.ndarray, wall: np.ndarray, reference: dict, settings) -> dict:
-    """Border-zone and dense-scar thresholds of the ``nsd`` and ``fwhm`` methods."""
+def remote_thresholds(
+    smoothed: np.ndarray,
+    wall: np.ndarray,
+    reference: dict,
+    settings,
+    blood_median: float | None = None,
+) -> dict:
+    """Border-zone and dense-scar thresholds of the ``nsd`` and ``fwhm`` methods.
+
+    FWHM with ``settings.maximum_at_least_blood`` and ``blood_median``: the maximum is at
+    least the blood pool's median intensity. Dense scar in LGE enhances about as much as
+    the blood; a wall whose brightest voxel is far dimmer has no dense scar to take the
+    half-maximum of, and its own maximum (noise, or partial volume at the base) would put
+    the border-zone floor and the dense cut inside healthy myocardium."""
     mean, sd = reference["mean"], reference["sd"]
     if settings.method == "nsd":
         return {
@@ -118,7 +130,10 @@ def remote_thresholds(smoothed: np.ndarray, wall: np.ndarray, reference: dict, s
             f"mean + {settings.dense_sd:g} SD of the {settings.nsd_reference} reference",
         }
     remote_peak = mean + settings.remote_peak_sd * sd
-    maximum = float(np.percentile(smoothed[wall], settings.maximum_percentile))
+    wall_maximum = float(np.percentile(smoothed[wall], settings.maximum_percentile))
+    maximum = wall_maximum
+    if settings.maximum_at_least_blood and blood_median is not None:
+        maximum = max(wall_maximum, float(blood_median))
     # Without real enhancement the maximum is remote noise: never call dense scar below
     # the remote peak, so a healthy wall stays healthy.
     dense = max(settings.fwhm_fraction * maximum, remote_peak)
@@ -127,6 +142,7 @@ def remote_thresholds(smoothed: np.ndarray, wall: np.ndarray, reference: dict, s
         "border_zone": min(max(remote_peak, floor), dense),
         "dense_scar": dense,
         "maximum": maximum,
+        "wall_maximum": wall_maximum,
         "rule": f"dense scar >= {settings.fwhm_fraction:g} x maximum (the "
         f"{settings.maximum_percentile:g}th percentile of the smoothed wall); border zone "
         f"above the remote peak (mean + {settings.remote_peak_sd:g} SD)",
