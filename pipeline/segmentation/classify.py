@@ -384,7 +384,13 @@ def _ventricle_edges(
             # the LV cavity: every voxel inside it leaves the wall. Other bright blood (the
             # RV's, beyond the septum) is still trimmed, only where the overshoot is seen.
             cavity, fitted, extra["fitted_endocardium"] = edges.fitted_cavity(
-                image, wall, blood_pool, spacing, low=low, order=settings.endocardium_order
+                image,
+                wall,
+                blood_pool,
+                spacing,
+                low=low,
+                order=settings.endocardium_order,
+                max_mm=settings.trim_max_mm,
             )
             other_blood, _ = edges.trim_blood_edge(
                 image,

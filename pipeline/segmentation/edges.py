@@ -270,31 +270,36 @@ def fitted_cavity(
     *,
     low: float,
     order: int = 1,
+    max_mm: float = 4.5,
     n_rays: int = 180,
     min_seen_fraction: float = 0.25,
     quantile: float = 0.25,
     outlier_px: float = 1.0,
     smooth_px: float = 0.6,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The LV cavity inside an endocardium fitted, slice by slice, to where its edge is seen.
+    """The cavity inside an endocardium fitted, slice by slice, to where its edge is seen.
 
     A drawn endocardial contour over scar as bright as the blood cannot be checked against
     the image there, but the endocardium is smooth, and beside the scar (blood against dark
-    myocardium) it is seen. In each slice (a cavity of at least 30 pixels), ``n_rays`` rays
-    from the cavity's centroid cross the drawn endocardium. Along each, in the image
-    smoothed in-plane by ``smooth_px`` pixels, the edge is where the intensity falls below
-    ``low`` (the midpoint of blood and remote myocardium, so a pixel half blood is on the
-    edge), within 3 pixels of the drawn contour, counted only where the profile starts in
-    blood and stays below ``low`` for 1.5 pixels past it (dark myocardium, not a bright
-    layer). Behind subendocardial scar as bright as blood an edge is still found, at the
-    scar's far side: further out than the endocardium. So the edges' radius is fitted as a
-    Fourier series in the angle up to ``order`` (1: a circle off the centroid) at the low
-    ``quantile`` of the edges, then, without the edges more than ``outlier_px`` pixels
-    outside that fit, at their median. A slice with edges on fewer than
-    ``min_seen_fraction`` of its rays gets no fit.
+    myocardium) it is seen. In each slice, each cavity piece of at least 30 pixels whose
+    centroid lies inside it (the LV's; a crescent such as the RV's has its centroid outside
+    and gets no fit) sends ``n_rays`` rays from its centroid across the drawn endocardium.
+    Along each, in the image smoothed in-plane by ``smooth_px`` pixels, the edge is found
+    within 3 pixels of the drawn contour where the profile starts in blood (at least
+    ``low``, the midpoint of blood and remote myocardium) and falls below ``low`` for 1.5
+    pixels (dark myocardium, not a bright layer); it lies half-way between the blood and
+    the myocardium on either side of it (trabeculae darken the blood beside the wall, so a
+    global level would put it inward). Behind subendocardial scar as bright as blood an
+    edge is still found, at the scar's far side, further out than the endocardium. So the
+    edges' radius is fitted as a circle about the centroid at the low ``quantile``, then,
+    without the edges more than ``outlier_px`` pixels outside it, as a Fourier series in the
+    angle up to ``order`` (1: a circle off the centroid) at their median, and again on the
+    edges within ``outlier_px`` of that. A piece with edges on fewer than
+    ``min_seen_fraction`` of its rays gets no fit. The fitted cavity never reaches more than
+    ``max_mm`` into the wall from the drawn one.
 
-    Returns (cavity: pixels whose centre lies inside the fitted contour, fitted: the slices
-    fitted, a report).
+    Returns (cavity: pixels whose centre lies inside a fitted contour; fitted: the pixels
+    nearer a fitted cavity piece than any other, where the fit decides; a report).
     """
     from scipy import ndimage
 
@@ -320,39 +325,55 @@ def fitted_cavity(
     for section, wall_2d, cavity_2d, out_2d, fitted_2d in sections:
         if not wall_2d.any():
             continue
-        if np.count_nonzero(cavity_2d) < 30:
+        pieces, n_pieces = ndimage.label(cavity_2d, np.ones((3, 3), dtype=bool))
+        if n_pieces == 0:
             report["slices_not_fitted"] += 1
             continue
-        centre = np.array(ndimage.center_of_mass(cavity_2d))
-        reach = np.linalg.norm((np.argwhere(wall_2d) - centre) * scale, axis=1).max() + 2.0
-        radii = np.arange(0.0, reach, step_px)
-        points = centre + radii[None, :, None] * direction[:, None, :] / scale
-        flat = points.reshape(-1, 2).T
-        in_wall = ndimage.map_coordinates(wall_2d.astype(np.uint8), flat, order=0)
-        smooth = ndimage.gaussian_filter(section.astype(np.float64), smooth_px)
-        profile = ndimage.map_coordinates(smooth, flat, order=1, mode="nearest")
-        rays, r = _ray_edges(
-            profile.reshape(n_rays, -1), in_wall.reshape(n_rays, -1), radii, low, step_px
+        # each pixel belongs to the nearest cavity piece (distance in mm)
+        _, nearest = ndimage.distance_transform_edt(
+            pieces == 0, sampling=in_plane, return_indices=True
         )
-        if rays.size < max(2 * order + 2, min_seen_fraction * n_rays):
-            report["slices_not_fitted"] += 1
-            continue
-        t = theta[rays]
-        # first a circle about the centroid at the low quantile (a shift would lean into a
-        # sector of edges behind scar), then the full order on the edges near it
-        radius = _quantile_fit(_fourier(t, 0), r, quantile)
-        near = r - radius[0] <= outlier_px
-        coef = _quantile_fit(_fourier(t[near], order), r[near], 0.5)
-        # then symmetric: a muscle strand in the blood beside the wall ends a profile early
-        near = np.abs(r - _fourier(t, order) @ coef) <= outlier_px
-        coef = _quantile_fit(_fourier(t[near], order), r[near], 0.5)
-        residual = r[near] - _fourier(t[near], order) @ coef
-        residuals.append(float(pixel_mm * np.sqrt(np.mean(residual**2))))
-        offset = (np.indices(section.shape).reshape(2, -1).T - centre) * scale
-        angle = np.arctan2(offset[:, 1], offset[:, 0])
-        inside = np.linalg.norm(offset, axis=1) < _fourier(angle, order) @ coef
-        out_2d[...] = inside.reshape(section.shape)
-        fitted_2d[...] = True
-        report["slices_fitted"] += 1
+        owner = pieces[tuple(nearest)]
+        smooth = ndimage.gaussian_filter(section.astype(np.float64), smooth_px)
+        any_fit = False
+        for piece in range(1, n_pieces + 1):
+            mine = pieces == piece
+            if np.count_nonzero(mine) < 30:
+                continue
+            centre = np.array(ndimage.center_of_mass(mine))
+            if not mine[tuple(np.rint(centre).astype(int))]:
+                continue  # a crescent: rays from outside it would cross it twice
+            reach = np.linalg.norm((np.argwhere(wall_2d) - centre) * scale, axis=1).max() + 2
+            radii = np.arange(0.0, reach, step_px)
+            points = centre + radii[None, :, None] * direction[:, None, :] / scale
+            flat = points.reshape(-1, 2).T
+            in_wall = ndimage.map_coordinates(wall_2d.astype(np.uint8), flat, order=0)
+            profile = ndimage.map_coordinates(smooth, flat, order=1, mode="nearest")
+            rays, r = _ray_edges(
+                profile.reshape(n_rays, -1), in_wall.reshape(n_rays, -1), radii, low, step_px
+            )
+            if rays.size < max(2 * order + 2, min_seen_fraction * n_rays):
+                continue
+            t = theta[rays]
+            # first a circle about the centroid at the low quantile (a shift would lean
+            # into a sector of edges behind scar), then the full order on the edges near it
+            radius = _quantile_fit(_fourier(t, 0), r, quantile)
+            near = r - radius[0] <= outlier_px
+            coef = _quantile_fit(_fourier(t[near], order), r[near], 0.5)
+            # then symmetric: a muscle strand in the blood beside the wall ends a profile
+            # early
+            near = np.abs(r - _fourier(t, order) @ coef) <= outlier_px
+            coef = _quantile_fit(_fourier(t[near], order), r[near], 0.5)
+            residual = r[near] - _fourier(t[near], order) @ coef
+            residuals.append(float(pixel_mm * np.sqrt(np.mean(residual**2))))
+            offset = (np.indices(section.shape).reshape(2, -1).T - centre) * scale
+            angle = np.arctan2(offset[:, 1], offset[:, 0])
+            inside = np.linalg.norm(offset, axis=1) < _fourier(angle, order) @ coef
+            region = owner == piece
+            depth = ndimage.distance_transform_edt(~mine, sampling=in_plane)
+            out_2d |= inside.reshape(section.shape) & region & (depth <= max_mm)
+            fitted_2d |= region
+            any_fit = True
+        report["slices_fitted" if any_fit else "slices_not_fitted"] += 1
     report["median_fit_residual_mm"] = round(float(np.median(residuals)), 3) if residuals else None
     return out, fitted, report

@@ -732,3 +732,25 @@ def test_a_healthy_wall_cleared_of_blood_is_not_called_enhanced():
     wall_only = replace(DEFAULTS["fwhm"], maximum_at_least_blood=False)
     report = segment(control.lge, control.wall, wall_only).report
     assert report["scar_volume_ml"] + report["border_zone_volume_ml"] > 5.0
+
+
+def test_a_biventricular_wall_keeps_its_septum_and_rv():
+    # A wall mask with the RV's free wall too encloses two cavities in a slice: the LV's
+    # disc and the RV's crescent. Each piece is fitted from its own centroid, and only
+    # where that lies inside it: the crescent gets no fit and keeps the blood-edge step.
+    image, wall, cavity, g = _ring_with_subendocardial_scar(sector_deg=0.0, n_slices=1)
+    r, angle, radius = g["r"], g["angle"], g["radius"]
+    sector = (angle > 60.0) & (angle < 200.0)
+    rv_cavity = sector & (r >= radius + 7) & (r < radius + 12)
+    rv_wall = sector & (r >= radius + 12) & (r < radius + 15)
+    image[:, :, 0] = np.where(rv_cavity, 1.0, np.where(rv_wall, 0.1, image[:, :, 0]))
+    wall[:, :, 0] |= rv_wall
+    cavity[:, :, 0] |= rv_cavity
+    inside, fitted, report = edges.fitted_cavity(
+        image, wall, cavity, np.array([1.5, 1.5, 8.0]), low=0.55
+    )
+    assert report["slices_fitted"] == 1
+    lv_overshoot = wall[:, :, 0] & (r < radius - 0.5)
+    assert inside[:, :, 0][lv_overshoot].all()
+    assert not inside[:, :, 0][wall[:, :, 0] & (r > radius + 0.5)].any()  # septum, RV wall
+    assert not fitted[:, :, 0][rv_cavity].any() and fitted[:, :, 0][r < radius].all()
