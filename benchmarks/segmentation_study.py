@@ -46,17 +46,13 @@ VENTRICLE_METHODS = {
     "fwhm": DEFAULTS["fwhm"],
     "fwhm, no channel step": replace(DEFAULTS["fwhm"], keep_channels=False),
     "fwhm, no blood-edge step": replace(DEFAULTS["fwhm"], trim_blood_edge=False),
-    "fwhm, trim only where seen": replace(
-        DEFAULTS["fwhm"], fit_endocardium=False, trim_carry_over=False
+    "fwhm, trim only where seen": replace(DEFAULTS["fwhm"], trim_carry_over=False),
+    # the fitted endocardium (not the default: data_samples/README.md says why), with and
+    # without the FWHM maximum's floor at the blood's median
+    "fwhm, fitted endocardium": replace(
+        DEFAULTS["fwhm"], fit_endocardium=True, maximum_at_least_blood=True
     ),
-    # the default until 2026-12-05: the blood-edge step without the fitted endocardium,
-    # the FWHM maximum that of the wall alone
-    "fwhm, blood-edge step of 2026-12-04": replace(
-        DEFAULTS["fwhm"], fit_endocardium=False, maximum_at_least_blood=False
-    ),
-    "fwhm, fitted endocardium, wall maximum": replace(
-        DEFAULTS["fwhm"], maximum_at_least_blood=False
-    ),
+    "fwhm, fitted endocardium, wall maximum": replace(DEFAULTS["fwhm"], fit_endocardium=True),
     "nsd 2/4 SD, remote": DEFAULTS["nsd"],
     "nsd 2/3 SD (Yan), remote": replace(DEFAULTS["nsd"], dense_sd=3.0),
     "nsd 2/4 SD, mode": replace(DEFAULTS["nsd"], nsd_reference="mode"),
