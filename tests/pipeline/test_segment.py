@@ -269,6 +269,21 @@ def case_dir(tmp_path_factory):
     return folder
 
 
+def test_cli_fit_endocardium_is_an_option_and_refused_for_an_atrial_method(
+    case_dir, tmp_path, capsys
+):
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", "--lge", str(case_dir / "lge.nii.gz"), "--wall"]
+    argv += [str(case_dir / "wall.nii.gz"), "--out", str(out)]
+    assert main([*argv, "--fit-endocardium"]) == 0
+    report = json.loads((tmp_path / "labels.json").read_text())
+    assert report["settings"]["fit_endocardium"] is True
+    assert report["blood_edge"] and report["fitted_endocardium"]["slices_fitted"] > 0
+    capsys.readouterr()
+    assert main([*argv, "--chamber", "atrium", "--method", "iir", "--fit-endocardium"]) != 0
+    assert "--fit-endocardium" in capsys.readouterr().err
+
+
 def test_cli_end_to_end(case_dir, tmp_path):
     out = tmp_path / "seg" / "labels.nii.gz"
     qc_dir = tmp_path / "qc"
