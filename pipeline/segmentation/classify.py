@@ -369,6 +369,7 @@ def _ventricle_edges(
         )
         extra["blood_edge"] = {"skipped": "no blood pool: the wall encloses none, none given"}
     elif settings.trim_blood_edge:
+        dark = first_remote + 0.25 * (median - first_remote)  # myocardium that ends a run
         wall_used, extra["blood_edge"] = edges.trim_blood_edge(
             image,
             wall,
@@ -377,7 +378,7 @@ def _ventricle_edges(
             low=low,
             high=high,
             max_mm=settings.trim_max_mm,
-            dark=first_remote + 0.25 * (median - first_remote),
+            dark=dark,
             carry_over=settings.trim_carry_over,
         )
         if settings.fit_endocardium:
@@ -401,7 +402,7 @@ def _ventricle_edges(
                 low=low,
                 high=high,
                 max_mm=settings.trim_max_mm,
-                dark=first_remote + 0.25 * (median - first_remote),
+                dark=dark,
                 carry_over=False,
             )
             extra["fitted_endocardium"]["removed_voxels"] = int(
