@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("labels", choices=("default", "fitted", "truth"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--sites", help="all, or NAME,...; default: the 3 AHA sites nearest the isthmus"
+    )
     args = parser.parse_args()
     from test_ablation_phantoms import LV_ABLATION_TISSUE
     from test_induction_phantoms import EDGE_MM, _nearest_to_isthmus
@@ -62,7 +65,7 @@ def main() -> None:
     config["tissue"] = {**config["tissue"], "cache_dir": str(args.out / "cache")}
     (case / "config.yaml").write_text(yaml.safe_dump(config))
     truth = json.loads((case / "truth.json").read_text())
-    sites = ",".join(_nearest_to_isthmus(read_mesh(mesh), truth))
+    sites = args.sites or ",".join(_nearest_to_isthmus(read_mesh(mesh), truth))
     argv = ["induce", "--mesh", str(mesh), "--config", str(case / "config.yaml")]
     argv += ["--out", str(case / "induction"), "--sites", sites, "--no-progress"]
     assert cli(argv) == 0
