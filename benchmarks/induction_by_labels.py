@@ -12,7 +12,7 @@ stimulus (the ablation must-show's criterion). This runs that induction from
 so that what the induction finds can be told apart from what the segmentation adds.
 About 5 minutes per label map on a quiet 2-core box (RESULTS.md, "The sample's VT at CI fidelity").
 
-Usage:
+Usage (``--min-loop-ms 400``: the phantom with the longer circuit, RESULTS.md):
     python benchmarks/induction_by_labels.py truth --out out/by_labels/truth
 """
 
@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument(
+        "--min-loop-ms", type=float, help="the phantom's circuit: cardiotwin phantom --min-loop-ms"
+    )
+    parser.add_argument(
         "--sites", help="all, or NAME,...; default: the 3 AHA sites nearest the isthmus"
     )
     args = parser.parse_args()
@@ -48,7 +51,10 @@ def main() -> None:
     from cardiotwin.pipeline.segmentation import DEFAULTS, segment
 
     case = args.out / "lv-infarct"
-    assert cli(["phantom", "lv-infarct", "--out", str(case), "--seed", str(args.seed)]) == 0
+    argv = ["phantom", "lv-infarct", "--out", str(case), "--seed", str(args.seed)]
+    if args.min_loop_ms is not None:
+        argv += ["--min-loop-ms", str(args.min_loop_ms)]
+    assert cli(argv) == 0
     labels = case / "labels.nii.gz"
     if args.labels == "truth":
         shutil.copy(case / "truth_labels.nii.gz", labels)

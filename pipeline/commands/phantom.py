@@ -45,6 +45,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="lv-infarct: scar variant (default: by seed, seed %% 3 in the listed order)",
     )
     parser.add_argument(
+        "--min-loop-ms",
+        type=float,
+        help="lv-infarct: widen the scar lobes until one loop of the circuit takes at least "
+        "this long at the top of published conduction velocities (default 300 ms; 400 gives "
+        "a circuit that sustains re-entry through the isthmus at the must-shows' 2 mm "
+        "fidelity, benchmarks/RESULTS.md)",
+    )
+    parser.add_argument(
         "--wall-mask",
         choices=("drawn", "true"),
         help="the wall mask written: as a reader would draw it (contour errors; default for "
@@ -90,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--variant applies to lv-infarct only")
     if args.fibrosis_percent is not None and args.kind != "la-fibrosis":
         raise CommandError("--fibrosis-percent applies to la-fibrosis only (it would be ignored)")
+    if args.min_loop_ms is not None and args.kind != "lv-infarct":
+        raise CommandError("--min-loop-ms applies to lv-infarct only (it would be ignored)")
     fibrosis_percent = 20.0 if args.fibrosis_percent is None else args.fibrosis_percent
     try:
         phantom = make_phantom(
@@ -99,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             fibrosis_percent=fibrosis_percent,
             variant=args.variant,
             wall_mask=args.wall_mask,
+            min_loop_ms=args.min_loop_ms,
         )
     except PhantomError as exc:
         raise CommandError(str(exc)) from None

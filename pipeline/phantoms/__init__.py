@@ -58,12 +58,17 @@ def make_phantom(
     fibrosis_percent: float = 20.0,
     variant: str | None = None,
     wall_mask: str | None = None,
+    min_loop_ms: float | None = None,
 ) -> Phantom:
     """Dispatch on ``kind`` (one of :data:`KINDS`).
 
     ``variant`` (ventricles): scar variant, default by seed. ``wall_mask``: ``"drawn"`` or
-    ``"true"``; default drawn for ventricles, true for the atrium.
+    ``"true"``; default drawn for ventricles, true for the atrium. ``min_loop_ms``
+    (``lv-infarct``): the circuit's shortest loop in the fast scenario (ms; see
+    :func:`~cardiotwin.pipeline.phantoms.ventricle.design_infarct_map`).
     """
+    if min_loop_ms is not None and kind != "lv-infarct":
+        raise PhantomError("a circuit's loop time applies to lv-infarct only")
     if kind in ("lv-infarct", "lv-healthy"):
         return make_ventricle(
             seed,
@@ -71,6 +76,7 @@ def make_phantom(
             acquisition=acquisition,
             variant=variant,
             wall_mask=wall_mask or "drawn",
+            min_loop_ms=min_loop_ms,
         )
     if kind == "la-fibrosis":
         return make_atrium(

@@ -31,6 +31,7 @@ slice and vanish in the partial volume.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ from cardiotwin.pipeline.phantoms.acquisition import (
 )
 from cardiotwin.pipeline.phantoms.contrast import VentricleContrast
 
+log = logging.getLogger(__name__)
 #: Texture amplitudes: partition coefficient (absolute), native R1 (relative), blood,
 #: soft tissue (relative), border-zone fibrotic fraction (absolute).
 TEXTURE = {"partition": 0.012, "native": 0.015, "blood": 0.03, "soft": 0.10, "bz": 0.06}
@@ -602,8 +604,10 @@ def infarct_record(anatomy: VentricleAnatomy, circuit: dict) -> dict:
                 "CV anisotropic (fibres circumferential at mid-wall), border zone = the given "
                 "fraction of healthy, dense scar impassable; the wave may use any layer of "
                 "the wall (the most conductive class across the wall).",
-                "requirement": "one loop longer than the TP06 effective refractory period "
-                "(~280-320 ms at a 600 ms cycle); patients' VT cycle lengths 300-500 ms",
+                "requirement": "fast loop >= min_fast_loop_ms; the default 300 ms is the "
+                "TP06 healthy effective refractory period (~280-320 ms at a 600 ms cycle; the "
+                "border zone's is ~410 ms); patients' VT cycle lengths 300-500 ms; "
+                "requirement_met false: the widest design (lobes x 1.59) fell short",
             },
             "description": "border-zone channel between the two dense lobes; centerline_mm at "
             "mid-wall, 1 mm steps, where dense scar flanks it on both sides, from the apical "
@@ -624,14 +628,18 @@ FIELD_OF_VIEW_MARGIN_MM = 45.0
 
 
 def design_infarct_map(
-    anatomy: VentricleAnatomy, map_seed: np.random.SeedSequence
+    anatomy: VentricleAnatomy,
+    map_seed: np.random.SeedSequence,
+    min_loop_ms: float | None = None,
 ) -> tuple[infarct_module.InfarctMap, dict]:
     """Rasterise the seed's infarct and widen its lobes until the circuit is slow enough.
 
     The lobes are widened by 6 % at a time (at most 8 times) until one loop takes at least
-    :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS` in the ``fast``
-    scenario; the patch fields are the same at every try.
+    ``min_loop_ms`` (default :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS`)
+    in the ``fast`` scenario; the patch fields are the same at every try. When 8 widenings
+    do not reach it, the widest design is kept and ``requirement_met`` is False.
     """
+    target = infarct_module.MIN_FAST_LOOP_MS if min_loop_ms is None else float(min_loop_ms)
     g = anatomy.design.geometry
     w_low = -0.5 * (g.c_endo + g.c_epi) + 5.0
     y_limits = (
@@ -648,10 +656,20 @@ def design_infarct_map(
         infarct_map = infarct_module.build_map(design, rng, half_circumference, y_limits)
         result = infarct_module.circuit(infarct_map)
         fast = result["scenarios"]["fast"]["times_ms"]["loop"]
-        if fast >= infarct_module.MIN_FAST_LOOP_MS or attempt == 8:
+        if fast >= target or attempt == 8:
             break
         design = design.widened(1.06)
     result["widened_by"] = round(design.half_width_mm / anatomy.design.infarct.half_width_mm, 4)
+    result["min_fast_loop_ms"] = target
+    result["requirement_met"] = bool(fast >= target)
+    if not result["requirement_met"]:
+        log.warning(
+            "lv-infarct: the lobes widened %.2f times reach a fast loop of %.0f ms, short of "
+            "the %.0f ms asked for; kept as the widest design",
+            result["widened_by"],
+            fast,
+            target,
+        )
     return infarct_map, result
 
 
@@ -663,12 +681,16 @@ def make_ventricle(
     variant: str | None = None,
     wall_mask: str = "drawn",
     mask_model=None,
+    min_loop_ms: float | None = None,
 ):
     """An ``lv-infarct`` (or, with ``infarct=False``, ``lv-healthy``) phantom for ``seed``.
 
     ``variant``: the scar variant (``transmural``, ``subendocardial``, ``thinned``); by
     default chosen by the seed (``seed % 3`` in that order). ``wall_mask``: ``"drawn"``
     (contour errors as a reader would make them, :mod:`.masks`) or ``"true"``.
+    ``min_loop_ms``: the shortest loop of the circuit in the ``fast`` conduction scenario
+    (ms; default :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS`): the lobes
+    are widened until one loop takes that long (:func:`design_infarct_map`).
     """
     from cardiotwin.pipeline.images import ImageVolume
     from cardiotwin.pipeline.phantoms.acquisition import (
@@ -699,6 +721,13 @@ def make_ventricle(
         )
     if wall_mask not in ("drawn", "true"):
         raise PhantomError(f"wall mask must be 'drawn' or 'true', got {wall_mask!r}")
+    if min_loop_ms is not None:
+        if not infarct:
+            raise PhantomError("a circuit's loop time applies to lv-infarct only")
+        if not (math.isfinite(min_loop_ms) and 0 < min_loop_ms <= 1000):
+            raise PhantomError(
+                f"the circuit's loop time must lie in (0, 1000] ms, got {min_loop_ms}"
+            )
     streams = np.random.SeedSequence(seed).spawn(6)
     anatomy_rng, contrast_rng, texture_rng, noise_rng, _, mask_rng = (
         np.random.default_rng(s) for s in streams
@@ -708,7 +737,7 @@ def make_ventricle(
     anatomy = VentricleAnatomy(design, contrast, texture_rng, None)
     circuit = None
     if infarct:
-        anatomy.infarct_map, circuit = design_infarct_map(anatomy, streams[4])
+        anatomy.infarct_map, circuit = design_infarct_map(anatomy, streams[4], min_loop_ms)
 
     spacing = np.asarray(acquisition.spacing_mm, dtype=float)
     outline = outline_points(design)
@@ -751,7 +780,10 @@ def make_ventricle(
     }
     if infarct:
         truth.update(infarct_record(anatomy, circuit))
-        truth["isthmus"]["loop"]["lobes_widened_by"] = circuit["widened_by"]
+        loop = truth["isthmus"]["loop"]
+        loop["lobes_widened_by"] = circuit["widened_by"]
+        loop["min_fast_loop_ms"] = circuit["min_fast_loop_ms"]
+        loop["requirement_met"] = circuit["requirement_met"]
     else:
         truth["infarct"] = None
         truth["isthmus"] = None

@@ -189,6 +189,44 @@ def test_circuit_is_slow_enough_for_reentry(infarct):
     assert infarct.truth["isthmus"]["reentry_loop_mm"] >= 120.0
 
 
+def test_a_longer_circuit_widens_the_lobes_of_the_same_infarct(infarct):
+    # --min-loop-ms 400: the circuit that sustains re-entry through the isthmus at the
+    # must-shows' 2 mm fidelity (RESULTS.md); everything but the lobes' width stays the seed's
+    longer = make_phantom("lv-infarct", SEED, acquisition=TEST, min_loop_ms=400.0)
+    short, long = infarct.truth["isthmus"]["loop"], longer.truth["isthmus"]["loop"]
+    assert short["min_fast_loop_ms"] == infarct_module.MIN_FAST_LOOP_MS and short["requirement_met"]
+    assert long["min_fast_loop_ms"] == 400.0
+    assert long["fast_loop_ms"] > short["fast_loop_ms"] + 30.0
+    # met, or the widest of the 8 widenings (1.06^8) kept and said so
+    assert long["requirement_met"] == (long["fast_loop_ms"] >= 400.0)
+    assert long["requirement_met"] or long["lobes_widened_by"] == pytest.approx(1.06**8, abs=1e-3)
+    assert long["lobes_widened_by"] > short["lobes_widened_by"]
+    assert longer.truth["infarct"]["extent_mm"]["circumferential"] > (
+        infarct.truth["infarct"]["extent_mm"]["circumferential"] + 20.0
+    )
+    assert longer.truth["isthmus"]["width_mm"] == infarct.truth["isthmus"]["width_mm"]
+    assert longer.truth["scar_percent"] > infarct.truth["scar_percent"]
+    assert longer.truth["infarct"]["dense_pieces"] == 2
+    np.testing.assert_array_equal(longer.truth["ventricle"]["apex_mm"],
+                                  infarct.truth["ventricle"]["apex_mm"])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kind, extra, word",
+    [
+        ("lv-healthy", ["--min-loop-ms", "400"], "lv-infarct only"),
+        ("lv-infarct", ["--min-loop-ms", "0"], "loop time"),
+        ("lv-infarct", ["--min-loop-ms", "nan"], "loop time"),
+    ],
+)
+def test_cli_refuses_a_loop_time_it_cannot_use(tmp_path, capsys, kind, extra, word):
+    out = tmp_path / "bad"
+    rc = main(["phantom", kind, "--out", str(out), "--seed", "1", "--fine-mm", "2", *extra])
+    assert rc == 2
+    assert word in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("v_x, v_y, worst", [(0.65, 0.30, 0.055), (0.70, 0.50, 0.026)])
 def test_travel_times_match_the_anisotropic_metric(v_x, v_y, worst):
     # Homogeneous map: the exact eikonal time is sqrt((dx/vx)^2 + (dy/vy)^2). A graph search
