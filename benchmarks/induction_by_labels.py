@@ -5,8 +5,10 @@ infarct (phantom seed 3) at CI fidelity: the pipeline's own FWHM segmentation, a
 Mitchell–Schaeffer, the 3 AHA sites nearest the isthmus, a VT sustained 2 s after the last
 stimulus (the ablation must-show's criterion). This runs that induction from
 
-- ``default``: the default segmentation (FWHM with the blood-edge step),
-- ``fitted``: FWHM with the fitted endocardium (``--fit-endocardium``),
+- ``default``: the default segmentation (FWHM with the fitted endocardium since 2026-12-05),
+- ``fitted``: FWHM with the fitted endocardium (``--fit-endocardium``; the default now),
+- ``blood-edge``: FWHM with the blood-edge step alone (``--no-fit-endocardium``, the default
+  until 2026-12-05),
 - ``truth``: the phantom's true labels,
 
 so that what the induction finds can be told apart from what the segmentation adds.
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "phantom_must_shows"))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("labels", choices=("default", "fitted", "truth"))
+    parser.add_argument("labels", choices=("default", "fitted", "blood-edge", "truth"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument(
@@ -62,6 +64,8 @@ def main() -> None:
         settings = DEFAULTS["fwhm"]
         if args.labels == "fitted":
             settings = replace(settings, fit_endocardium=True, maximum_at_least_blood=True)
+        elif args.labels == "blood-edge":
+            settings = replace(settings, fit_endocardium=False, maximum_at_least_blood=False)
         lge, wall = load_nifti(case / "lge.nii.gz"), load_nifti(case / "wall.nii.gz")
         save_nifti(segment(lge, wall, settings).labels, labels)
     mesh = case / "mesh.vtu"

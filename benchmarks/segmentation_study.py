@@ -46,13 +46,17 @@ VENTRICLE_METHODS = {
     "fwhm": DEFAULTS["fwhm"],
     "fwhm, no channel step": replace(DEFAULTS["fwhm"], keep_channels=False),
     "fwhm, no blood-edge step": replace(DEFAULTS["fwhm"], trim_blood_edge=False),
-    "fwhm, trim only where seen": replace(DEFAULTS["fwhm"], trim_carry_over=False),
-    # the fitted endocardium (not the default: data_samples/README.md says why), with and
-    # without the FWHM maximum's floor at the blood's median
-    "fwhm, fitted endocardium": replace(
-        DEFAULTS["fwhm"], fit_endocardium=True, maximum_at_least_blood=True
+    "fwhm, trim only where seen": replace(
+        DEFAULTS["fwhm"], fit_endocardium=False, trim_carry_over=False
     ),
-    "fwhm, fitted endocardium, wall maximum": replace(DEFAULTS["fwhm"], fit_endocardium=True),
+    # the default until 2026-12-05: the blood-edge step without the fitted endocardium,
+    # the FWHM maximum that of the wall alone
+    "fwhm, blood-edge step of 2026-12-04": replace(
+        DEFAULTS["fwhm"], fit_endocardium=False, maximum_at_least_blood=False
+    ),
+    "fwhm, fitted endocardium, wall maximum": replace(
+        DEFAULTS["fwhm"], maximum_at_least_blood=False
+    ),
     "nsd 2/4 SD, remote": DEFAULTS["nsd"],
     "nsd 2/3 SD (Yan), remote": replace(DEFAULTS["nsd"], dense_sd=3.0),
     "nsd 2/4 SD, mode": replace(DEFAULTS["nsd"], nsd_reference="mode"),
@@ -67,10 +71,23 @@ def seeds_from(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
+def _phantom_code() -> str:
+    """A hash of the phantom package's source: a cached phantom of older code is not reused."""
+    import hashlib
+
+    import cardiotwin.pipeline.phantoms as package
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def cached_phantom(kind: str, seed: int, acquisition: Acquisition, **options):
-    """The phantom's images and truth, from the cache when present."""
+    """The phantom's images and truth, from the cache when present (keyed by the phantom
+    code's hash too)."""
     key = "_".join(
-        [kind, str(seed), "x".join(f"{s:g}" for s in acquisition.spacing_mm)]
+        [kind, str(seed), _phantom_code(), "x".join(f"{s:g}" for s in acquisition.spacing_mm)]
         + [f"snr{acquisition.snr:g}", f"f{acquisition.fine_mm:g}"]
         + [f"{k}-{v}" for k, v in sorted(options.items())]
     )

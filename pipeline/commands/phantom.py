@@ -47,10 +47,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-loop-ms",
         type=float,
-        help="lv-infarct: widen the scar lobes until one loop of the circuit takes at least "
-        "this long at the top of published conduction velocities (default 300 ms; 400 gives "
-        "a circuit that sustains re-entry through the isthmus at the must-shows' 2 mm "
-        "fidelity, benchmarks/RESULTS.md)",
+        help="lv-infarct: grow the infarct until one loop of its circuit takes at least this "
+        "long at the top of published conduction velocities (default 410 ms: the border "
+        "zone's refractory period, so the isthmus can carry a re-entrant VT)",
     )
     parser.add_argument(
         "--wall-mask",

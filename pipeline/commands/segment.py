@@ -117,12 +117,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             flag,
             action=argparse.BooleanOptionalAction,
             default=None,
-            help=text
-            + (
-                " (fwhm/nsd default off)"
-                if flag == "--fit-endocardium"
-                else " (fwhm/nsd default on)"
-            ),
+            help=text + " (fwhm/nsd default on)",
         )
 
 

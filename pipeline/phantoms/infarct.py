@@ -23,7 +23,8 @@ tissue, ≈ 280-320 ms for TP06 at a 600 ms cycle, and patients' VT cycle length
 ms. The loop time is computed on this map as the eikonal travel time (Dijkstra on a
 32-direction pixel graph) with anisotropic velocities (fibres circumferential at mid-wall),
 border zone slower by a factor, dense scar impassable; :data:`CV_SCENARIOS` lists the
-velocities. The core is enlarged until even the ``fast`` scenario needs ≥ 300 ms.
+velocities. The core is enlarged (wider lobes and taller, in turn) until even the ``fast``
+scenario needs :data:`MIN_FAST_LOOP_MS`, the border zone's refractory period.
 """
 
 from __future__ import annotations
@@ -57,9 +58,20 @@ CV_SCENARIOS = {
     "slow": {"healthy_circumferential": 0.60, "healthy_longitudinal": 0.30, "border_zone": 0.30},
 }
 
-#: Smallest loop time (ms) in the ``fast`` scenario that a design must reach: above the
-#: TP06 effective refractory period (≈ 280-320 ms at a 600 ms cycle).
-MIN_FAST_LOOP_MS = 300.0
+#: Smallest loop time (ms) in the ``fast`` scenario that a design must reach: the border
+#: zone's effective refractory period, 410 ms for TP06 with the published remodelling after
+#: 600 ms pacing (healthy TP06: 315 ms; benchmarks/RESULTS.md, "Conduction velocity and
+#: refractoriness"). A re-entrant wave comes back to the isthmus one loop after it left it,
+#: so the loop must outlast the isthmus's refractory period. Measured on the must-shows' 2 mm
+#: mesh (Mitchell–Schaeffer, ``benchmarks/circuit_on_mesh.py``): the channel's ERP is 400 ms
+#: and the loop runs 15-30 ms longer than this ``fast`` estimate; at the earlier 300 ms the
+#: sample's true anatomy looped in 373 ms and its isthmus carried no VT.
+MIN_FAST_LOOP_MS = 410.0
+
+#: Growth of a design too small for :data:`MIN_FAST_LOOP_MS`: lobes wider and the infarct
+#: taller by this factor in turn, at most :data:`MAX_GROWTH_STEPS` steps.
+GROWTH_FACTOR = 1.04
+MAX_GROWTH_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,12 @@ class InfarctDesign:
         from dataclasses import replace
 
         return replace(self, half_width_mm=self.half_width_mm * factor)
+
+    def heightened(self, factor: float) -> InfarctDesign:
+        """The same design ``factor`` times taller (a longer isthmus and return paths)."""
+        from dataclasses import replace
+
+        return replace(self, half_height_mm=self.half_height_mm * factor)
 
 
 def draw_infarct(rng: np.random.Generator, variant: str) -> InfarctDesign:

@@ -604,10 +604,12 @@ def infarct_record(anatomy: VentricleAnatomy, circuit: dict) -> dict:
                 "CV anisotropic (fibres circumferential at mid-wall), border zone = the given "
                 "fraction of healthy, dense scar impassable; the wave may use any layer of "
                 "the wall (the most conductive class across the wall).",
-                "requirement": "fast loop >= min_fast_loop_ms; the default 300 ms is the "
-                "TP06 healthy effective refractory period (~280-320 ms at a 600 ms cycle; the "
-                "border zone's is ~410 ms); patients' VT cycle lengths 300-500 ms; "
-                "requirement_met false: the widest design (lobes x 1.59) fell short",
+                "requirement": "fast loop >= min_fast_loop_ms; the default 410 ms is the "
+                "border zone's effective refractory period (TP06 with the published "
+                "remodelling, 600 ms cycle; healthy 315 ms): the wave re-enters the isthmus "
+                "one loop after leaving it; patients' VT cycle lengths 300-500 ms; the design "
+                "is grown (lobes_widened_by, heightened_by) until it is met; "
+                "requirement_met false: the largest design fell short",
             },
             "description": "border-zone channel between the two dense lobes; centerline_mm at "
             "mid-wall, 1 mm steps, where dense scar flanks it on both sides, from the apical "
@@ -632,12 +634,15 @@ def design_infarct_map(
     map_seed: np.random.SeedSequence,
     min_loop_ms: float | None = None,
 ) -> tuple[infarct_module.InfarctMap, dict]:
-    """Rasterise the seed's infarct and widen its lobes until the circuit is slow enough.
+    """Rasterise the seed's infarct and grow it until the circuit is slow enough.
 
-    The lobes are widened by 6 % at a time (at most 8 times) until one loop takes at least
-    ``min_loop_ms`` (default :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS`)
-    in the ``fast`` scenario; the patch fields are the same at every try. When 8 widenings
-    do not reach it, the widest design is kept and ``requirement_met`` is False.
+    The lobes are widened and the infarct made taller, in turn, by
+    :data:`~cardiotwin.pipeline.phantoms.infarct.GROWTH_FACTOR` (at most
+    :data:`~cardiotwin.pipeline.phantoms.infarct.MAX_GROWTH_STEPS` steps) until one loop
+    takes at least ``min_loop_ms`` (default
+    :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS`) in the ``fast``
+    scenario; the patch fields are the same at every try. When the last step falls short,
+    that largest design is kept and ``requirement_met`` is False.
     """
     target = infarct_module.MIN_FAST_LOOP_MS if min_loop_ms is None else float(min_loop_ms)
     g = anatomy.design.geometry
@@ -650,23 +655,26 @@ def design_infarct_map(
     def half_circumference(y: np.ndarray) -> np.ndarray:
         return math.pi * g.mid_radius(anatomy.height_at(y))
 
-    design = anatomy.design.infarct
-    for attempt in range(9):
+    drawn = design = anatomy.design.infarct
+    factor = infarct_module.GROWTH_FACTOR
+    for step in range(infarct_module.MAX_GROWTH_STEPS + 1):
         rng = np.random.default_rng(map_seed)
         infarct_map = infarct_module.build_map(design, rng, half_circumference, y_limits)
         result = infarct_module.circuit(infarct_map)
         fast = result["scenarios"]["fast"]["times_ms"]["loop"]
-        if fast >= target or attempt == 8:
+        if fast >= target or step == infarct_module.MAX_GROWTH_STEPS:
             break
-        design = design.widened(1.06)
-    result["widened_by"] = round(design.half_width_mm / anatomy.design.infarct.half_width_mm, 4)
+        design = design.widened(factor) if step % 2 == 0 else design.heightened(factor)
+    result["widened_by"] = round(design.half_width_mm / drawn.half_width_mm, 4)
+    result["heightened_by"] = round(design.half_height_mm / drawn.half_height_mm, 4)
     result["min_fast_loop_ms"] = target
     result["requirement_met"] = bool(fast >= target)
     if not result["requirement_met"]:
         log.warning(
-            "lv-infarct: the lobes widened %.2f times reach a fast loop of %.0f ms, short of "
-            "the %.0f ms asked for; kept as the widest design",
+            "lv-infarct: grown %.2f times wider and %.2f times taller, the circuit's fast loop "
+            "takes %.0f ms, short of the %.0f ms asked for; kept as the largest design",
             result["widened_by"],
+            result["heightened_by"],
             fast,
             target,
         )
@@ -689,8 +697,8 @@ def make_ventricle(
     default chosen by the seed (``seed % 3`` in that order). ``wall_mask``: ``"drawn"``
     (contour errors as a reader would make them, :mod:`.masks`) or ``"true"``.
     ``min_loop_ms``: the shortest loop of the circuit in the ``fast`` conduction scenario
-    (ms; default :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS`): the lobes
-    are widened until one loop takes that long (:func:`design_infarct_map`).
+    (ms; default :data:`~cardiotwin.pipeline.phantoms.infarct.MIN_FAST_LOOP_MS`): the
+    infarct grows until one loop takes that long (:func:`design_infarct_map`).
     """
     from cardiotwin.pipeline.images import ImageVolume
     from cardiotwin.pipeline.phantoms.acquisition import (
@@ -782,6 +790,7 @@ def make_ventricle(
         truth.update(infarct_record(anatomy, circuit))
         loop = truth["isthmus"]["loop"]
         loop["lobes_widened_by"] = circuit["widened_by"]
+        loop["heightened_by"] = circuit["heightened_by"]
         loop["min_fast_loop_ms"] = circuit["min_fast_loop_ms"]
         loop["requirement_met"] = circuit["requirement_met"]
     else:

@@ -11,8 +11,7 @@ Steps of ``nsd`` and ``fwhm``, in order:
 
 1. **Blood edge** (:mod:`.edges`): wall voxels at the mask's edge that are connected to and
    as bright as the blood (a wall mask drawn a pixel or two into the blood) leave the wall.
-   With ``fit_endocardium`` (``--fit-endocardium``; not the default, see
-   ``data_samples/README.md``), in each slice where the endocardium's edge is seen on
+   By default (``fit_endocardium``), in each slice where the endocardium's edge is seen on
    enough of its circumference (blood against dark myocardium), a smooth endocardium is
    fitted to it and every wall voxel inside it leaves the wall, over scar as bright as the
    blood too, where the image alone cannot tell the mask's overshoot from scar; elsewhere,
@@ -114,8 +113,8 @@ class SegmentationSettings:
     trim_blood_edge: bool = True
     trim_max_mm: float = 4.5
     trim_carry_over: bool = True
-    fit_endocardium: bool = False
-    maximum_at_least_blood: bool = False
+    fit_endocardium: bool = True
+    maximum_at_least_blood: bool = True
     endocardium_order: int = 1
     blood_like_sd: float = 2.0
     min_component_ml: float = 0.3

@@ -21,7 +21,7 @@ be and carried over where it cannot:
 
 :func:`fitted_cavity` resolves what the image cannot: the endocardium is smooth and, beside
 the scar, seen; fitted there slice by slice, it says which voxels over the scar are blood
-(``fit_endocardium``: at the LV cavity, where a slice can be fitted).
+(used by default at the LV cavity, where a slice can be fitted).
 
 :func:`partial_volume_rim` and :func:`relabel_rim_from_interior` then give the wall voxels
 that still touch bright blood the label of the nearest interior voxel.
