@@ -176,24 +176,20 @@ def refractoriness(case: Case, couplings_ms: np.ndarray) -> dict:
         ]
         return case.run(stimuli, float(couplings_ms.max()) + 300.0, batch=len(couplings_ms))
 
-    def erp(count, site_point) -> float | None:
+    def erp(count, site_point, where: np.ndarray) -> float | None:
+        """Shortest S2 whose wave re-excites > 30 % of the ``where`` nodes 8-10 mm away."""
         d = np.linalg.norm(case.mesh.points_mm - site_point, axis=1)
-        ring = np.flatnonzero((d >= 8.0) & (d <= 10.0) & (count.max(axis=1) >= 1))
+        ring = np.flatnonzero((d >= 8.0) & (d <= 10.0) & where)
         captured = [c for k, c in enumerate(couplings_ms) if np.mean(count[ring, k] >= 2) > 0.3]
         return float(min(captured)) if captured else None
 
     # in the channel's middle, activation checked along the channel
-    site = case.near(middle, 2.5)
-    count, _ = s2_scan(site)
-    along = case.node_to_centreline <= 3.0
-    d = np.linalg.norm(case.mesh.points_mm - middle, axis=1)
-    ring = np.flatnonzero((d >= 8.0) & (d <= 10.0) & along)
-    captured = [c for k, c in enumerate(couplings_ms) if np.mean(count[ring, k] >= 2) > 0.3]
-    out["erp_channel_ms"] = float(min(captured)) if captured else None
-    # at the opening: capture in the healthy tissue round it, then how S2 crosses the channel
-    site = case.near(case.openings[0], SITE_MM)
-    count, last = s2_scan(site)
-    out["erp_opening_ms"] = erp(count, case.openings[0])
+    count, _ = s2_scan(case.near(middle, 2.5))
+    out["erp_channel_ms"] = erp(count, middle, case.node_to_centreline <= 3.0)
+    # at the opening: capture in the tissue round it that S1 reached, then how S2 crosses
+    # the channel
+    count, last = s2_scan(case.near(case.openings[0], SITE_MM))
+    out["erp_opening_ms"] = erp(count, case.openings[0], count.max(axis=1) >= 1)
     rows = []
     for k, c in enumerate(couplings_ms):
         row = {"coupling_ms": float(c)}
