@@ -420,8 +420,13 @@ class RapidPacingConfig(StrictModel):
 class DetectionConfig(StrictModel):
     """Re-entry detection and VT characterisation (pipeline.induction.detection)."""
 
-    threshold_mv: float = Field(0.0, description="activation: upward crossing of this, mV")
-    rearm_mv: float = Field(-40.0, description="a node counts a new beat after V < this, mV")
+    # Ventricles as atria: -40 / -60 mV. At 0 mV the demo's lv-infarct VT (Mitchell-Schaeffer,
+    # 2 mm) lost 441 of its 3,811 border-zone nodes: premature beats there peak at -20..0 mV
+    # (the gate not yet recovered), so the maps showed no isthmus and the ablation cut
+    # elsewhere; no node peaked in [-60, -40) mV, so -40 counts no electrotonic bump
+    # (benchmarks/RESULTS.md, "The activation threshold hid the isthmus")
+    threshold_mv: float = Field(-40.0, description="activation: upward crossing of this, mV")
+    rearm_mv: float = Field(-60.0, description="a node counts a new beat after V < this, mV")
     # Courtemanche with AF remodelling peaks at about +3 mV in tissue paced at 500 ms and at
     # -2 to -8 mV at 220-200 ms; fibrotic cells at -9 mV, and -25 to -37 mV during a burst
     # (a 0.25 mm strip, sigma 0.128 S/m): at 0 mV their beats would not count
