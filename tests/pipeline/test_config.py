@@ -44,13 +44,15 @@ def test_hash_changes_with_any_setting(tmp_path):
 
 def test_activation_levels_per_chamber_and_a_rearm_above_the_threshold_is_named(tmp_path):
     detection = Config().induction.detection
-    # atria: remodelled Courtemanche cells peak below 0 mV in tissue (test_tissue.py)
+    # atria: remodelled Courtemanche cells peak below 0 mV in tissue (test_tissue.py);
+    # ventricles: premature border-zone beats do too (test_fast_tissue.py)
     assert detection.levels_mv("atrium") == (-40.0, -60.0)
-    assert detection.levels_mv("ventricle") == (0.0, -40.0)
+    assert detection.levels_mv("ventricle") == (-40.0, -60.0)
     path = tmp_path / "c.yaml"
-    path.write_text("induction:\n  detection:\n    atrial_rearm_mv: -30\n")
-    with pytest.raises(ConfigError, match=r"atrial_rearm_mv \(-30.0 mV\) must lie below"):
-        load_config(path)
+    for key in ("atrial_rearm_mv", "rearm_mv"):
+        path.write_text(f"induction:\n  detection:\n    {key}: -30\n")
+        with pytest.raises(ConfigError, match=rf"\b{key} \(-30.0 mV\) must lie below"):
+            load_config(path)
 
 
 @pytest.mark.parametrize(
