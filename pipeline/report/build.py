@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def _induction(data: dict, source: Path) -> InductionResult:
                     outcome=outcome,
                     vt_id=vt_id,
                     vt_cycle_length_ms=cycle.get(vt_id),
-                    note=None if status == "ok" else status,
+                    note=_site_note(site["name"], site.get("aha_segment"), status),
                 )
             )
         return InductionResult(
@@ -211,6 +212,20 @@ def _induction_provenance(data: dict) -> dict:
                     "fallback_reason": None},
         "wall_s": data.get("wall_s"),
     }  # fmt: skip
+
+
+def _site_note(name: str, segment: int | None, status: str) -> str | None:
+    """The site's status when it is not ``ok``; for an ``AHA-k`` site paced in another
+    segment, why (the meshing stage moves a site whose segment centre lies in scar)."""
+    if status != "ok":
+        return status
+    match = re.fullmatch(r"AHA-(\d+)", name)
+    if match and segment and int(match.group(1)) != segment:
+        return (
+            f"paced in segment {segment}: segment {match.group(1)}'s centre lies in scar or "
+            "beside too little healthy wall, and the site was moved out of it (mesh log)"
+        )
+    return None
 
 
 def _bullseye(induction: InductionResult) -> bytes | None:

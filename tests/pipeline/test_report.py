@@ -519,3 +519,15 @@ def test_a_case_given_twice_or_an_identifier_as_case_id_is_refused(tmp_path, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "looks like a record number" in err and "0012345" not in err
+
+
+def test_a_site_paced_outside_its_segment_says_why():
+    # the sample's AHA-12 centre lies in dense scar: meshing moved the site 15.5 mm, into
+    # segment 16; the table must not leave "AHA-12 | 16" unexplained
+    from cardiotwin.pipeline.report.build import _site_note
+
+    note = _site_note("AHA-12", 16, "ok")
+    assert note.startswith("paced in segment 16: segment 12's centre lies in scar")
+    assert _site_note("AHA-12", 12, "ok") is None
+    assert _site_note("LA-01", None, "ok") is None and _site_note("RV-1", 0, "ok") is None
+    assert _site_note("AHA-3", 7, "S1 did not capture") == "S1 did not capture"
