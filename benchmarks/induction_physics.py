@@ -21,7 +21,12 @@ g_Na×0.38, g_CaL×0.31, g_Kr×0.30, g_Ks×0.20, transverse σ×0.1, healthy σ 
 - ``apd``: single-cell APD90 of every parameter set the pipeline builds for the default
   ventricle (at each of ``--erp-cycle-lengths``; epi only: the cells' mesh has no
   transmural coordinate) and atrium (``--atrial-cycle-lengths``), after ``--apd-beats``
-  beats from the model's initial state.
+  beats from the model's initial state;
+- ``peaks``: how high premature beats rise in healthy and border-zone strips (σ along and
+  across the fibres), S2 from just below the shortest capturing coupling interval after
+  ``--s1-count`` S1 at the first of ``--erp-cycle-lengths``: each node's peak V in bands,
+  and whether the wave reached the far end as counted at 0 mV and at the configured
+  ventricular levels (−40 / −60 mV).
 
 ``--dt`` replaces the configuration's time step (the clinical step's study:
 ``cv erp apd --dx 0.5 --dt 0.01``, then ``--dt 0.02``).
@@ -31,6 +36,7 @@ Usage (prints a table, writes JSON with ``--json``):
     python benchmarks/induction_physics.py ring --perimeters 150 200 250 --json out/ring.json
     python benchmarks/induction_physics.py phantom --truth data_samples/lv-infarct/truth.json
     python benchmarks/induction_physics.py cv erp apd --dx 0.5 --dt 0.02 --json out/dt002.json
+    python benchmarks/induction_physics.py peaks --dx 0.5 --dt 0.02 --json out/peaks.json
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from cardiotwin.solvers.checkpoint import branch, take_snapshot
 from cardiotwin.solvers.ionic import get_model
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
+from cardiotwin.solvers.trackers import Tracker
 
 
 def _tissue_sets(config: Config):
@@ -173,8 +180,8 @@ def measure_erp(
     """ERP (ms) per cell type after ``s1_count`` S1 at each cycle length (strip, 16 mm): the
     default ventricle's healthy endo/M/epi and border zone, or (``atrium``) the default
     atrium's healthy (AF-remodelled) and fibrotic tissue. A wave reaches the far end when
-    V crosses the chamber's activation threshold there (``detection``: 0 mV ventricle,
-    −40 mV atrium, whose remodelled and fibrotic cells peak below 0 mV)."""
+    V crosses the chamber's activation threshold there (``induction.detection``: −40 mV in
+    both chambers since 2026-12-05; the ventricles used 0 mV before, see ``peaks``)."""
     if atrium:
         model = "courtemanche"
         sets, region_sigmas = _atrial_tissue(config, dx, cache)
@@ -231,6 +238,107 @@ def measure_erp(
             reached = [bool(c[0]) for c in monitor.captured]
             erp = next((c for c, ok in zip(couplings, reached, strict=True) if ok), None)
             out[f"{name}@{bcl:g}"] = None if erp is None else float(erp)
+    return out
+
+
+class _PeakVoltage(Tracker):
+    """Each node's peak V (mV) per member from ``after_ms`` on (host copies)."""
+
+    updates_every_step = True
+
+    def __init__(self, after_ms: float) -> None:
+        self.after_ms = float(after_ms)
+        self.peak_mv = None
+
+    def start(self, sim) -> None:
+        if self.peak_mv is None:
+            self.peak_mv = np.full((sim.n_nodes, sim.batch_size), -np.inf)
+
+    def update(self, sim) -> None:
+        if sim.t_ms >= self.after_ms:
+            np.maximum(self.peak_mv, sim.voltage_mv, out=self.peak_mv)
+
+
+#: peak-V bands (mV) of :func:`measure_peaks`, upper bounds exclusive
+PEAK_BANDS_MV = ((-np.inf, -60.0), (-60.0, -40.0), (-40.0, -20.0), (-20.0, 0.0), (0.0, np.inf))
+
+
+def measure_peaks(
+    config: Config, dx: float, cache: Path, bcl: float, s1_count: int, extra_ms: float = 70.0
+) -> dict:
+    """How high premature beats rise, against the ventricular activation levels.
+
+    On 16 mm strips of healthy epi and border zone tissue (σ along and across the fibres as
+    the pipeline sets them at ``dx``), after ``s1_count`` S1 at ``bcl``, one S2 per member at
+    coupling intervals from 5 ms below the region's shortest capturing one up to
+    ``extra_ms`` beyond it, in 5 ms steps. Per coupling: each node's peak V after the S2
+    (nodes 2 mm and more from the pacing site), counted in :data:`PEAK_BANDS_MV`, and
+    whether the premature wave reached the far end as counted at 0 mV (rearm −40 mV, the
+    ventricular levels before 2026-12-05) and at the configured levels."""
+    sets, region_sigmas = _tissue_sets(config), _sigmas(config, dx, cache)
+    dt = config.simulation.dt_ms
+    threshold, rearm = config.induction.detection.levels_mv("ventricle")
+    levels = {"0": (0.0, -40.0), "configured": (threshold, rearm)}
+    out = {"levels_mv": {k: list(v) for k, v in levels.items()},
+           "bands_mv": [list(b) for b in PEAK_BANDS_MV]}  # fmt: skip
+    length, site = 16.0, ((0, 0, 0), (1.0, dx, dx))
+    last = (s1_count - 1) * bcl
+    for name in ("healthy/epi", "border_zone/epi"):
+        parameters = sets[name]
+        state = _prepaced(config, parameters, bcl, cache)
+        region = "border_zone" if name.startswith("border") else "healthy"
+        for direction, sigma in zip(("along", "across"), region_sigmas[region], strict=True):
+            s1 = Stimulus(0.0, 2.0, 60.0, box_mm=site, period_ms=bcl, count=s1_count)
+            prefix = _strip_problem(parameters, sigma, dx, length, [s1])
+            stepper = SplitStepper(prefix, dt, state=np.repeat(state[:, None], prefix.n_nodes, 1),
+                                   mass=config.simulation.mass,
+                                   diffusion=config.simulation.diffusion)  # fmt: skip
+            # the shortest coupling whose S2 leaves the site, found coarsely first
+            couplings = np.arange(150.0, 0.95 * bcl, 5.0)
+            stepper.run(last + couplings[0] - 5.0)
+            snapshot = take_snapshot(stepper)
+            travel_ms = length / (0.02 if direction == "across" else 0.1)
+            stimuli = [s1] + [Stimulus(last + c, 2.0, 60.0, box_mm=site, members=(k,))
+                              for k, c in enumerate(couplings)]  # fmt: skip
+            problem = _strip_problem(parameters, sigma, dx, length, stimuli, couplings.size)
+            trial = branch(problem, snapshot, [0] * couplings.size, source_problem=prefix)
+            x = problem.points_mm[:, 0]
+            probe = np.nonzero(np.abs(x - 2.0) < 1e-9)[0]
+            watches = [MemberWatch((last + c,), probe) for c in couplings]
+            monitor = TrialMonitor(watches, keep=2, capture_window_ms=60.0,
+                                   threshold_mv=threshold, rearm_mv=rearm)  # fmt: skip
+            trial.run(last + couplings[-1] + 70.0, [monitor])
+            captured = [bool(c[0]) for c in monitor.captured]
+            first = next((c for c, ok in zip(couplings, captured, strict=True) if ok), None)
+            if first is None:
+                out[f"{name}/{direction}"] = {"sigma_s_per_m": float(sigma), "captured": False}
+                continue
+            couplings = np.arange(first - 5.0, first + extra_ms + 1e-9, 5.0)
+            stimuli = [s1] + [Stimulus(last + c, 2.0, 60.0, box_mm=site, members=(k,))
+                              for k, c in enumerate(couplings)]  # fmt: skip
+            problem = _strip_problem(parameters, sigma, dx, length, stimuli, couplings.size)
+            trial = branch(problem, snapshot, [0] * couplings.size, source_problem=prefix)
+            far = np.nonzero(x >= length - 1e-9)[0]
+            monitors = {k: TrialMonitor([MemberWatch((last + c,), far) for c in couplings],
+                                        keep=2, capture_window_ms=travel_ms,
+                                        threshold_mv=t, rearm_mv=r)
+                        for k, (t, r) in levels.items()}  # fmt: skip
+            peaks = _PeakVoltage(last + couplings[0] + 3.0)
+            trial.run(last + couplings[-1] + travel_ms + 10.0, [*monitors.values(), peaks])
+            inner = x >= 2.0 - 1e-9
+            rows = []
+            for k, c in enumerate(couplings):
+                peak = peaks.peak_mv[inner, k]
+                counts = [int(((peak >= lo) & (peak < hi)).sum()) for lo, hi in PEAK_BANDS_MV]
+                rows.append({
+                    "coupling_ms": float(c),
+                    "peak_band_counts": counts,
+                    "lowest_peak_mv": round(float(peak.min()), 2),
+                    "far_end": {key: bool(m.captured[k][0]) for key, m in monitors.items()},
+                })  # fmt: skip
+            out[f"{name}/{direction}"] = {"sigma_s_per_m": float(sigma), "nodes": int(inner.sum()),
+                                          "trials": rows}  # fmt: skip
+            print(name, direction, json.dumps(rows), flush=True)
     return out
 
 
@@ -354,7 +462,8 @@ def phantom_circuit(truth_path: Path, cv: dict, erp: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("parts", nargs="+", choices=("cv", "erp", "aerp", "ring", "phantom", "apd"))
+    parts = ("cv", "erp", "aerp", "ring", "phantom", "apd", "peaks")
+    parser.add_argument("parts", nargs="+", choices=parts)
     parser.add_argument("--dx", type=float, default=0.4, help="mesh spacing, mm")
     parser.add_argument("--dt", type=float, help="time step, ms (default: the configuration's)")
     parser.add_argument("--config", type=Path, help="configuration (default: the defaults)")
@@ -398,6 +507,10 @@ def main() -> None:
             config, args.erp_cycle_lengths, args.atrial_cycle_lengths, args.apd_beats
         )
         print(json.dumps(results["apd"], indent=1), flush=True)
+    if "peaks" in args.parts:
+        results["peaks"] = measure_peaks(
+            config, args.dx, args.cache, args.erp_cycle_lengths[0], args.s1_count
+        )
     if "ring" in args.parts:
         results["ring"] = ring_scan(config, args.dx, args.perimeters, args.arc_mm, args.progress)
     if "phantom" in args.parts:
