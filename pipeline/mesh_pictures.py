@@ -461,26 +461,16 @@ def lesion_labels(centres_mm, radii_mm) -> tuple[np.ndarray, list[str]]:
     overlap (centres closer than the sum of their radii) share a label such as ``1–9`` (the
     table's numbers, runs joined), placed on the member nearest the cluster's middle, so the
     points of an ablation line, a few mm apart, do not print their numbers over each other."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
+    from cardiotwin.pipeline.ablation.lesions import number_runs, overlap_clusters
 
     centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
-    radii = np.broadcast_to(np.asarray(radii_mm, dtype=np.float64), len(centres))
     if len(centres) == 0:
         return centres, []
-    pairs = cKDTree(centres).query_pairs(r=2 * float(radii.max()), output_type="ndarray")
-    pairs = pairs[np.linalg.norm(centres[pairs[:, 0]] - centres[pairs[:, 1]], axis=1)
-                  < radii[pairs[:, 0]] + radii[pairs[:, 1]]]  # fmt: skip
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(centres),) * 2)
-    _, cluster = connected_components(graph, directed=False)
     where, texts = [], []
-    for k in sorted(set(cluster.tolist()), key=lambda c: int(np.flatnonzero(cluster == c)[0])):
-        members = np.flatnonzero(cluster == k)
+    for members in overlap_clusters(centres, radii_mm):
         middle = centres[members].mean(axis=0)
         where.append(centres[members[np.argmin(np.linalg.norm(centres[members] - middle, axis=1))]])
-        runs = np.split(members + 1, np.flatnonzero(np.diff(members) != 1) + 1)
-        texts.append(", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs))
+        texts.append(number_runs(members + 1))
     return np.array(where), texts
 
 

@@ -413,7 +413,7 @@ def _touch_clusters(
     return [(int(t_comp[label == k][0]), t_nodes[label == k]) for k in range(label.max() + 1)]
 
 
-def _line_ends(points: np.ndarray) -> np.ndarray:
+def line_ends(points: np.ndarray) -> np.ndarray:
     """The two extreme points along the principal axis of ``points`` (k, 3)."""
     if len(points) == 1:
         return np.vstack([points[0], points[0]])
@@ -852,7 +852,7 @@ def find_critical_site(
         nodes=nodes,
         cut_nodes=cut,
         centre_mm=centre.copy(),
-        line_ends_mm=_line_ends(graph.points_mm[nodes]),
+        line_ends_mm=line_ends(graph.points_mm[nodes]),
         anchors=[anchors.names[c] for c, _ in clusters],
         cut_volume_mm3=cut_volume,
         cross_section_mm2=cut_volume / max(graph.spacing_mm, 1e-12),

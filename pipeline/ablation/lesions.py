@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 
 from cardiotwin.meshing.mesh import Mesh
 from cardiotwin.meshing.tags import LESION, NONCONDUCTING
-from cardiotwin.pipeline.ablation.critical import CriticalSite
+from cardiotwin.pipeline.ablation.critical import CriticalSite, line_ends
 from cardiotwin.pipeline.ablation.graph import TissueGraph
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ class LesionSet:
     vt_ids: list[int] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
     label: str = ""
+    #: :func:`line_pieces` with ends from the cut's nodes (targets); None: from the centres
+    pieces: list[dict] | None = None
 
     @property
     def volume_ml(self) -> float:
@@ -86,6 +88,63 @@ class LesionSet:
             "anchors": list(self.anchors),
             "volume_ml": round(self.volume_ml, 5),
         }
+
+
+def overlap_clusters(centres_mm, radii_mm) -> list[np.ndarray]:
+    """Ablation points grouped where their spheres overlap (centres closer than the sum of
+    their radii), transitively: each group's indices into ``centres_mm``, ascending, the
+    groups in order of their first point."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
+    radii = np.broadcast_to(np.asarray(radii_mm, dtype=np.float64), (len(centres),))
+    if len(centres) == 0:
+        return []
+    pairs = cKDTree(centres).query_pairs(r=2 * float(radii.max()), output_type="ndarray")
+    pairs = pairs[np.linalg.norm(centres[pairs[:, 0]] - centres[pairs[:, 1]], axis=1)
+                  < radii[pairs[:, 0]] + radii[pairs[:, 1]]]  # fmt: skip
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(centres),) * 2)
+    _, cluster = connected_components(graph, directed=False)
+    order = sorted(set(cluster.tolist()), key=lambda c: int(np.flatnonzero(cluster == c)[0]))
+    return [np.flatnonzero(cluster == c) for c in order]
+
+
+def number_runs(numbers) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` → ``"1–3, 7, 9–10"`` (the report's lesion numbers)."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    if numbers.size == 0:
+        return ""
+    runs = np.split(numbers, np.flatnonzero(np.diff(numbers) != 1) + 1)
+    return ", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
+
+
+def line_pieces(centres_mm, radii_mm, nodes_mm=None) -> list[dict]:
+    """A line's ablation points grouped into pieces whose spheres overlap
+    (:func:`overlap_clusters`): each piece's point indices (into ``centres_mm``), its two
+    ends (mm) and the length between them (mm). The ends are the extreme points along the
+    piece's principal axis: of the tissue nodes ``nodes_mm`` nearest to the piece's points
+    when given (the cut the piece removes), else of its centres (one point: that point
+    twice). A line has more than one piece where its cut crosses scar or has separate
+    parts (a channel cut at both ends, a circuit with two corridors): the clinician
+    ablates the pieces, not the stretch between them."""
+    centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
+    nearest = None
+    if nodes_mm is not None and len(centres):
+        nodes_mm = np.asarray(nodes_mm, dtype=np.float64).reshape(-1, 3)
+        nearest = cKDTree(centres).query(nodes_mm)[1]
+    pieces = []
+    for members in overlap_clusters(centres, radii_mm):
+        points = centres[members]
+        if nearest is not None and np.isin(nearest, members).any():
+            points = nodes_mm[np.isin(nearest, members)]
+        ends = line_ends(points)
+        pieces.append({
+            "points": [int(m) for m in members],
+            "ends_mm": ends,
+            "length_mm": float(np.linalg.norm(ends[1] - ends[0])),
+        })  # fmt: skip
+    return pieces
 
 
 def _element_reach_mm(graph: TissueGraph, nodes: np.ndarray) -> float:
@@ -165,6 +224,7 @@ def plan_lesion(graph: TissueGraph, site: CriticalSite, radius_mm: float) -> Les
         vt_ids=[site.circuit_id],
         anchors=list(site.anchors),
         label=f"critical site of VT {site.circuit_id} ({site.mechanism})",
+        pieces=line_pieces(centres[order], radius_mm, graph.points_mm[site.nodes]),
     )
 
 

@@ -361,9 +361,11 @@ def run_ablation(
         record["total_volume_ml"] = round(total, 5)
         placed += [(round_no, s) for s in sets]
         current = ablated
+        pieces = sum(len(s.pieces) if s.pieces else 1 for s in sets)
         log.info(
-            "round %d: %d lesion line(s), %d points, %.3g ml (total %.3g ml); re-inducing",
-            round_no, len(sets), sum(len(s.points) for s in sets), volume, total,
+            "round %d: %d lesion line(s)%s, %d points, %.3g ml (total %.3g ml); re-inducing",
+            round_no, len(sets), f" in {pieces} pieces" if pieces > len(sets) else "",
+            sum(len(s.points) for s in sets), volume, total,
         )  # fmt: skip
         induction = induce(current, round_no)
         record["induction"] = induction.summary(current, blocking)

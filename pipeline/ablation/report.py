@@ -4,10 +4,11 @@ The schema is the pydantic model :class:`AblationReport` (``pipeline/schemas/
 ablation.schema.json`` is generated from it; a test keeps them equal). ``lesions`` lists every
 ablation point placed (centre and radius in scanner mm, volume in ml, the VTs it targets,
 its round and the line it belongs to); ``lesion_sets`` the lines (end points, the anchors
-they join, volume); ``per_round`` every round's targets, lesions and the induction that
-followed; ``controls`` the random border-zone controls. ``status`` and ``note`` say how the
-loop ended (:mod:`.loop`); ``non_inducible_after`` is true only when the last induction
-paced every site it could and induced nothing.
+they join, volume, and their pieces: points whose spheres overlap); ``per_round`` every
+round's targets, lesions and the induction that followed; ``controls`` the random
+border-zone controls. ``status`` and ``note`` say how the loop ended (:mod:`.loop`);
+``non_inducible_after`` is true only when the last induction paced every site it could and
+induced nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardiotwin import __version__
+from cardiotwin.pipeline.ablation.lesions import line_pieces
 from cardiotwin.pipeline.ablation.loop import AblationResult
 
 REPORT_FORMAT = 1
@@ -46,6 +48,13 @@ class Lesion(_Model):
     line: int = Field(description="index into lesion_sets")
 
 
+class LinePiece(_Model):
+    points: list[int] = Field(description="indices into lesions")
+    ends_mm: list[list[float]] = Field(description="the piece's two ends, scanner mm")
+    length_mm: float = Field(description="distance between the ends, mm")
+    volume_ml: float
+
+
 class LesionLine(_Model):
     line: int
     round: int
@@ -56,6 +65,13 @@ class LesionLine(_Model):
     anchors: list[str] = Field(description="non-conducting obstacles the line joins")
     volume_ml: float
     points: list[int] = Field(description="indices into lesions")
+    pieces: list[LinePiece] = Field(
+        default_factory=list,
+        description="the line's points grouped where their spheres overlap; more than one "
+        "piece where the cut crosses scar or has separate parts (a channel cut at both "
+        "ends): the pieces are ablated, not the stretch between them (empty in files "
+        "written before 2026-12-05)",
+    )
 
 
 class ControlSummary(_Model):
@@ -114,6 +130,9 @@ def build_report(
             indices.append(len(lesions))
             lesions.append(Lesion(**point.as_dict(), round=round_no, line=line))
         entry = lesion_set.as_dict()
+        pieces = lesion_set.pieces or line_pieces(
+            [p.centre_mm for p in lesion_set.points], [p.radius_mm for p in lesion_set.points]
+        )
         lines.append(
             LesionLine(
                 line=line,
@@ -125,6 +144,17 @@ def build_report(
                 anchors=entry["anchors"],
                 volume_ml=entry["volume_ml"],
                 points=indices,
+                pieces=[
+                    LinePiece(
+                        points=[indices[k] for k in piece["points"]],
+                        ends_mm=[[round(float(v), 3) for v in e] for e in piece["ends_mm"]],
+                        length_mm=round(piece["length_mm"], 2),
+                        volume_ml=round(
+                            sum(lesion_set.points[k].volume_ml for k in piece["points"]), 5
+                        ),
+                    )
+                    for piece in pieces
+                ],
             )
         )
     placed = [c for c in result.controls if c.get("placed")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -426,6 +427,48 @@ def stage_settings(results: CaseResults, raw: dict, config=None) -> dict:
     }
 
 
+def lesion_lines(ablation: dict | None) -> list[dict]:
+    """The ablation's lines for the report, each with its pieces (points whose spheres
+    overlap; :func:`~cardiotwin.pipeline.ablation.lesions.line_pieces`): as recorded, or
+    grouped here for an ``ablation.json`` written before pieces were recorded. Each piece:
+    ``numbers`` (its points as the report numbers them, e.g. ``1–6``), ``points``,
+    ``ends_mm``, ``length_mm``, ``volume_ml``."""
+    from cardiotwin.pipeline.ablation.lesions import line_pieces, number_runs
+
+    if not ablation:
+        return []
+    lesions = ablation.get("lesions") or []
+    out = []
+    for line in ablation.get("lesion_sets") or []:
+        pieces = line.get("pieces") or []
+        if not pieces and line.get("points"):
+            members = line["points"]
+            grouped = line_pieces(
+                [lesions[m]["center_mm"] for m in members],
+                [lesions[m]["radius_mm"] for m in members],
+            )
+            if len(grouped) == 1:  # one piece: the line's recorded ends (the cut's extent)
+                a, b = line["line_ends_mm"][0], line["line_ends_mm"][-1]
+                grouped[0]["ends_mm"] = [a, b]
+                grouped[0]["length_mm"] = math.dist(a, b)
+            pieces = [
+                {
+                    "points": [members[k] for k in piece["points"]],
+                    "ends_mm": [[float(v) for v in end] for end in piece["ends_mm"]],
+                    "length_mm": piece["length_mm"],
+                    "volume_ml": sum(lesions[members[k]]["volume_ml"] for k in piece["points"]),
+                }
+                for piece in grouped
+            ]
+        if not pieces:  # a line without points: its recorded ends only
+            pieces = [{"points": [], "ends_mm": line["line_ends_mm"], "length_mm": None,
+                       "volume_ml": line["volume_ml"]}]  # fmt: skip
+        out.append({**line, "pieces": [
+            {**piece, "numbers": number_runs([k + 1 for k in piece["points"]])} for piece in pieces
+        ]})  # fmt: skip
+    return out
+
+
 def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None) -> str:
     """The self-contained HTML page of one case."""
     import jinja2
@@ -461,6 +504,7 @@ def render_html(inputs: CaseInputs, results: CaseResults, raw: dict, config=None
         config=None if config is None else config.model_dump(mode="json"),
         stage_settings=stage_settings(results, raw, config),
         kind=inputs.kind,
+        lesion_lines=lesion_lines(raw["ablation"]),
     )
 
 

@@ -38,7 +38,12 @@ from cardiotwin.pipeline.ablation.critical import (
 )
 from cardiotwin.pipeline.ablation.critical import _closed_transect as closed_transect
 from cardiotwin.pipeline.ablation.inputs import InductionInputError, round_from_file
-from cardiotwin.pipeline.ablation.lesions import LesionError, pvi_lesions
+from cardiotwin.pipeline.ablation.lesions import (
+    LesionError,
+    line_pieces,
+    number_runs,
+    pvi_lesions,
+)
 from cardiotwin.pipeline.cli import main
 from cardiotwin.pipeline.config import AblationConfig, Config, ConfigError, config_from_dict
 
@@ -950,6 +955,52 @@ def test_the_channel_is_also_cut_near_both_ends_when_asked():
         assert end.size and np.ptp(end[:, 0]) <= 3.0
         assert 56.0 <= end[:, 0].mean() <= 60.0 or 80.0 <= end[:, 0].mean() <= 84.0
         assert end[:, 1].min() <= 28.5 + 1e-9 and end[:, 1].max() >= 30.5 - 1e-9  # across
+
+
+def test_a_channel_cut_at_both_ends_is_one_line_in_two_pieces():
+    """The two transects of ``isthmus_lines: ends`` are one lesion set whose recorded ends
+    span both necks (24 mm apart, scar and channel between): its pieces are the two
+    transects, each with its own ends across the channel, so nobody reads one 24 mm line
+    along the channel."""
+    mesh, activation = long_channel()
+    graph, site = site_of(mesh, activation)
+    lesion = plan_lesion(graph, site, 4.0)
+    ends = np.asarray(lesion.line_ends_mm)
+    assert abs(ends[0, 0] - ends[1, 0]) > 20.0  # the line's ends: one at each neck
+    assert len(lesion.pieces) == 2
+    assert sorted(k for piece in lesion.pieces for k in piece["points"]) == list(
+        range(len(lesion.points))
+    )
+    necks = []
+    for piece in lesion.pieces:
+        a, b = piece["ends_mm"]
+        necks.append((a[0] + b[0]) / 2)
+        assert abs(a[0] - b[0]) <= 3.0  # across the channel, not along it
+        assert min(a[1], b[1]) <= 28.5 + 1e-9 and max(a[1], b[1]) >= 30.5 - 1e-9
+        assert piece["length_mm"] == pytest.approx(np.linalg.norm(np.subtract(b, a)))
+    assert sorted(round(x) for x in necks) == [58, 82]
+
+
+def test_line_pieces_group_overlapping_points_and_take_ends_from_the_cut():
+    centres = [[40.0, 0, 0], [0.0, 0, 0], [44.0, 0, 0], [5.0, 0, 0], [10.0, 0, 0]]
+    pieces = line_pieces(centres, 4.0)
+    # ordered by their first point; overlap is transitive (0–5–10 mm is one piece)
+    assert [p["points"] for p in pieces] == [[0, 2], [1, 3, 4]]
+    np.testing.assert_allclose(sorted(p[0] for p in pieces[1]["ends_mm"]), [0.0, 10.0])
+    assert pieces[1]["length_mm"] == pytest.approx(10.0)
+    # ends from the nodes each piece removes, when given: the cut reaches beyond the centres
+    nodes = np.c_[np.r_[np.arange(-3.0, 13.5, 0.5), np.arange(37.0, 47.5, 0.5)], np.zeros(54),
+                  np.zeros(54)]  # fmt: skip
+    pieces = line_pieces(centres, 4.0, nodes)
+    np.testing.assert_allclose(sorted(p[0] for p in pieces[0]["ends_mm"]), [37.0, 47.0])
+    np.testing.assert_allclose(sorted(p[0] for p in pieces[1]["ends_mm"]), [-3.0, 13.0])
+    # spheres that only nearly touch (8.5 mm apart, radii 4) are separate pieces, as the
+    # picture labels them; one point is a piece of length 0
+    assert [p["points"] for p in line_pieces([[0, 0, 0], [8.5, 0, 0]], 4.0)] == [[0], [1]]
+    (single,) = line_pieces([[1.0, 2.0, 3.0]], 4.0)
+    assert single["length_mm"] == 0.0 and np.asarray(single["ends_mm"]).tolist() == [[1, 2, 3]] * 2
+    assert line_pieces(np.zeros((0, 3)), 4.0) == []
+    assert number_runs([1, 2, 3, 7, 9, 10]) == "1–3, 7, 9–10" and number_runs([]) == ""
 
 
 def curved_channel() -> tuple[Mesh, np.ndarray]:

@@ -68,6 +68,10 @@ def test_the_first_lesion_lies_on_the_designed_isthmus(study):
     line = ablation["lesion_sets"][0]
     assert sorted(line["vt_ids"]) == sorted(vt["id"] for vt in induction["unique_vts"])
     assert len(ablation["lesion_sets"]) == 1
+    # one transect: one piece of the line, whose ends are the cut's (the line's own)
+    (piece,) = line["pieces"]
+    assert piece["points"] == line["points"] and piece["ends_mm"] == line["line_ends_mm"]
+    assert piece["volume_ml"] == pytest.approx(line["volume_ml"])
 
 
 @pytest.mark.slow

@@ -292,6 +292,48 @@ def test_report_states_the_induction_and_ablation(tmp_path):
     assert html.count("data:image/png;base64,") == 4
 
 
+def test_a_line_in_separate_pieces_lists_each_piece(tmp_path):
+    """A lesion line whose points fall in two groups that do not touch (a channel cut at both
+    ends) is listed piece by piece, each with its own ends and volume, and said to be in
+    pieces; an ablation.json from before pieces were recorded is grouped by the report, one
+    that records them is shown as recorded."""
+    import re
+
+    inputs, _, _, ablation = _study_inputs(tmp_path)
+    single = json.loads(json.dumps(ablation))
+    far = {**ablation["lesions"][0], "center_mm": [2.0, -8.0, 17.0], "volume_ml": 0.2}
+    ablation["lesions"].append(far)  # 10.8 mm from the first: 4 mm spheres do not touch
+    ablation["lesion_sets"][0].update(points=[0, 1], volume_ml=0.51)
+    ablation["total_volume_ml"] = 0.51
+    line = ablation["lesion_sets"][0]
+
+    def table(data):
+        inputs.ablation_json.write_text(json.dumps(data))
+        html = write_report(inputs, tmp_path / "out", pdf=False)["html"].read_text()
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+    line.pop("pieces", None)  # as written before 2026-12-05
+    text = table(ablation)
+    assert "1 of 2: 1 11.0, -4.0, 21.5 11.0, -4.0, 21.5 0.0 0.310" in text
+    assert "2 of 2: 2 2.0, -8.0, 17.0 2.0, -8.0, 17.0 0.0 0.200" in text
+    assert "Line 0 comes in separate pieces" in text
+    # the line's recorded ends (one at each piece) no longer read as one line between them
+    assert "8.0, -5.0, 20.0" not in text and "14.0, -3.0, 23.0" not in text
+    line["pieces"] = [
+        {"points": [0], "ends_mm": [[9.0, -5.0, 20.0], [13.0, -3.0, 23.0]], "length_mm": 5.39,
+         "volume_ml": 0.31},
+        {"points": [1], "ends_mm": [[1.0, -9.0, 16.0], [3.0, -7.0, 18.0]], "length_mm": 3.46,
+         "volume_ml": 0.2},
+    ]  # fmt: skip
+    text = table(ablation)
+    assert "1 of 2: 1 9.0, -5.0, 20.0 13.0, -3.0, 23.0 5.4 0.310" in text
+    assert "2 of 2: 2 1.0, -9.0, 16.0 3.0, -7.0, 18.0 3.5 0.200" in text
+    # one piece (the study as made): no piece count, no note, the line's recorded ends
+    text = table(single)
+    assert "8.0, -5.0, 20.0 14.0, -3.0, 23.0 7.0 0.310" in text
+    assert "1 of 1:" not in text and "separate pieces" not in text
+
+
 def test_overlapping_lesions_share_one_label():
     """The 9 points of an ablation line (2 mm apart, 4 mm spheres) print one label, not nine
     numbers over each other; a lesion apart keeps its own; numbers are the table's."""
