@@ -49,8 +49,14 @@ _INLINED = frozenset({"lookup", "table_position", "split_step"})
 
 
 #: LLVM fast-math flags of the tissue cell kernel (``make_split_cell_kernel``); empty: IEEE
-#: arithmetic, the reference backend's numbers to the last bit
-CELL_FASTMATH: frozenset = frozenset()
+#: arithmetic, the reference backend's numbers to the last bit. Fused multiply-adds,
+#: reassociation, reciprocals and approximate functions, never ``nnan``/``ninf`` (the
+#: blow-up checks rely on NaN and infinity propagating). On a Zen 5 EPYC (AVX-512) they
+#: make the TP06 table kernel 1.17-1.2x faster (46 -> 39 ns per node-step, one thread) and
+#: leave the N-version activation times unchanged to the microsecond; on the older, shared
+#: AVX-512 machine they measured no gain (benchmarks/RESULTS.md, "Cell kernels on Zen 5").
+#: Single-cell pre-pacing (``make_cell_kernel``) keeps IEEE arithmetic.
+CELL_FASTMATH: frozenset = frozenset({"contract", "arcp", "reassoc", "nsz", "afn"})
 
 
 def _njit(f, fastmath=False):
