@@ -147,6 +147,18 @@ def line_pieces(centres_mm, radii_mm, nodes_mm=None) -> list[dict]:
     return pieces
 
 
+def pieces_of_line(centres_mm, radii_mm, line_ends_mm) -> list[dict]:
+    """:func:`line_pieces` of a line whose cut nodes are not at hand (a PVI ring, a random
+    control, an ``ablation.json`` written before pieces were recorded): ends from the
+    centres, except that a line in one piece keeps its own recorded ends."""
+    pieces = line_pieces(centres_mm, radii_mm)
+    if len(pieces) == 1:
+        ends = np.asarray(line_ends_mm, dtype=np.float64).reshape(-1, 3)[[0, -1]]
+        pieces[0]["ends_mm"] = ends
+        pieces[0]["length_mm"] = float(np.linalg.norm(ends[1] - ends[0]))
+    return pieces
+
+
 def _element_reach_mm(graph: TissueGraph, nodes: np.ndarray) -> float:
     """Largest distance from one of ``nodes`` to the centroid of a conducting element it
     belongs to, mm (a sphere reaching that far past a node takes its whole star)."""

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardiotwin import __version__
-from cardiotwin.pipeline.ablation.lesions import line_pieces
+from cardiotwin.pipeline.ablation.lesions import pieces_of_line
 from cardiotwin.pipeline.ablation.loop import AblationResult
 
 REPORT_FORMAT = 1
@@ -130,8 +130,10 @@ def build_report(
             indices.append(len(lesions))
             lesions.append(Lesion(**point.as_dict(), round=round_no, line=line))
         entry = lesion_set.as_dict()
-        pieces = lesion_set.pieces or line_pieces(
-            [p.centre_mm for p in lesion_set.points], [p.radius_mm for p in lesion_set.points]
+        pieces = lesion_set.pieces or pieces_of_line(
+            [p.centre_mm for p in lesion_set.points],
+            [p.radius_mm for p in lesion_set.points],
+            lesion_set.line_ends_mm,
         )
         lines.append(
             LesionLine(

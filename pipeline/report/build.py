@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -433,7 +432,7 @@ def lesion_lines(ablation: dict | None) -> list[dict]:
     grouped here for an ``ablation.json`` written before pieces were recorded. Each piece:
     ``numbers`` (its points as the report numbers them, e.g. ``1–6``), ``points``,
     ``ends_mm``, ``length_mm``, ``volume_ml``."""
-    from cardiotwin.pipeline.ablation.lesions import line_pieces, number_runs
+    from cardiotwin.pipeline.ablation.lesions import number_runs, pieces_of_line
 
     if not ablation:
         return []
@@ -443,14 +442,11 @@ def lesion_lines(ablation: dict | None) -> list[dict]:
         pieces = line.get("pieces") or []
         if not pieces and line.get("points"):
             members = line["points"]
-            grouped = line_pieces(
+            grouped = pieces_of_line(
                 [lesions[m]["center_mm"] for m in members],
                 [lesions[m]["radius_mm"] for m in members],
+                line["line_ends_mm"],
             )
-            if len(grouped) == 1:  # one piece: the line's recorded ends (the cut's extent)
-                a, b = line["line_ends_mm"][0], line["line_ends_mm"][-1]
-                grouped[0]["ends_mm"] = [a, b]
-                grouped[0]["length_mm"] = math.dist(a, b)
             pieces = [
                 {
                     "points": [members[k] for k in piece["points"]],

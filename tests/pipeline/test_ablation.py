@@ -42,6 +42,7 @@ from cardiotwin.pipeline.ablation.lesions import (
     LesionError,
     line_pieces,
     number_runs,
+    pieces_of_line,
     pvi_lesions,
 )
 from cardiotwin.pipeline.cli import main
@@ -1000,6 +1001,15 @@ def test_line_pieces_group_overlapping_points_and_take_ends_from_the_cut():
     (single,) = line_pieces([[1.0, 2.0, 3.0]], 4.0)
     assert single["length_mm"] == 0.0 and np.asarray(single["ends_mm"]).tolist() == [[1, 2, 3]] * 2
     assert line_pieces(np.zeros((0, 3)), 4.0) == []
+    # without the cut's nodes (a PVI ring, a control, an old file): a line in one piece keeps
+    # its recorded ends, one in several gets each piece's from the centres
+    ring = np.c_[10 * np.cos(np.arange(12) * np.pi / 6), 10 * np.sin(np.arange(12) * np.pi / 6),
+                 np.zeros(12)]  # fmt: skip
+    (whole,) = pieces_of_line(ring, 4.0, ring[[0, -1]])
+    np.testing.assert_allclose(whole["ends_mm"], ring[[0, -1]])
+    assert whole["length_mm"] == pytest.approx(np.linalg.norm(ring[0] - ring[-1]))
+    split = pieces_of_line(centres, 4.0, [[40.0, 0, 0], [10.0, 0, 0]])
+    np.testing.assert_allclose(sorted(p[0] for p in split[1]["ends_mm"]), [0.0, 10.0])
     assert number_runs([1, 2, 3, 7, 9, 10]) == "1–3, 7, 9–10" and number_runs([]) == ""
 
 
