@@ -298,11 +298,17 @@ def measure_peaks(
             stepper.run(last + couplings[0] - 5.0)
             snapshot = take_snapshot(stepper)
             travel_ms = length / (0.02 if direction == "across" else 0.1)
-            stimuli = [s1] + [Stimulus(last + c, 2.0, 60.0, box_mm=site, members=(k,))
-                              for k, c in enumerate(couplings)]  # fmt: skip
-            problem = _strip_problem(parameters, sigma, dx, length, stimuli, couplings.size)
-            trial = branch(problem, snapshot, [0] * couplings.size, source_problem=prefix)
-            x = problem.points_mm[:, 0]
+
+            def s2_batch(couplings, parameters=parameters, sigma=sigma, s1=s1, prefix=prefix,
+                         snapshot=snapshot):  # fmt: skip
+                """One member per S2 coupling interval, branched from the S1 snapshot."""
+                stimuli = [s1] + [Stimulus(last + c, 2.0, 60.0, box_mm=site, members=(k,))
+                                  for k, c in enumerate(couplings)]  # fmt: skip
+                problem = _strip_problem(parameters, sigma, dx, length, stimuli, couplings.size)
+                return branch(problem, snapshot, [0] * couplings.size, source_problem=prefix)
+
+            trial = s2_batch(couplings)
+            x = trial.problem.points_mm[:, 0]
             probe = np.nonzero(np.abs(x - 2.0) < 1e-9)[0]
             watches = [MemberWatch((last + c,), probe) for c in couplings]
             monitor = TrialMonitor(watches, keep=2, capture_window_ms=60.0,
@@ -314,10 +320,7 @@ def measure_peaks(
                 out[f"{name}/{direction}"] = {"sigma_s_per_m": float(sigma), "captured": False}
                 continue
             couplings = np.arange(first - 5.0, first + extra_ms + 1e-9, 5.0)
-            stimuli = [s1] + [Stimulus(last + c, 2.0, 60.0, box_mm=site, members=(k,))
-                              for k, c in enumerate(couplings)]  # fmt: skip
-            problem = _strip_problem(parameters, sigma, dx, length, stimuli, couplings.size)
-            trial = branch(problem, snapshot, [0] * couplings.size, source_problem=prefix)
+            trial = s2_batch(couplings)
             far = np.nonzero(x >= length - 1e-9)[0]
             monitors = {k: TrialMonitor([MemberWatch((last + c,), far) for c in couplings],
                                         keep=2, capture_window_ms=travel_ms,
