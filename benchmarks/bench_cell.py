@@ -10,11 +10,17 @@ of a file share one compiled kernel, shown as "cached"); then one untimed warm-u
 ``--repeats`` timed runs, each from a fresh copy of the initial state. Reported:
 median and best node-steps/s (``nodes × steps / wall time``).
 
+``--kernel cell`` (default) times the single-cell kernel of pre-pacing (IEEE arithmetic,
+the C library's ``log``/``exp``); ``--kernel tissue`` the tissue kernel the monodomain
+stepper runs (float64 split state, one parameter set, fast-math, vectorised; ``--libm``:
+compiled with the C library's ``log``/``exp`` instead of ``solvers/backends/vector_math``).
+
 A benchmark, not a test: nothing is asserted. Timings on a shared machine are noisy; the
 1-minute load average is recorded before and after.
 
     .venv/bin/python benchmarks/bench_cell.py --json out/bench/cell.json
     .venv/bin/python benchmarks/bench_cell.py --models tp06-epi --threads 2 --nodes 200000
+    .venv/bin/python benchmarks/bench_cell.py --kernel tissue --models tp06-epi courtemanche
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import numpy as np
 from cardiotwin.solvers.backends import cpu
 from cardiotwin.solvers.ionic import get_model, model_names
 from cardiotwin.solvers.ionic.base import build_table, n_table_columns
+from cardiotwin.solvers.precision import state_layout
 
 #: stimulus for the stimulated half of the cells (µA/µF) and its duration (ms): enough to
 #: excite every registered model from rest
@@ -93,11 +100,30 @@ def threading_environment() -> dict:
     return env
 
 
-def bench_kernel(model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats) -> dict:
+def kernel_calls(model, which: str, use_table: bool):
+    """``(start, advance, membrane_potential)`` for one kernel: ``start(y)`` turns an
+    (n_states, n) state into what the kernel steps, ``advance(state, parameters, pset, dt_ms,
+    i_stim, table)`` takes one step in place, ``membrane_potential(state)`` reads V back."""
+    if which == "cell":
+        kernel = cpu.make_cell_kernel(model, use_table=use_table)
+        return (lambda y: y), kernel, (lambda y: y[0])
+    layout = state_layout(model, "fp64")
+    split = cpu.make_split_cell_kernel(model, layout.placement, use_table, single_set=True)
+
+    def advance(state, parameters, pset, dt_ms, i_stim, table):
+        v, y32, y64 = state
+        split(v, v, y32, y64, parameters, pset, dt_ms, i_stim, table)
+
+    return layout.split, advance, (lambda state: state[0])
+
+
+def bench_kernel(
+    model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats, which="cell"
+) -> dict:
     """Time one (model, threads, mode) combination; see the module docstring."""
     cpu.set_threads(n_threads)
     parameters = model.parameter_table().as_array()
-    kernel = cpu.make_cell_kernel(model, use_table=use_table)
+    start, advance, membrane_potential = kernel_calls(model, which, use_table)
 
     table_build_s = None
     table = None
@@ -107,9 +133,9 @@ def bench_kernel(model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats) 
         table_build_s = time.perf_counter() - t0
 
     # first call compiles (Numba caches per argument types, so 2 cells are enough)
-    small = model.initial_state(2)
+    small = start(model.initial_state(2))
     t0 = time.perf_counter()
-    kernel(small, parameters, np.zeros(2, np.int32), dt_ms, np.zeros(2), table)
+    advance(small, parameters, np.zeros(2, np.int32), dt_ms, np.zeros(2), table)
     compile_s = time.perf_counter() - t0
 
     y0 = model.initial_state(n_nodes)
@@ -120,12 +146,13 @@ def bench_kernel(model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats) 
     stim_steps = round(STIMULUS_MS / dt_ms)
 
     def run() -> float:
-        y = y0.copy()
+        state = start(y0.copy())
         t0 = time.perf_counter()
         for n in range(n_steps):
-            kernel(y, parameters, pset, dt_ms, stim_on if n < stim_steps else stim_off, table)
+            i_stim = stim_on if n < stim_steps else stim_off
+            advance(state, parameters, pset, dt_ms, i_stim, table)
         wall = time.perf_counter() - t0
-        if not np.all(np.isfinite(y[0])):
+        if not np.all(np.isfinite(membrane_potential(state))):
             raise FloatingPointError(f"{model.name}: V became NaN/inf in the benchmark run")
         return wall
 
@@ -136,6 +163,7 @@ def bench_kernel(model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats) 
         "model": model.name,
         "threads": n_threads,
         "mode": "table" if use_table else "exact",
+        "kernel": which,
         "n_states": model.n_states,
         "nodes": n_nodes,
         "steps": n_steps,
@@ -157,7 +185,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dt", type=float, default=0.05, help="time step, ms")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--kernel", choices=("cell", "tissue"), default="cell", help="see the module docstring"
+    )
+    parser.add_argument(
+        "--libm", action="store_true", help="tissue kernel with the C library's log/exp"
+    )
     args = parser.parse_args(argv)
+    cpu.CELL_VECTOR_MATH = not args.libm
 
     names = args.models or list(model_names())
     header = (
@@ -166,6 +201,7 @@ def main(argv=None) -> int:
     )
     print(f"CPU: {cpu_model_name()}, {os.cpu_count()} logical cores; load {load_average():.2f}")
     print(f"{args.nodes} cells × {args.steps} steps of {args.dt} ms, {args.repeats} repeats")
+    print(f"{args.kernel} kernel" + (", C-library log/exp" if args.libm else ""))
     print(header)
     print("-" * len(header))
     load_before = load_average()
@@ -177,8 +213,9 @@ def main(argv=None) -> int:
         for use_table in modes:
             for n_threads in args.threads:
                 row = bench_kernel(
-                    model, args.nodes, args.steps, args.dt, n_threads, use_table, args.repeats
-                )
+                    model, args.nodes, args.steps, args.dt, n_threads, use_table, args.repeats,
+                    args.kernel,
+                )  # fmt: skip
                 key = (model.module, use_table)
                 if key in compiled:
                     row["compile_s"] = None  # already compiled: the first call measured nothing
@@ -205,6 +242,8 @@ def main(argv=None) -> int:
             "load_after": load_after,
             "threading": threading_environment(),
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            "kernel": args.kernel,
+            "vector_math": args.kernel == "tissue" and not args.libm,
             "results": rows,
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -17,13 +17,14 @@ from functools import cache, partial
 import numba
 import numpy as np
 
-from cardiotwin.solvers.backends import node_rules
+from cardiotwin.solvers.backends import node_rules, vector_math
 from cardiotwin.solvers.ionic.base import (
     IonicModel,
     Placement,
     compile_split_step,
     compile_step_of_module,
     empty_table,
+    split_row_arguments,
     takes_table,
 )
 
@@ -57,6 +58,17 @@ _INLINED = frozenset({"lookup", "table_position", "split_step"})
 #: AVX-512 machine they measured no gain (benchmarks/RESULTS.md, "Cell kernels on Zen 5").
 #: Single-cell pre-pacing (``make_cell_kernel``) keeps IEEE arithmetic.
 CELL_FASTMATH: frozenset = frozenset({"contract", "arcp", "reassoc", "nsz", "afn"})
+
+
+#: compile the tissue cell kernels against :mod:`~cardiotwin.solvers.backends.vector_math`
+#: (``log``/``exp`` as arithmetic, within 2 ulp of the C library's), so that their node loop
+#: vectorises; False: the C library's, called once per node. With the state rows as separate
+#: arrays, the TP06 table kernel goes from 39 to 20 ns per node-step on a Zen 5 EPYC (one
+#: thread, AVX-512; benchmarks/RESULTS.md, "The cell kernel vectorised"). Not for a model's
+#: exact voltage terms (``cell_tables=False``): their if-chain of some sixty ``exp`` calls
+#: does not vectorise, and with ``exp`` pasted in at each it compiled 16x longer (235 s)
+#: and ran 2.7x slower.
+CELL_VECTOR_MATH = True
 
 
 def _njit(f, fastmath=False):
@@ -110,24 +122,39 @@ def make_split_cell_kernel(
     at ``placement``. ``single_set``: every node uses parameter set 0, and ``pset`` is not
     read (no per-node gather), and the parameters reach the kernel as a tuple of values, so
     their terms are computed once per call (``parameter_tuple`` of
-    :func:`~cardiotwin.solvers.ionic.base.compile_split_step`)."""
-    return _split_kernel(model.module, use_table, takes_table(model), placement, single_set)
+    :func:`~cardiotwin.solvers.ionic.base.compile_split_step`).
+
+    The node loop vectorises (8 nodes per AVX-512 instruction, table reads as gathers), for
+    two reasons. Each state row reaches the compiled loop as an array of its own
+    (``row_arguments`` of ``compile_split_step``): when nothing in a ``prange`` loop derives
+    one array from another, Numba tells LLVM that its arrays do not overlap, and LLVM needs
+    that to move table reads past state stores. And ``log``/``exp`` are arithmetic
+    (:data:`CELL_VECTOR_MATH`)."""
+    return _split_kernel(
+        model.module, use_table, takes_table(model), placement, single_set,
+        CELL_VECTOR_MATH, frozenset(CELL_FASTMATH),
+    )  # fmt: skip
 
 
 @cache
-def _split_kernel(module_name, use_table, with_table, placement, single_set) -> Callable:
-    fastmath = set(CELL_FASTMATH) or False
+def _split_kernel(
+    module_name, use_table, with_table, placement, single_set, use_vector_math, fastmath_flags
+) -> Callable:
+    fastmath = set(fastmath_flags) or False
+    arithmetic_math = use_vector_math and (use_table or not with_table)  # see CELL_VECTOR_MATH
     step = compile_split_step(
         module_name, partial(_njit, fastmath=fastmath), use_table, placement,
-        unsigned_rows=True, parameter_tuple=single_set,
+        unsigned_rows=True, parameter_tuple=single_set, row_arguments=True,
+        math_module=vector_math.MATH if arithmetic_math else None,
     )  # fmt: skip
     namespace = {"numba": numba, "step": step}
     node_set = "0" if single_set else "pset[k]"
     table = ", table" if with_table else ""
+    states = ", ".join(split_row_arguments(placement))  # one array per state row
     exec(
-        "def _kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table):\n"
+        f"def _kernel({states}, p, pset, dt_ms, i_stim, table):\n"
         "    for k in numba.prange(v_in.shape[0]):\n"
-        f"        step(v_in, v_out, y32, y64, p, k, {node_set}, dt_ms, i_stim[k]{table})\n",
+        f"        step({states}, p, k, {node_set}, dt_ms, i_stim[k]{table})\n",
         namespace,
     )
     kernel = numba.njit(namespace["_kernel"], parallel=True, error_model="numpy", fastmath=fastmath)
@@ -137,7 +164,7 @@ def _split_kernel(module_name, use_table, with_table, placement, single_set) -> 
         table = placeholder if table is None else table
         if single_set:
             p = tuple(p[:, 0].tolist())
-        kernel(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)
+        kernel(v_in, v_out, *y32, *y64, p, pset, dt_ms, i_stim, table)
 
     launch.compiled = kernel
     return launch

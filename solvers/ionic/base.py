@@ -278,12 +278,15 @@ def _compiled_namespace(
     use_table: bool,
     unsigned_rows: bool = False,
     parameter_tuple: bool = False,
+    math_module=None,
 ) -> dict:
     """A copy of the model file's namespace whose functions are all compiled by ``jit``
     (``unsigned_rows``: table rows as numba.uint64, for the compiled backends;
-    ``parameter_tuple``: see :func:`compile_split_step`)."""
+    ``parameter_tuple``, ``math_module``: see :func:`compile_split_step`)."""
     module = importlib.import_module(module_name)
     namespace = dict(vars(module))
+    if math_module is not None:
+        namespace["math"] = math_module
     own = {
         name: f
         for name, f in vars(module).items()
@@ -344,6 +347,8 @@ def compile_split_step(
     placement: Placement,
     unsigned_rows: bool = False,
     parameter_tuple: bool = False,
+    row_arguments: bool = False,
+    math_module=None,
 ) -> Callable:
     """The model file's ``step`` rewritten for the split layout and compiled by ``jit``.
 
@@ -358,10 +363,22 @@ def compile_split_step(
     model file becomes ``p[NAME]``. A tuple is a value, not memory the state stores might
     overwrite, so the compiler computes the parameter-only terms (F/RT, √(K_o/5.4), volume
     ratios, …) once per kernel call instead of once per node; the arithmetic is unchanged.
+
+    ``row_arguments``: each row of ``y32`` and ``y64`` is an argument of its own, a 1-D array
+    (the result is ``step(v_in, v_out, y32_0, …, y64_0, …, p, k, …)``, names from
+    :func:`split_row_arguments`). Rows of one 2-D array may overlap as far as the compiler
+    can tell, so a loop over nodes that stores one row and reads another needs a run-time
+    overlap test per pair, which LLVM gives up on beyond a few; separate arrays it may treat
+    as disjoint, and the loop vectorises.
+
+    ``math_module``: the module the model file's ``math.`` names resolve to (for instance
+    :data:`cardiotwin.solvers.backends.vector_math.MATH`); by default Python's ``math``.
     """
     module = importlib.import_module(module_name)
-    namespace = _compiled_namespace(module_name, jit, use_table, unsigned_rows, parameter_tuple)
-    tree = _split_step_function(module, placement)
+    namespace = _compiled_namespace(
+        module_name, jit, use_table, unsigned_rows, parameter_tuple, math_module
+    )
+    tree = _split_step_function(module, placement, row_arguments)
     if parameter_tuple:
         _ParameterTupleRewriter(module_name).visit(tree)
     exec(_compile_tree(tree, module.step), namespace)  # defines "split_step"
@@ -403,18 +420,29 @@ class _ParameterTupleRewriter(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
-def _split_step_function(module: ModuleType, placement: Placement) -> ast.Module:
+def _split_step_function(
+    module: ModuleType, placement: Placement, row_arguments: bool = False
+) -> ast.Module:
     tree = _function_ast(module.step)
     function = tree.body[0]
     if not isinstance(function, ast.FunctionDef) or function.args.args[0].arg != "y":
         raise StepSourceError(f"{module.__name__}.step must be def step(y, p, k, s, ...)")
     constants = {n: v for n, v in vars(module).items() if type(v) is int}
-    _SplitRewriter(module.__name__, placement, constants).visit(function)
+    _SplitRewriter(module.__name__, placement, constants, row_arguments).visit(function)
     _check_v_read_before_written(module.__name__, function)
     function.name = "split_step"
     function.decorator_list = []
-    function.args.args = [ast.arg(name) for name in SPLIT_STEP_ARGUMENTS] + function.args.args[1:]
+    names = split_row_arguments(placement) if row_arguments else SPLIT_STEP_ARGUMENTS
+    function.args.args = [ast.arg(name) for name in names] + function.args.args[1:]
     return tree
+
+
+def split_row_arguments(placement: Placement) -> tuple[str, ...]:
+    """The state arguments of a step compiled with ``row_arguments``: ``v_in``, ``v_out``,
+    then ``y32_<row>`` and ``y64_<row>`` for each row of the split layout."""
+    n32 = sum(1 for where, _ in placement if where == "y32")
+    n64 = sum(1 for where, _ in placement if where == "y64")
+    return ("v_in", "v_out", *(f"y32_{i}" for i in range(n32)), *(f"y64_{i}" for i in range(n64)))
 
 
 def _is_state_access(node) -> bool:
@@ -426,8 +454,11 @@ def _is_state_access(node) -> bool:
 
 
 class _SplitRewriter(ast.NodeTransformer):
-    def __init__(self, module_name: str, placement: Placement, constants: dict[str, int]):
+    def __init__(
+        self, module_name: str, placement: Placement, constants: dict[str, int], row_arguments: bool
+    ):
         self.module_name, self.placement, self.constants = module_name, placement, constants
+        self.row_arguments = row_arguments
 
     def _fail(self, node, what: str):
         raise StepSourceError(
@@ -458,6 +489,10 @@ class _SplitRewriter(ast.NodeTransformer):
         if where == "v":
             name = "v_in" if isinstance(ctx, ast.Load) else "v_out"
             new = ast.Subscript(ast.Name(name, ast.Load()), k, ctx)
+        elif self.row_arguments:  # y32_<row>[k]: one array argument per row
+            new = ast.Subscript(ast.Name(f"{where}_{row}", ast.Load()), k, ctx)
+            if where == "y32" and isinstance(ctx, ast.Load):
+                new = ast.Call(ast.Name("float", ast.Load()), [new], [])
         else:
             index = ast.Tuple([ast.Constant(row), k], ast.Load())
             new = ast.Subscript(ast.Name(where, ast.Load()), index, ctx)
