@@ -489,13 +489,12 @@ class _SplitRewriter(ast.NodeTransformer):
         if where == "v":
             name = "v_in" if isinstance(ctx, ast.Load) else "v_out"
             new = ast.Subscript(ast.Name(name, ast.Load()), k, ctx)
-        elif self.row_arguments:  # y32_<row>[k]: one array argument per row
-            new = ast.Subscript(ast.Name(f"{where}_{row}", ast.Load()), k, ctx)
-            if where == "y32" and isinstance(ctx, ast.Load):
-                new = ast.Call(ast.Name("float", ast.Load()), [new], [])
         else:
-            index = ast.Tuple([ast.Constant(row), k], ast.Load())
-            new = ast.Subscript(ast.Name(where, ast.Load()), index, ctx)
+            if self.row_arguments:  # y32_<row>[k]: one array argument per row
+                new = ast.Subscript(ast.Name(f"{where}_{row}", ast.Load()), k, ctx)
+            else:
+                index = ast.Tuple([ast.Constant(row), k], ast.Load())
+                new = ast.Subscript(ast.Name(where, ast.Load()), index, ctx)
             if where == "y32" and isinstance(ctx, ast.Load):  # widen: float64 arithmetic
                 new = ast.Call(ast.Name("float", ast.Load()), [new], [])
         return ast.copy_location(new, node)
