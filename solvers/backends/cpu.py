@@ -70,6 +70,14 @@ CELL_FASTMATH: frozenset = frozenset({"contract", "arcp", "reassoc", "nsz", "afn
 #: and ran 2.7x slower.
 CELL_VECTOR_MATH = True
 
+#: with several parameter sets, read per node only the parameters that differ between the
+#: sets, and the others once per call (``varying_parameters`` of
+#: :func:`~cardiotwin.solvers.ionic.base.compile_split_step`); False: every parameter per
+#: node. A ventricle's epi/M/endo and border-zone TP06 sets differ in a few conductances, and
+#: the node loop gathered all 50 parameters: 33 against 24 ns per node-step on a Zen 5 EPYC
+#: (one thread, 1.4 M cells; benchmarks/RESULTS.md, "Several parameter sets").
+CELL_UNIFORM_PARAMETERS = True
+
 
 def _njit(f, fastmath=False):
     inline = "always" if f.__name__ in _INLINED else "never"
@@ -129,32 +137,58 @@ def make_split_cell_kernel(
     (``row_arguments`` of ``compile_split_step``): when nothing in a ``prange`` loop derives
     one array from another, Numba tells LLVM that its arrays do not overlap, and LLVM needs
     that to move table reads past state stores. And ``log``/``exp`` are arithmetic
-    (:data:`CELL_VECTOR_MATH`)."""
-    return _split_kernel(
-        model.module, use_table, takes_table(model), placement, single_set,
-        CELL_VECTOR_MATH, frozenset(CELL_FASTMATH),
-    )  # fmt: skip
+    (:data:`CELL_VECTOR_MATH`).
+
+    With several sets, the parameters that are the same in every set are read once per call
+    and only those that differ per node (:data:`CELL_UNIFORM_PARAMETERS`); which ones differ
+    is read from ``p`` at each call, and each combination is compiled once."""
+    key = (model.module, use_table, takes_table(model), placement)
+    options = (CELL_VECTOR_MATH, frozenset(CELL_FASTMATH))
+    if single_set or not CELL_UNIFORM_PARAMETERS:
+        return _split_kernel(*key, single_set, None, *options)
+
+    def compiled_for(p):
+        return _split_kernel(*key, False, varying_parameters(p), *options)
+
+    def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):
+        compiled_for(p)(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)
+
+    launch.compiled_for = compiled_for  # the launch for one parameter array (tests)
+    return launch
+
+
+def varying_parameters(p: np.ndarray) -> frozenset[int]:
+    """The rows of a (n_parameters, n_sets) parameter array whose value is not the same in
+    every set (a NaN counts as differing)."""
+    same = p == p[:, :1]
+    return frozenset(np.flatnonzero(~same.all(axis=1)).tolist())
 
 
 @cache
 def _split_kernel(
-    module_name, use_table, with_table, placement, single_set, use_vector_math, fastmath_flags
-) -> Callable:
+    module_name, use_table, with_table, placement, single_set, varying, use_vector_math,
+    fastmath_flags,
+) -> Callable:  # fmt: skip
+    """``varying``: None, or the parameters read per node (see ``make_split_cell_kernel``)."""
     fastmath = set(fastmath_flags) or False
     arithmetic_math = use_vector_math and (use_table or not with_table)  # see CELL_VECTOR_MATH
+    if not (use_table or not with_table):
+        varying = None  # exact voltage terms read p in the model's functions: every p per node
     step = compile_split_step(
         module_name, partial(_njit, fastmath=fastmath), use_table, placement,
-        unsigned_rows=True, parameter_tuple=single_set, row_arguments=True,
-        math_module=vector_math.MATH if arithmetic_math else None,
+        unsigned_rows=True, parameter_tuple=single_set or varying is not None,
+        row_arguments=True, math_module=vector_math.MATH if arithmetic_math else None,
+        varying_parameters=None if single_set else varying,
     )  # fmt: skip
     namespace = {"numba": numba, "step": step}
     node_set = "0" if single_set else "pset[k]"
     table = ", table" if with_table else ""
     states = ", ".join(split_row_arguments(placement))  # one array per state row
+    parameters = "p" if varying is None or single_set else "p, p_sets"
     exec(
-        f"def _kernel({states}, p, pset, dt_ms, i_stim, table):\n"
+        f"def _kernel({states}, p, p_sets, pset, dt_ms, i_stim, table):\n"
         "    for k in numba.prange(v_in.shape[0]):\n"
-        f"        step({states}, p, k, {node_set}, dt_ms, i_stim[k]{table})\n",
+        f"        step({states}, {parameters}, k, {node_set}, dt_ms, i_stim[k]{table})\n",
         namespace,
     )
     kernel = numba.njit(namespace["_kernel"], parallel=True, error_model="numpy", fastmath=fastmath)
@@ -162,9 +196,10 @@ def _split_kernel(
 
     def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):
         table = placeholder if table is None else table
-        if single_set:
+        p_sets = p
+        if single_set or varying is not None:
             p = tuple(p[:, 0].tolist())
-        kernel(v_in, v_out, *y32, *y64, p, pset, dt_ms, i_stim, table)
+        kernel(v_in, v_out, *y32, *y64, p, p_sets, pset, dt_ms, i_stim, table)
 
     launch.compiled = kernel
     return launch

@@ -279,10 +279,12 @@ def _compiled_namespace(
     unsigned_rows: bool = False,
     parameter_tuple: bool = False,
     math_module=None,
+    varying_parameters: frozenset[int] | None = None,
 ) -> dict:
     """A copy of the model file's namespace whose functions are all compiled by ``jit``
     (``unsigned_rows``: table rows as numba.uint64, for the compiled backends;
-    ``parameter_tuple``, ``math_module``: see :func:`compile_split_step`)."""
+    ``parameter_tuple``, ``math_module``, ``varying_parameters``: see
+    :func:`compile_split_step`)."""
     module = importlib.import_module(module_name)
     namespace = dict(vars(module))
     if math_module is not None:
@@ -292,7 +294,9 @@ def _compiled_namespace(
         for name, f in vars(module).items()
         if isinstance(f, FunctionType) and f.__module__ == module.__name__
     }
-    if parameter_tuple:  # the model's own functions that index p, rewritten from source
+    # the model's own functions that index p, rewritten from source (not with
+    # varying_parameters: then the step calls none, see compile_split_step)
+    if parameter_tuple and varying_parameters is None:
         for name, f in list(own.items()):
             if "p" in f.__code__.co_varnames[: f.__code__.co_argcount]:
                 tree = _function_ast(f)
@@ -349,6 +353,7 @@ def compile_split_step(
     parameter_tuple: bool = False,
     row_arguments: bool = False,
     math_module=None,
+    varying_parameters: frozenset[int] | None = None,
 ) -> Callable:
     """The model file's ``step`` rewritten for the split layout and compiled by ``jit``.
 
@@ -364,6 +369,16 @@ def compile_split_step(
     overwrite, so the compiler computes the parameter-only terms (F/RT, √(K_o/5.4), volume
     ratios, …) once per kernel call instead of once per node; the arithmetic is unchanged.
 
+    ``varying_parameters`` (with ``parameter_tuple``): the nodes use several parameter sets
+    that differ only in these parameters (indices into the model's parameter table). The
+    step then takes ``p, p_sets`` where it took ``p``: ``p`` a tuple of every parameter's
+    value in set 0, read for the parameters that are the same in every set (``p[NAME, s]`` →
+    ``p[NAME]``), and ``p_sets`` the (n_parameters, n_sets) array, read per node only for the
+    varying ones (``p_sets[NAME, s]``). A compiled loop over nodes then gathers a handful of
+    values per node instead of every parameter (TP06: 50), and computes the rest once per
+    call. Only for a step that calls none of the model's functions that read ``p``: one
+    compiled with tables (``use_table``), or a model without voltage terms.
+
     ``row_arguments``: each row of ``y32`` and ``y64`` is an argument of its own, a 1-D array
     (the result is ``step(v_in, v_out, y32_0, …, y64_0, …, p, k, …)``, names from
     :func:`split_row_arguments`). Rows of one 2-D array may overlap as far as the compiler
@@ -376,11 +391,15 @@ def compile_split_step(
     """
     module = importlib.import_module(module_name)
     namespace = _compiled_namespace(
-        module_name, jit, use_table, unsigned_rows, parameter_tuple, math_module
+        module_name, jit, use_table, unsigned_rows, parameter_tuple, math_module, varying_parameters
     )
     tree = _split_step_function(module, placement, row_arguments)
     if parameter_tuple:
-        _ParameterTupleRewriter(module_name).visit(tree)
+        _ParameterTupleRewriter(module_name, varying_parameters).visit(tree)
+    if parameter_tuple and varying_parameters is not None:
+        arguments = tree.body[0].args.args
+        where = next(i for i, a in enumerate(arguments) if a.arg == "p")
+        arguments.insert(where + 1, ast.arg("p_sets"))
     exec(_compile_tree(tree, module.step), namespace)  # defines "split_step"
     return jit(namespace["split_step"])
 
@@ -399,10 +418,22 @@ def _compile_tree(tree: ast.Module, original: FunctionType):
 
 
 class _ParameterTupleRewriter(ast.NodeTransformer):
-    """``p[NAME, s]`` → ``p[NAME]`` (see ``parameter_tuple`` in :func:`compile_split_step`)."""
+    """``p[NAME, s]`` → ``p[NAME]``; with ``varying``, ``p_sets[NAME, s]`` for a parameter in
+    it or whose index is not a module constant (see ``parameter_tuple`` and
+    ``varying_parameters`` in :func:`compile_split_step`)."""
 
-    def __init__(self, module_name: str):
+    def __init__(self, module_name: str, varying: frozenset[int] | None = None):
         self.module_name = module_name
+        self.varying = varying
+        module = importlib.import_module(module_name)
+        self.constants = {n: v for n, v in vars(module).items() if type(v) is int}
+
+    def _is_uniform(self, name: ast.expr) -> bool:
+        if isinstance(name, ast.Constant) and type(name.value) is int:
+            return name.value not in self.varying
+        if isinstance(name, ast.Name) and name.id in self.constants:
+            return self.constants[name.id] not in self.varying
+        return False  # an index computed at run time: read it per node
 
     def visit_Subscript(self, node: ast.Subscript):
         if isinstance(node.value, ast.Name) and node.value.id == "p":
@@ -416,7 +447,10 @@ class _ParameterTupleRewriter(ast.NodeTransformer):
                 raise StepSourceError(
                     f"{self.module_name}, line {node.lineno}: parameters must be read as p[NAME, s]"
                 )
-            return ast.copy_location(ast.Subscript(node.value, index.elts[0], node.ctx), node)
+            if self.varying is None or self._is_uniform(index.elts[0]):
+                return ast.copy_location(ast.Subscript(node.value, index.elts[0], node.ctx), node)
+            p_sets = ast.Name("p_sets", ast.Load())
+            return ast.copy_location(ast.Subscript(p_sets, index, node.ctx), node)
         return self.generic_visit(node)
 
 
