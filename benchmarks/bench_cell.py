@@ -14,6 +14,11 @@ median and best node-steps/s (``nodes × steps / wall time``).
 the C library's ``log``/``exp``); ``--kernel tissue`` the tissue kernel the monodomain
 stepper runs (float64 split state, one parameter set, fast-math, vectorised; ``--libm``:
 compiled with the C library's ``log``/``exp`` instead of ``solvers/backends/vector_math``).
+``--parameter-sets N`` (tissue kernel): N parameter sets, node k on set k mod N, differing
+in ``--varying`` parameters (the first ones with a non-zero value, scaled by 1 + 0.02 × set),
+as a ventricle's epi/M/endo and border-zone sets differ in a few conductances;
+``--every-parameter-per-node``: read all parameters per node, as before 2026-12-05
+(``cpu.CELL_UNIFORM_PARAMETERS`` off).
 
 A benchmark, not a test: nothing is asserted. Timings on a shared machine are noisy; the
 1-minute load average is recorded before and after.
@@ -21,6 +26,7 @@ A benchmark, not a test: nothing is asserted. Timings on a shared machine are no
     .venv/bin/python benchmarks/bench_cell.py --json out/bench/cell.json
     .venv/bin/python benchmarks/bench_cell.py --models tp06-epi --threads 2 --nodes 200000
     .venv/bin/python benchmarks/bench_cell.py --kernel tissue --models tp06-epi courtemanche
+    .venv/bin/python benchmarks/bench_cell.py --kernel tissue --models tp06-epi --parameter-sets 6
 """
 
 from __future__ import annotations
@@ -100,7 +106,7 @@ def threading_environment() -> dict:
     return env
 
 
-def kernel_calls(model, which: str, use_table: bool):
+def kernel_calls(model, which: str, use_table: bool, single_set: bool = True):
     """``(start, advance, membrane_potential)`` for one kernel: ``start(y)`` turns an
     (n_states, n) state into what the kernel steps, ``advance(state, parameters, pset, dt_ms,
     i_stim, table)`` takes one step in place, ``membrane_potential(state)`` reads V back."""
@@ -108,7 +114,7 @@ def kernel_calls(model, which: str, use_table: bool):
         kernel = cpu.make_cell_kernel(model, use_table=use_table)
         return (lambda y: y), kernel, (lambda y: y[0])
     layout = state_layout(model, "fp64")
-    split = cpu.make_split_cell_kernel(model, layout.placement, use_table, single_set=True)
+    split = cpu.make_split_cell_kernel(model, layout.placement, use_table, single_set=single_set)
 
     def advance(state, parameters, pset, dt_ms, i_stim, table):
         v, y32, y64 = state
@@ -117,13 +123,23 @@ def kernel_calls(model, which: str, use_table: bool):
     return layout.split, advance, (lambda state: state[0])
 
 
+def parameter_sets(model, n_sets: int, n_varying: int) -> np.ndarray:
+    """``n_sets`` columns of the model's defaults, the first ``n_varying`` parameters with a
+    non-zero value scaled by 1 + 0.02 × set (see the module docstring)."""
+    parameters = np.repeat(model.parameter_table().as_array(), n_sets, axis=1)
+    rows = np.flatnonzero(parameters[:, 0] != 0.0)[:n_varying]
+    parameters[rows] *= 1.0 + 0.02 * np.arange(n_sets)
+    return parameters
+
+
 def bench_kernel(
-    model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats, which="cell"
-) -> dict:
+    model, n_nodes, n_steps, dt_ms, n_threads, use_table, repeats, which="cell", n_sets=1,
+    n_varying=6,
+) -> dict:  # fmt: skip
     """Time one (model, threads, mode) combination; see the module docstring."""
     cpu.set_threads(n_threads)
-    parameters = model.parameter_table().as_array()
-    start, advance, membrane_potential = kernel_calls(model, which, use_table)
+    parameters = parameter_sets(model, n_sets, n_varying)
+    start, advance, membrane_potential = kernel_calls(model, which, use_table, n_sets == 1)
 
     table_build_s = None
     table = None
@@ -139,7 +155,7 @@ def bench_kernel(
     compile_s = time.perf_counter() - t0
 
     y0 = model.initial_state(n_nodes)
-    pset = np.zeros(n_nodes, dtype=np.int32)
+    pset = (np.arange(n_nodes) % n_sets).astype(np.int32)
     stim_on = np.zeros(n_nodes)
     stim_on[::2] = STIMULUS_UA_PER_UF
     stim_off = np.zeros(n_nodes)
@@ -168,6 +184,8 @@ def bench_kernel(
         "nodes": n_nodes,
         "steps": n_steps,
         "dt_ms": dt_ms,
+        "parameter_sets": n_sets,
+        "varying_parameters": n_varying if n_sets > 1 else 0,
         "compile_s": compile_s,
         "table_build_s": table_build_s,
         "wall_s": walls,
@@ -191,8 +209,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--libm", action="store_true", help="tissue kernel with the C library's log/exp"
     )
+    parser.add_argument("--parameter-sets", type=int, default=1, help="see the module docstring")
+    parser.add_argument("--varying", type=int, default=6, help="parameters differing per set")
+    parser.add_argument(
+        "--every-parameter-per-node",
+        action="store_true",
+        help="several sets: read every parameter per node (see the module docstring)",
+    )
     args = parser.parse_args(argv)
+    if args.parameter_sets > 1 and args.kernel != "tissue":
+        parser.error("--parameter-sets is for the tissue kernel (--kernel tissue)")
     cpu.CELL_VECTOR_MATH = not args.libm
+    cpu.CELL_UNIFORM_PARAMETERS = not args.every_parameter_per_node
 
     names = args.models or list(model_names())
     header = (
@@ -202,6 +230,9 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_model_name()}, {os.cpu_count()} logical cores; load {load_average():.2f}")
     print(f"{args.nodes} cells × {args.steps} steps of {args.dt} ms, {args.repeats} repeats")
     print(f"{args.kernel} kernel" + (", C-library log/exp" if args.libm else ""))
+    if args.parameter_sets > 1:
+        how = "every parameter" if args.every_parameter_per_node else "the varying ones"
+        print(f"{args.parameter_sets} parameter sets, {args.varying} differing; {how} per node")
     print(header)
     print("-" * len(header))
     load_before = load_average()
@@ -214,7 +245,7 @@ def main(argv=None) -> int:
             for n_threads in args.threads:
                 row = bench_kernel(
                     model, args.nodes, args.steps, args.dt, n_threads, use_table, args.repeats,
-                    args.kernel,
+                    args.kernel, args.parameter_sets, args.varying,
                 )  # fmt: skip
                 key = (model.module, use_table)
                 if key in compiled:
@@ -244,6 +275,7 @@ def main(argv=None) -> int:
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
             "kernel": args.kernel,
             "vector_math": args.kernel == "tissue" and not args.libm,
+            "uniform_parameters": not args.every_parameter_per_node,
             "results": rows,
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
