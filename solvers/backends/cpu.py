@@ -150,8 +150,15 @@ def make_split_cell_kernel(
     def compiled_for(p):
         return _split_kernel(*key, False, varying_parameters(p), *options)
 
+    last = [None, b"", None]  # the last parameter array, its bytes, its launch
+
     def launch(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table=None):
-        compiled_for(p)(v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)
+        # a stepper passes the same array every step: finding the varying rows again costs
+        # more than a small mesh's whole cell step, so it is redone only when p changed
+        values = p.tobytes()
+        if p is not last[0] or values != last[1]:
+            last[:] = p, values, compiled_for(p)
+        last[2](v_in, v_out, y32, y64, p, pset, dt_ms, i_stim, table)
 
     launch.compiled_for = compiled_for  # the launch for one parameter array (tests)
     return launch
