@@ -9,7 +9,8 @@ beat, not only the first and last). Per member (:class:`MemberWatch`) it checks,
 - **capture** of each listed stimulus: did the wave leave the pacing site? The stimulus
   captured when at least ``capture_fraction`` of the member's probe nodes (a shell around
   the site, chosen by the caller) activated between its onset and ``capture_window_ms``
-  later;
+  later (decided when the window closes, or when the member comes to rest before that: at
+  rest no probe node will activate any more);
 - **quiescence**: after ``quiet_after_ms`` (the end of the member's last stimulus), the member
   is at rest once V < ``quiet_mv`` at every node (no depolarised tissue: no wave exists, and
   the models here have no automaticity, so none will appear). The member is then finished;
@@ -160,7 +161,15 @@ class TrialMonitor(Tracker):
         self._onsets = [np.asarray(w.stimulus_onsets_ms, dtype=np.float64) for w in watches]
         self.captured = [[None] * len(o) for o in self._onsets]
         for m, record in carried.items():
-            self.captured[m] = list(record["captured"])
+            # a record from a trial with fewer watched stimuli (one this member branched
+            # from, its stimuli a prefix of this one's): the stimuli after them are unchecked
+            captured = list(record["captured"])
+            if len(captured) > len(self.captured[m]):
+                raise ValueError(
+                    f"member {m}: the record has {len(captured)} captures, the watch "
+                    f"{len(self.captured[m])} stimuli"
+                )
+            self.captured[m][: len(captured)] = captured
         self._probes = [
             np.zeros(0, np.int64) if w.probe_nodes is None else np.asarray(w.probe_nodes, np.int64)
             for w in watches
@@ -194,6 +203,8 @@ class TrialMonitor(Tracker):
             quiet = due_quiet & (v_max < self.quiet_mv)
             self.outcome[quiet] = QUIESCENT
             newly |= quiet
+            if quiet.any():  # at rest no probe node activates any more: captures are final
+                self._check_captures(t, settled=quiet)
         observed = (self.outcome == RUNNING) & (t >= self._stop_at - 1e-9)
         self.outcome[observed] = OBSERVED
         newly |= observed
@@ -209,12 +220,15 @@ class TrialMonitor(Tracker):
             total = self.outcome.size
             raise StopSimulation(f"{finished} of {total} trials finished (t = {t:g} ms)")
 
-    def _check_captures(self, t: float) -> None:
+    def _check_captures(self, t: float, settled: np.ndarray | None = None) -> None:
+        """Decide the captures whose window has closed by ``t``; for ``settled`` members
+        (at rest) also those of stimuli delivered whose window is still open."""
         b = self._shape[1]
         pending = []
         for m, onsets in enumerate(self._onsets):
+            closes = t if settled is not None and settled[m] else t - self.capture_window_ms
             for j, onset in enumerate(onsets):
-                if self.captured[m][j] is None and t >= onset + self.capture_window_ms - 1e-9:
+                if self.captured[m][j] is None and onset <= closes + 1e-9:
                     pending.append((m, j, onset))
         if not pending:
             return

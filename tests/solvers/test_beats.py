@@ -74,6 +74,26 @@ def test_beats_capture_and_quiescence_of_a_paced_strip():
     assert beats[far, 1] > beats[np.argmin(x), 1] + 5.0  # the wave travels along the strip
 
 
+def test_captures_are_decided_when_the_member_comes_to_rest_before_the_window_closes():
+    # a capture window longer than the beat: at rest no probe node activates any more, so
+    # the captures are known then (the S1 captured, the refractory S2 did not), not None
+    s1 = Stimulus(0.0, 1.0, 50.0, box_mm=LEFT)
+    s2 = Stimulus(150.0, 1.0, 50.0, box_mm=LEFT)
+    problem = _strip_problem([s1, s2])
+    probe = np.nonzero(np.isclose(problem.points_mm[:, 0], 1.0))[0]
+    watch = MemberWatch((0.0, 150.0), probe, quiet_after_ms=151.0, stop_at_ms=3000.0)
+    monitor = TrialMonitor([watch], capture_window_ms=2000.0, interval_ms=5.0)
+    SplitStepper(problem, DT).run(3000.0, [monitor])
+    assert monitor.outcome[0] == QUIESCENT and monitor.finished_ms[0] < 500.0
+    assert monitor.captured == [[True, False]]
+    # observed to the end of a window that never closes: unknown, not a miss
+    observed = TrialMonitor(
+        [MemberWatch((0.0, 150.0), probe, stop_at_ms=200.0)], capture_window_ms=2000.0
+    )
+    SplitStepper(_strip_problem([s1, s2]), DT).run(3000.0, [observed])
+    assert observed.outcome[0] == OBSERVED and observed.captured == [[None, None]]
+
+
 def test_a_member_stops_recording_when_finished_and_the_batch_stops_at_the_fraction():
     # member 0 is observed for 8 ms only; member 1 until quiescent. With stop_fraction 0.5
     # the run stops at 8 ms; member 0's record is then frozen while member 1 runs on
