@@ -121,9 +121,16 @@ class TrialJournal:
         return replace(result, trial=trial)
 
     def put(self, result, strength_ua_per_uf: float) -> None:
-        """Record a finished trial (its starting state is not kept: the key names it)."""
+        """Record a finished trial (its starting state is not kept: the key names it). Its
+        branch state (:attr:`TrialResult.branch`) is kept when its last watched stimulus
+        captured (a later stage may start from it), else dropped."""
         trial = result.trial
-        stripped = replace(result, trial=replace(trial, start=None))
+        captured = bool(result.captured) and result.captured[-1] is True
+        stripped = replace(
+            result,
+            trial=replace(trial, start=None, start_record=None),
+            branch=result.branch if captured else None,
+        )
         payload = pickle.dumps((trial.key, stripped), protocol=pickle.HIGHEST_PROTOCOL)
         path = self._path(trial.key, strength_ua_per_uf)
         write_atomic(path, lambda p: Path(p).write_bytes(payload))

@@ -55,6 +55,17 @@ MAX_MEMBERS = 256
 
 
 @dataclass(frozen=True, eq=False)
+class Branch:
+    """A trial's state at a chosen local step, to start other trials from: one member's
+    snapshot and the trial monitor's record then (activation times in local ms), so that a
+    trial started from it carries on exactly as an unbroken run of its stimuli would."""
+
+    step: int  # local step
+    snapshot: Snapshot
+    record: dict
+
+
+@dataclass(frozen=True, eq=False)
 class Trial:
     """One pacing run of one site (times in local steps of dt)."""
 
@@ -67,6 +78,12 @@ class Trial:
     quiet_after: int | None  # from this step, rest ends the trial (None: never)
     stop: int  # the trial ends here at the latest
     keep_final: bool = False  # return the state at the end (the trial must end at ``stop``)
+    #: the monitor's record at ``start`` (a trial started from a :class:`Branch`; times in
+    #: local ms): the beats and captures so far carry on; None: a fresh record
+    start_record: dict | None = None
+    #: keep the state at this local step in the result (:attr:`TrialResult.branch`), for
+    #: trials that share this one's stimuli up to there (None: none kept)
+    branch_at: int | None = None
 
 
 @dataclass
@@ -83,6 +100,7 @@ class TrialResult:
     final: Snapshot | None = None
     error: str = ""
     node_steps: int = 0
+    branch: Branch | None = None  # the state at ``trial.branch_at``, if the trial got there
 
 
 @dataclass
@@ -91,6 +109,7 @@ class _Member:
     snapshot: Snapshot
     record: dict | None
     offset: int  # local step = clock step + offset
+    branch: Branch | None = None
 
 
 @dataclass
@@ -117,6 +136,13 @@ def bytes_per_node_member(n_states: int, diffusion: str, mass: str, keep: int) -
     diffusion_arrays = 1 if (diffusion == "explicit" and mass == "lumped") else 7
     monitor = 8 + 1 + 8 * keep + 4 + 8
     return 8 * n_states + 8 + 4 + 8 * diffusion_arrays + monitor
+
+
+def _shift_record(record: dict | None, ms: float) -> dict | None:
+    """A monitor record with its activation times moved by ``ms`` (batch clock <-> local)."""
+    if record is None:
+        return None
+    return {**record, "times_ms": record["times_ms"] + ms, "last_ms": record["last_ms"] + ms}
 
 
 def free_memory_bytes(backend: str) -> int:
@@ -291,7 +317,9 @@ class TrialRunner:
             members = list(running)
             while queue and len(members) < self.max_members:
                 trial = queue.popleft()
-                members.append(_Member(trial, trial.start, None, trial.start_step - clock))
+                offset = trial.start_step - clock
+                record = _shift_record(trial.start_record, -offset * self.dt_ms)
+                members.append(_Member(trial, trial.start, record, offset))
             done, running, clock = self._generation(members, clock)
             if self.journal is not None:
                 for result in done:
@@ -378,6 +406,16 @@ class TrialRunner:
         ]
         if finals:
             t_end = min(t_end, min(finals))
+        # a trial whose state is wanted at a step on its way (a branch) pauses the batch there
+        branches = [
+            (m.trial.branch_at - m.offset) * dt
+            for m in members
+            if m.branch is None
+            and m.trial.branch_at is not None
+            and m.trial.branch_at - m.offset > clock
+        ]
+        if branches:
+            t_end = min(t_end, min(branches))
         self.stats.generations += 1
         self.stats.batch_sizes.append(b)
         label = f"batch {self.stats.generations} ({b} trial{'s' if b > 1 else ''})"
@@ -440,8 +478,15 @@ class TrialRunner:
                     final = snapshots.select([m])
                 done.append(self._result(member, m, monitor, beats, final))
             else:
+                record, kept = next(still), member.branch
+                if kept is None and member.trial.branch_at == now + member.offset:
+                    kept = Branch(
+                        member.trial.branch_at,
+                        snapshots.select([m]),
+                        _shift_record(record, member.offset * dt),
+                    )
                 running.append(
-                    _Member(member.trial, snapshots.select([m]), next(still), member.offset)
+                    _Member(member.trial, snapshots.select([m]), record, member.offset, kept)
                 )
         return done, running, now
 
@@ -457,6 +502,7 @@ class TrialRunner:
             captured=list(monitor.captured[m]),
             beats_ms=beats[:, m, :] + offset_ms,
             final=final,
+            branch=member.branch,
         )
 
     def _diverged(self, members: list[_Member], clock: int, exc: SimulationDiverged):

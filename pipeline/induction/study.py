@@ -2,7 +2,9 @@
 
 :func:`run_induction` is what ``cardiotwin induce`` runs. Ventricles: the S1 train of every
 site runs once (batched over sites) and is snapshotted; then every site's extrastimulus
-trials branch from its snapshot, all sites' trials sharing the batch, each site's protocol
+trials branch from its snapshot (S3 and S4 trials from the state of the trial with the
+previous stage's shortest capturing interval, where the new extrastimulus can first come: the
+earlier ones are not simulated again), all sites' trials sharing the batch, each site's protocol
 (:class:`~cardiotwin.pipeline.induction.protocols.PESSite`) choosing its next trials as
 results arrive. Atria: one rapid-pacing trial per site. Every induced trial is analysed
 (:mod:`~cardiotwin.pipeline.induction.detection`) and the induced ones grouped into unique
@@ -34,7 +36,7 @@ from cardiotwin.pipeline.induction.detection import (
 )
 from cardiotwin.pipeline.induction.journal import TrialJournal
 from cardiotwin.pipeline.induction.protocols import PESSite, PESTiming, steps_to_ms
-from cardiotwin.pipeline.induction.runner import Trial, TrialResult, TrialRunner
+from cardiotwin.pipeline.induction.runner import Branch, Trial, TrialResult, TrialRunner
 from cardiotwin.pipeline.induction.sites import (
     PacingSite,
     chamber_of,
@@ -48,6 +50,13 @@ if TYPE_CHECKING:  # the configuration model (pydantic) is not needed to run
     from cardiotwin.pipeline.config import Config
 
 log = logging.getLogger(__name__)
+
+#: start each PES trial from its prefix trial's state where the new extrastimulus can first
+#: come (an S3 trial from the S2 trial with the stage's shortest capturing interval), not
+#: from the S1 snapshot; the same answers (tests/pipeline/test_induction.py), fewer
+#: simulated ms: the prefix's extrastimuli are not simulated again. False: every trial
+#: starts from the S1 snapshot.
+BRANCH_FROM_PREFIX = True
 
 
 class InductionError(ValueError):
@@ -318,20 +327,31 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
     induced_analyses: dict[tuple, TrialAnalysis] = {}
     width = runner.speculative_intervals
 
+    # per (site, couplings): the state of a captured trial at the earliest onset of the next
+    # extrastimulus, kept while that trial may become the next stage's prefix
+    branches: dict[tuple, Branch] = {}
+    last_stage = timing.extrastimuli
+
     def trials_of(i: int) -> list[Trial]:
         out = []
         for couplings in machines[i].propose(width):
             onsets = timing.extrastimulus_onsets(couplings)
+            origin = branches.get((i, couplings[:-1])) if BRANCH_FROM_PREFIX else None
             out.append(
                 Trial(
                     key=(i, couplings),
                     site=i,
-                    start=snapshots[i],
-                    start_step=timing.snapshot_step,
+                    start=snapshots[i] if origin is None else origin.snapshot,
+                    start_step=timing.snapshot_step if origin is None else origin.step,
+                    start_record=None if origin is None else origin.record,
                     onsets=onsets,
                     watch=onsets,
                     quiet_after=onsets[-1] + timing.duration,
                     stop=onsets[-1] + sustain,
+                    # where the next stage's earliest extrastimulus would come
+                    branch_at=onsets[-1] + timing.couplings[-1]
+                    if BRANCH_FROM_PREFIX and len(couplings) < last_stage
+                    else None,
                 )
             )
         return out
@@ -353,6 +373,14 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
         )
         if analysis.induced:
             induced_analyses[(i, couplings)] = analysis
+        if captured and result.branch is not None and not machine.done:
+            branches[(i, couplings)] = result.branch
+        # keep only what the site's protocol can still start from: its stage's prefix and
+        # this stage's captured trials (one of them may become the next prefix)
+        prefix = machine.stage.prefix
+        for key in [k for k in branches if k[0] == i]:
+            if machine.done or (key[1] != prefix and len(key[1]) <= len(prefix)):
+                del branches[key]
         return trials_of(i)
 
     failures: dict[tuple, str] = {}
