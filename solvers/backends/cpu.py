@@ -144,7 +144,8 @@ def make_split_cell_kernel(
     is read from ``p`` at each call, and each combination is compiled once."""
     key = (model.module, use_table, takes_table(model), placement)
     options = (CELL_VECTOR_MATH, frozenset(CELL_FASTMATH))
-    if single_set or not CELL_UNIFORM_PARAMETERS:
+    # exact voltage terms read every parameter per node (_split_kernel): one compilation
+    if single_set or not CELL_UNIFORM_PARAMETERS or not _tabulated(use_table, key[2]):
         return _split_kernel(*key, single_set, None, *options)
 
     def compiled_for(p):
@@ -171,6 +172,12 @@ def varying_parameters(p: np.ndarray) -> frozenset[int]:
     return frozenset(np.flatnonzero(~same.all(axis=1)).tolist())
 
 
+def _tabulated(use_table: bool, with_table: bool) -> bool:
+    """The kernel's voltage terms come from the lookup table, or the model has none (its
+    functions of V do not read the parameters per node)."""
+    return use_table or not with_table
+
+
 @cache
 def _split_kernel(
     module_name, use_table, with_table, placement, single_set, varying, use_vector_math,
@@ -178,8 +185,9 @@ def _split_kernel(
 ) -> Callable:  # fmt: skip
     """``varying``: None, or the parameters read per node (see ``make_split_cell_kernel``)."""
     fastmath = set(fastmath_flags) or False
-    arithmetic_math = use_vector_math and (use_table or not with_table)  # see CELL_VECTOR_MATH
-    if not (use_table or not with_table):
+    tabulated = _tabulated(use_table, with_table)
+    arithmetic_math = use_vector_math and tabulated  # see CELL_VECTOR_MATH
+    if not tabulated:
         varying = None  # exact voltage terms read p in the model's functions: every p per node
     step = compile_split_step(
         module_name, partial(_njit, fastmath=fastmath), use_table, placement,
