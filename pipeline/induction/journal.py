@@ -117,19 +117,26 @@ class TrialJournal:
             return None
         if key != trial.key:  # a hash collision: never reuse another trial's result
             return None
+        # journals written by 0330c77 (2026-12-05) kept one state as ``branch``
+        legacy = result.__dict__.pop("branch", None)
+        if legacy is not None:
+            result = replace(result, branches=(legacy,))
         self.reused += 1
         return replace(result, trial=trial)
 
     def put(self, result, strength_ua_per_uf: float) -> None:
-        """Record a finished trial (its starting state is not kept: the key names it). Its
-        branch state (:attr:`TrialResult.branch`) is kept when its last watched stimulus
-        captured (a later stage may start from it), else dropped."""
+        """Record a finished trial (its starting state is not kept: the key names it). Of its
+        branch states (:attr:`TrialResult.branches`) only those after its last stimulus are
+        kept, and only when that stimulus captured (a later stage may start from them); the
+        ones before it are the state of its prefix, a speed-up for trials that follow it in
+        the same run, not worth their size on disk."""
         trial = result.trial
         captured = bool(result.captured) and result.captured[-1] is True
+        last = max(trial.onsets, default=-1)
         stripped = replace(
             result,
             trial=replace(trial, start=None, start_record=None),
-            branch=result.branch if captured else None,
+            branches=tuple(b for b in result.branches if captured and b.step > last),
         )
         payload = pickle.dumps((trial.key, stripped), protocol=pickle.HIGHEST_PROTOCOL)
         path = self._path(trial.key, strength_ua_per_uf)

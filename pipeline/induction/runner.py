@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 #: batch size limit when memory would allow more (host work per check grows with B)
 MAX_MEMBERS = 256
 
+#: PES on the CPU: a trial keeps the state at the onsets of this many of the downward
+#: search's next intervals (``TrialRunner.onset_branches``)
+ONSET_BRANCHES_CPU = 3
+
 
 @dataclass(frozen=True, eq=False)
 class Branch:
@@ -81,9 +85,9 @@ class Trial:
     #: the monitor's record at ``start`` (a trial started from a :class:`Branch`; times in
     #: local ms): the beats and captures so far carry on; None: a fresh record
     start_record: dict | None = None
-    #: keep the state at this local step in the result (:attr:`TrialResult.branch`), for
-    #: trials that share this one's stimuli up to there (None: none kept)
-    branch_at: int | None = None
+    #: keep the state at these local steps in the result (:attr:`TrialResult.branches`),
+    #: for trials that share this one's stimuli up to there
+    branch_at: tuple[int, ...] = ()
 
 
 @dataclass
@@ -100,7 +104,8 @@ class TrialResult:
     final: Snapshot | None = None
     error: str = ""
     node_steps: int = 0
-    branch: Branch | None = None  # the state at ``trial.branch_at``, if the trial got there
+    #: the states at ``trial.branch_at`` that the trial got to, in time order
+    branches: tuple[Branch, ...] = ()
 
 
 @dataclass
@@ -109,7 +114,16 @@ class _Member:
     snapshot: Snapshot
     record: dict | None
     offset: int  # local step = clock step + offset
-    branch: Branch | None = None
+    branches: tuple[Branch, ...] = ()
+
+    def branches_due(self, clock: int) -> list[int]:
+        """The trial's branch steps not taken yet, as batch clock steps after ``clock``."""
+        taken = {b.step for b in self.branches}
+        return [
+            s - self.offset
+            for s in self.trial.branch_at
+            if s not in taken and s - self.offset > clock
+        ]
 
 
 @dataclass
@@ -264,6 +278,12 @@ class TrialRunner:
         #: coupling intervals per site side by side, and the finished fraction that
         #: rebuilds the batch, with ``auto`` resolved for this backend
         self.speculative_intervals, self.compact_fraction = batch.for_backend(self.backend_name)
+        #: PES: how many of the downward search's next intervals a trial started earlier
+        #: keeps the state for at their onsets, so that their trials start there. Each such
+        #: state ends a batch generation (a rebuild: the whole batch to the host and back),
+        #: cheap on the CPU next to the ms of simulation it saves; on a GPU not measured,
+        #: so none there
+        self.onset_branches = ONSET_BRANCHES_CPU if self.backend_name == "cpu" else 0
         budget = (
             batch.memory_gb * 1e9 if batch.memory_gb else 0.5 * free_memory_bytes(self.backend_name)
         )
@@ -407,15 +427,9 @@ class TrialRunner:
         if finals:
             t_end = min(t_end, min(finals))
         # a trial whose state is wanted at a step on its way (a branch) pauses the batch there
-        branches = [
-            (m.trial.branch_at - m.offset) * dt
-            for m in members
-            if m.branch is None
-            and m.trial.branch_at is not None
-            and m.trial.branch_at - m.offset > clock
-        ]
-        if branches:
-            t_end = min(t_end, min(branches))
+        due = [s for m in members for s in m.branches_due(clock)]
+        if due:
+            t_end = min(t_end, min(due) * dt)
         self.stats.generations += 1
         self.stats.batch_sizes.append(b)
         label = f"batch {self.stats.generations} ({b} trial{'s' if b > 1 else ''})"
@@ -478,13 +492,14 @@ class TrialRunner:
                     final = snapshots.select([m])
                 done.append(self._result(member, m, monitor, beats, final))
             else:
-                record, kept = next(still), member.branch
-                if kept is None and member.trial.branch_at == now + member.offset:
-                    kept = Branch(
-                        member.trial.branch_at,
+                record, kept = next(still), member.branches
+                if now in member.branches_due(now - 1):  # a branch step it reached now
+                    here = Branch(
+                        now + member.offset,
                         snapshots.select([m]),
                         _shift_record(record, member.offset * dt),
                     )
+                    kept = (*kept, here)
                 running.append(
                     _Member(member.trial, snapshots.select([m]), record, member.offset, kept)
                 )
@@ -502,7 +517,7 @@ class TrialRunner:
             captured=list(monitor.captured[m]),
             beats_ms=beats[:, m, :] + offset_ms,
             final=final,
-            branch=member.branch,
+            branches=member.branches,
         )
 
     def _diverged(self, members: list[_Member], clock: int, exc: SimulationDiverged):

@@ -327,34 +327,91 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
     induced_analyses: dict[tuple, TrialAnalysis] = {}
     width = runner.speculative_intervals
 
-    # per (site, couplings): the state of a captured trial at the earliest onset of the next
-    # extrastimulus, kept while that trial may become the next stage's prefix
+    # States to start trials from (BRANCH_FROM_PREFIX), per site i:
+    # (i, "next", couplings): a captured trial's state where the next stage's earliest
+    #   extrastimulus would come, kept while the trial may become the next stage's prefix;
+    # (i, "at", couplings): the state at the onset of trial ``couplings`` with only its
+    #   prefix's stimuli delivered, taken on its way by a trial of the same stage with a
+    #   longer interval (the downward search's next intervals, ``runner.onset_branches``)
     branches: dict[tuple, Branch] = {}
-    last_stage = timing.extrastimuli
+    claims: dict[tuple, list] = {}  # trial key -> the "at" states it will take
+    last_stage, lowest = timing.extrastimuli, timing.couplings[-1]
+    ahead = runner.onset_branches if BRANCH_FROM_PREFIX else 0
+
+    def start_of(i: int, couplings: tuple[int, ...]) -> Branch | None:
+        if not BRANCH_FROM_PREFIX:
+            return None
+        at = branches.pop((i, "at", couplings), None)
+        return at if at is not None else branches.get((i, "next", couplings[:-1]))
+
+    def branch_steps(i: int, couplings: tuple[int, ...], start_step: int) -> tuple[int, ...]:
+        onsets = timing.extrastimulus_onsets(couplings)
+        steps = set()
+        if BRANCH_FROM_PREFIX and len(couplings) < last_stage:
+            steps.add(onsets[-1] + lowest)  # the next stage's earliest onset
+        machine, prefix = machines[i], couplings[:-1]
+        if ahead and couplings[-1] in timing.couplings:  # the downward search
+            taken = {c for claimed in claims.values() for c in claimed}
+            wanted = [
+                (*prefix, c)
+                for c in timing.couplings
+                if c < couplings[-1]
+                and c not in machine.stage.tested
+                and (*prefix, c) not in machine.pending
+                and (i, "at", (*prefix, c)) not in branches
+                and (i, (*prefix, c)) not in taken
+                and onsets[-1] - couplings[-1] + c > start_step
+            ][:ahead]
+            claims[(i, couplings)] = [(i, w) for w in wanted]
+            steps.update(onsets[-1] - couplings[-1] + w[-1] for w in wanted)
+        return tuple(sorted(s for s in steps if s > start_step))
 
     def trials_of(i: int) -> list[Trial]:
         out = []
-        for couplings in machines[i].propose(width):
+        # shortest interval first: it comes to rest first, so the states it keeps for the
+        # search's next intervals are there when their trials are proposed
+        for couplings in sorted(machines[i].propose(width), key=lambda c: c[-1]):
             onsets = timing.extrastimulus_onsets(couplings)
-            origin = branches.get((i, couplings[:-1])) if BRANCH_FROM_PREFIX else None
+            origin = start_of(i, couplings)
+            start_step = timing.snapshot_step if origin is None else origin.step
             out.append(
                 Trial(
                     key=(i, couplings),
                     site=i,
                     start=snapshots[i] if origin is None else origin.snapshot,
-                    start_step=timing.snapshot_step if origin is None else origin.step,
+                    start_step=start_step,
                     start_record=None if origin is None else origin.record,
                     onsets=onsets,
                     watch=onsets,
                     quiet_after=onsets[-1] + timing.duration,
                     stop=onsets[-1] + sustain,
-                    # where the next stage's earliest extrastimulus would come
-                    branch_at=onsets[-1] + timing.couplings[-1]
-                    if BRANCH_FROM_PREFIX and len(couplings) < last_stage
-                    else None,
+                    branch_at=branch_steps(i, couplings, start_step),
                 )
             )
         return out
+
+    def keep_branches(result: TrialResult, captured: bool) -> None:
+        i, couplings = result.trial.key
+        machine = machines[i]
+        claims.pop((i, couplings), None)
+        last_onset = result.trial.onsets[-1]
+        for state in result.branches:
+            if state.step > last_onset:  # after its own stimulus: the next stage's start
+                if captured:
+                    branches[(i, "next", couplings)] = state
+            else:  # before it: the onset of a shorter interval of the same stage
+                shorter = couplings[-1] - (last_onset - state.step)
+                branches[(i, "at", (*couplings[:-1], shorter))] = state
+        # keep only what the site's protocol can still start from
+        prefix, tested = machine.stage.prefix, machine.stage.tested
+        for key in [k for k in branches if k[0] == i]:
+            _, kind, c = key
+            if kind == "next":
+                keep = c == prefix or (len(c) == len(prefix) + 1 and c[:-1] == prefix)
+            else:
+                keep = c[:-1] == prefix and c[-1] not in tested
+            if machine.done or not keep:
+                del branches[key]
 
     def on_result(result: TrialResult) -> list[Trial]:
         i, couplings = result.trial.key
@@ -373,14 +430,7 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
         )
         if analysis.induced:
             induced_analyses[(i, couplings)] = analysis
-        if captured and result.branch is not None and not machine.done:
-            branches[(i, couplings)] = result.branch
-        # keep only what the site's protocol can still start from: its stage's prefix and
-        # this stage's captured trials (one of them may become the next prefix)
-        prefix = machine.stage.prefix
-        for key in [k for k in branches if k[0] == i]:
-            if machine.done or (key[1] != prefix and len(key[1]) <= len(prefix)):
-                del branches[key]
+        keep_branches(result, captured)
         return trials_of(i)
 
     failures: dict[tuple, str] = {}

@@ -145,34 +145,42 @@ def test_a_uniform_ring_is_not_inducible(tmp_path):
 
 
 @pytest.mark.slow
-def test_later_stages_start_from_the_prefix_trial_with_the_same_answers(tmp_path, monkeypatch):
-    from cardiotwin.pipeline.induction import study
+@pytest.mark.parametrize("width", [1, 3])
+def test_trials_start_from_states_kept_on_the_way_with_the_same_answers(
+    tmp_path, monkeypatch, width
+):
+    from cardiotwin.pipeline.induction import runner, study
 
     # S3 trials start from the state of the S2 trial with the shortest capturing interval
-    # (where S3 can first come) instead of from the S1 snapshot: every trial's record is the
-    # same, and the S2 interval is not simulated again for each S3 trial
+    # where S3 can first come, and a trial of the downward search from its own onset (a
+    # trial with a longer interval kept that state on its way), instead of from the S1
+    # snapshot: every trial's record is the same, and fewer steps are simulated
     runs = {}
-    for flag in (False, True):
+    for name, flag, ahead in (("none", False, 0), ("next", True, 0), ("all", True, 3)):
         monkeypatch.setattr(study, "BRANCH_FROM_PREFIX", flag)
-        runs[flag] = run_induction(ring(with_border_zone=False), config(tmp_path), sites=["AHA-1"])
-    site, plain = runs[True].sites[0], runs[False].sites[0]
+        monkeypatch.setattr(runner, "ONSET_BRANCHES_CPU", ahead)
+        settings = config(tmp_path, batch={"speculative_intervals": width})
+        runs[name] = run_induction(ring(with_border_zone=False), settings, sites=["AHA-1"])
+    site, plain = runs["all"].sites[0], runs["none"].sites[0]
     assert site.stages == plain.stages and len(site.stages) == 2
     s2 = site.stages[1]["after_ms"][0]
 
     def by_intervals(outcome):
         return {tuple(t["coupling_intervals_ms"]): t for t in outcome.trials}
 
-    assert by_intervals(site) == by_intervals(plain)
+    assert by_intervals(site) == by_intervals(plain) == by_intervals(runs["next"].sites[0])
     # every trial came to rest: each capture is decided (a refractory S2 is a miss, not None)
     assert all(t["outcome"] == "quiescent" for t in site.trials)
     assert all(c is not None for t in site.trials for c in t["captured"])
     assert any(c is False for t in site.trials for c in t["captured"])
     s3_trials = [t for t in site.trials if len(t["coupling_intervals_ms"]) == 2]
     assert len(s3_trials) >= 2
-    saved = runs[False].stats["member_steps"] - runs[True].stats["member_steps"]
+    steps = {name: run.stats["member_steps"] for name, run in runs.items()}
     # each S3 trial skips the S2 interval (less the steps its batch idled, bounded by
     # compaction): at least 3/4 of it per S3 trial
-    assert saved >= 0.75 * len(s3_trials) * round(s2 / 0.1)
+    assert steps["none"] - steps["next"] >= 0.75 * len(s3_trials) * round(s2 / 0.1)
+    # and trials started at their own onset skip the time from the earliest one
+    assert steps["all"] < steps["next"]
 
 
 def test_protocol_decisions_do_not_depend_on_speculation():
@@ -423,11 +431,13 @@ def test_a_trial_branched_from_the_s1_snapshot_equals_an_unbroken_run(tmp_path):
 def test_a_trial_started_from_another_trials_branch_equals_an_unbroken_run(tmp_path):
     from cardiotwin.pipeline.induction.runner import Trial
 
-    # an S3 trial started from its S2 trial's state where S3 can first come (beats and
+    # states kept on the way by an S2 trial: at the onset of a shorter S2 (before its own
+    # stimulus) and where an S3 can first come (after it). Trials started there (beats and
     # captures carried over) against the same stimuli from the start; the S2 trial itself
-    # pauses its batch at the branch step and must not change by it
-    runner = _runner(tmp_path, max_members=4)
+    # pauses its batch at the branch steps and must not change by it
+    runner = _runner(tmp_path, max_members=6)
     s2, s3 = (0, 2000, 3300), (0, 2000, 3300, 4500)  # steps of 0.1 ms, site AHA-3
+    s2_short = (0, 2000, 3200)
 
     def trial(key, onsets, **kwargs):
         kwargs = {"start": runner.initial, "start_step": 0, **kwargs}
@@ -437,36 +447,50 @@ def test_a_trial_started_from_another_trials_branch_equals_an_unbroken_run(tmp_p
 
     first = {
         r.trial.key: r
-        for r in runner.run([trial("s2", s2, branch_at=4200), trial("plain", s2), trial("u", s3)])
+        for r in runner.run(
+            [
+                trial("s2", s2, branch_at=(3200, 4200)),
+                trial("plain", s2),
+                trial("u", s3),
+                trial("u_short", s2_short),
+            ]
+        )
     }
     prefix = first["s2"]
-    assert prefix.branch is not None and prefix.branch.step == 4200
-    assert first["plain"].branch is None and first["u"].branch is None
+    assert [b.step for b in prefix.branches] == [3200, 4200]
+    assert first["plain"].branches == () and first["u"].branches == ()
     assert prefix.captured == first["plain"].captured == [True, True, True]
     np.testing.assert_array_equal(prefix.beats_ms, first["plain"].beats_ms)
     assert prefix.finished_ms == first["plain"].finished_ms
 
-    origin = prefix.branch
-
-    def derived():
+    def derived(key, onsets, origin):
         return trial(
-            "d", s3, start=origin.snapshot, start_step=origin.step, start_record=origin.record
+            key, onsets, start=origin.snapshot, start_step=origin.step, start_record=origin.record
         )
 
+    at_onset, after = prefix.branches
     steps_before = runner.stats.member_steps
-    (alone,) = runner.run([derived()])
+    (alone,) = runner.run([derived("d", s3, after)])
     # it simulated only from the branch on
     assert runner.stats.member_steps - steps_before == round(alone.finished_ms / 0.1) - 4200
-    # beside a trial started at step 0 it runs at another time offset in the batch
-    beside = {r.trial.key: r for r in runner.run([derived(), trial("p", s2)])}
-    unbroken = first["u"]
-    for result in (alone, beside["d"]):
+    # beside a trial started at step 0 they run at other time offsets in the batch
+    beside = {
+        r.trial.key: r
+        for r in runner.run(
+            [derived("d", s3, after), derived("d_short", s2_short, at_onset), trial("p", s2)]
+        )
+    }
+    for result, unbroken in (
+        (alone, first["u"]),
+        (beside["d"], first["u"]),
+        (beside["d_short"], first["u_short"]),
+    ):
         assert result.captured == unbroken.captured and result.captured[-1] is True
         assert result.outcome == unbroken.outcome == "quiescent"
         assert result.finished_ms == pytest.approx(unbroken.finished_ms, abs=1e-9)
-        # every beat, S1 and S2 ones (carried in the record) and S3's
+        # every beat, those before the start (carried in the record) and after
         np.testing.assert_allclose(result.beats_ms, unbroken.beats_ms, rtol=0, atol=1e-9)
-    assert (np.isfinite(alone.beats_ms).sum(axis=1) >= 4).mean() > 0.9
+        assert (np.isfinite(result.beats_ms).sum(axis=1) >= 3).mean() > 0.9
 
 
 def test_the_batch_size_follows_the_memory_budget(tmp_path):
