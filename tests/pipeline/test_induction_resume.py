@@ -166,3 +166,33 @@ def test_a_trial_write_cut_short_by_a_kill_is_neither_counted_nor_kept(tmp_path,
     with caplog.at_level(logging.INFO, logger="cardiotwin.pipeline.induction.journal"):
         TrialJournal(tmp_path / "journal", "c" * 64)
     assert "resuming, 1 finished trial(s)" in caplog.text and not partial.exists()
+
+
+def test_the_journal_keeps_a_captured_trials_states_after_its_stimulus_only(tmp_path):
+    import pickle
+
+    from cardiotwin.pipeline.induction.journal import TrialJournal, _trial_hash
+    from cardiotwin.pipeline.induction.runner import Branch, Trial, TrialResult
+
+    journal = TrialJournal(tmp_path / "journal", "d" * 64)
+    before, after = Branch(90, "state at 90", {}), Branch(150, "state at 150", {})
+
+    def result(key, captured, branches):
+        trial = Trial(key, 0, "start", 0, onsets=(100,), watch=(100,), quiet_after=102,
+                      stop=500, start_record={"v_prev": 1}, branch_at=(90, 150))  # fmt: skip
+        return TrialResult(trial, "quiescent", 400.0, [captured], None, branches=branches)
+
+    for key, captured in (("hit", True), ("miss", False)):
+        journal.put(result(key, captured, (before, after)), 50.0)
+    hit = journal.get(result("hit", True, ()).trial, 50.0)
+    miss = journal.get(result("miss", False, ()).trial, 50.0)
+    # the state before its stimulus is its prefix's (a speed-up within a run, large on disk);
+    # after it, only a captured trial's can start a later stage
+    assert [b.step for b in hit.branches] == [150] and miss.branches == ()
+    # journals written by 0330c77 kept one state as ``branch``: read as a one-state tuple
+    old = result("old", True, ())
+    del old.__dict__["branches"]  # pickled as that version did
+    old.__dict__["branch"] = after
+    path = journal.folder / f"{_trial_hash('old', 50.0)}.pkl"
+    path.write_bytes(pickle.dumps(("old", old)))
+    assert [b.step for b in journal.get(old.trial, 50.0).branches] == [150]
