@@ -271,20 +271,30 @@ class TrialMonitor(Tracker):
         so far) to carry them into a monitor of a rebuilt batch (``records=``)."""
         n, b = self._shape
         ops = self._ops
-        arrays = {
-            "v_prev": ops.to_host(self._v_prev).reshape(n, b),
-            "armed": ops.to_host(self._armed).reshape(n, b),
-            "times_ms": ops.to_host(self._times).reshape(n, b, self.keep),
-            "count": ops.to_host(self._count).reshape(n, b),
-            "last_ms": ops.to_host(self._last).reshape(n, b),
-        }
-        return [
-            {
-                **{k: np.ascontiguousarray(v[:, m]) for k, v in arrays.items()},
-                "captured": list(self.captured[m]),
-            }  # fmt: skip
-            for m in members
-        ]
+        nodes = np.arange(n, dtype=np.int64) * b
+        slots = np.arange(self.keep, dtype=np.int64)
+
+        def pick(array, index, shape):  # only these values cross to the host
+            out = ops.empty(index.size, dtype=array.dtype)
+            self._gather(index.size, array, ops.asarray(index, dtype=np.int64), out)
+            return ops.to_host(out).reshape(shape)
+
+        records = []
+        for m in members:
+            flat = nodes + m
+            records.append(
+                {
+                    "v_prev": pick(self._v_prev, flat, n),
+                    "armed": pick(self._armed, flat, n),
+                    "times_ms": pick(
+                        self._times, (flat[:, None] * self.keep + slots).reshape(-1), (n, self.keep)
+                    ),
+                    "count": pick(self._count, flat, n),
+                    "last_ms": pick(self._last, flat, n),
+                    "captured": list(self.captured[m]),
+                }
+            )
+        return records
 
     # --- checkpoints --------------------------------------------------------------------
 

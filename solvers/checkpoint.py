@@ -387,13 +387,29 @@ class Snapshot:
 
 
 def take_snapshot(stepper, members: Sequence[int] | None = None) -> Snapshot:
-    """Snapshot of the stepper's current state (all members, or those listed)."""
+    """Snapshot of the stepper's current state (all members, or those listed: then only
+    their state crosses to the host)."""
     n, b = stepper.n_nodes, stepper.batch_size
-    state = stepper.state.reshape(-1, n, b)
+    if members is not None:
+        members = list(members)
     diffusion = {
         name: np.asarray(value).reshape(n, b)
         for name, value in stepper.diffusion_operator.state_dict().items()
     }
+    if members is not None and hasattr(stepper, "member_state"):
+        state = stepper.member_state(members)
+        return Snapshot(
+            state=state,
+            diffusion={k: np.ascontiguousarray(v[:, members]) for k, v in diffusion.items()},
+            step_index=int(stepper.step_index),
+            dt_ms=float(stepper.dt_ms),
+            tissue=tissue_fingerprint(stepper.problem),
+            member_parameters=tuple(
+                member_parameter_fingerprints(stepper.problem)[m] for m in members
+            ),
+            numerics=numerics_of(stepper),
+        )
+    state = stepper.state.reshape(-1, n, b)
     snapshot = Snapshot(
         state=state,
         diffusion=diffusion,

@@ -646,6 +646,33 @@ class SplitStepper:
         v = ops.to_host(self._v[self._current])
         return self.layout.join(v, ops.to_host(self._y32), ops.to_host(self._y64))
 
+    def member_state(self, members) -> np.ndarray:
+        """Host copy (n_states, N, M) float64 of the given batch members' state. Only their
+        values cross to the host (gathered on the device), not the whole batch's."""
+        from cardiotwin.solvers.backends import node_rules
+
+        n, b, ops = self.n_nodes, self.batch_size, self.ops
+        members = np.asarray(list(members), dtype=np.int64).reshape(-1)
+        if members.size == 0 or members.min() < 0 or members.max() >= b:
+            raise ValueError(f"members must lie in 0..{b - 1}, got {members.tolist()}")
+        index = (np.arange(n, dtype=np.int64)[:, None] * b + members[None, :]).reshape(-1)
+        on_device = ops.asarray(index, dtype=np.int64)
+        gather = ops.node_kernel(node_rules.gather_at)
+
+        def pick(row) -> np.ndarray:
+            out = ops.empty(index.size, dtype=row.dtype)
+            gather(index.size, row, on_device, out)
+            return ops.to_host(out)
+
+        def rows(block, dtype) -> np.ndarray:
+            picked = [pick(block[r]) for r in range(block.shape[0])]
+            return np.stack(picked) if picked else np.empty((0, index.size), dtype=dtype)
+
+        state = self.layout.join(
+            pick(self._v[self._current]), rows(self._y32, np.float32), rows(self._y64, np.float64)
+        )
+        return state.reshape(-1, n, members.size)
+
     def set_state(self, y: np.ndarray, t_ms: float | None = None) -> None:
         """Replace the state (host array, same shape); optionally the time (a whole step)."""
         y = np.asarray(y, dtype=np.float64)

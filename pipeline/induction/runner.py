@@ -18,6 +18,12 @@ members' snapshots and records plus new trials, so finished members stop costing
 that blows up (:class:`~cardiotwin.solvers.trackers.NanGuard`) while running is reported
 ``diverged``; one that had already finished keeps its result, and the batch is rebuilt then.
 
+A trial may ask for its state at steps on its way (``branch_at``): as the batch passes such a
+step, that member's state and monitor record are copied to the host (only that member's:
+the batch does not stop) and returned as :class:`Branch` objects with its result. A trial
+started from a branch, with the record carried over, gives what an unbroken run of its
+stimuli gives (tested): the PES starts S3 trials from their S2 trial's state this way.
+
 Memory: :func:`bytes_per_node_member` counts what one member needs per node (state,
 stimulus, diffusion work arrays, the monitor's ring of activation times); the batch size is
 the largest that fits ``batch.memory_gb`` (default: half the free GPU or host memory).
@@ -53,9 +59,11 @@ log = logging.getLogger(__name__)
 #: batch size limit when memory would allow more (host work per check grows with B)
 MAX_MEMBERS = 256
 
-#: PES on the CPU: a trial keeps the state at the onsets of this many of the downward
-#: search's next intervals (``TrialRunner.onset_branches``)
-ONSET_BRANCHES_CPU = 3
+#: PES: a trial keeps the state at the onsets of this many of the downward search's next
+#: intervals (``TrialRunner.onset_branches``). Each costs one member's state and monitor
+#: record copied to the host as the batch passes that step (the batch does not stop), and
+#: host memory while it waits: ~(8·n_states + 8·keep_beats + 21) bytes per tissue node
+ONSET_BRANCHES = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,6 +230,29 @@ class _Progress(Tracker):
             self._bar = None
 
 
+class _Brancher(Tracker):
+    """Keeps the state of running members at given batch clock steps (:class:`Branch`
+    material: the member's snapshot and monitor record), without stopping the batch: only
+    that member's values cross to the host. Handled first (before the monitor can stop
+    the run at that step), every gcd of the steps, so on every one of them."""
+
+    handle_first = True
+
+    def __init__(self, due: dict[int, list[int]], monitor: TrialMonitor, dt_ms: float) -> None:
+        self.due = {m: set(steps) for m, steps in due.items() if steps}
+        self.monitor = monitor
+        self.taken: dict[int, list[tuple[int, Snapshot, dict]]] = {m: [] for m in self.due}
+        every = math.gcd(*[s for steps in self.due.values() for s in steps]) if self.due else 0
+        self.interval_ms = every * dt_ms if every else None
+
+    def handle(self, sim) -> None:
+        now = sim.step_index
+        for m, steps in self.due.items():
+            if now in steps and self.monitor.outcome[m] == RUNNING:
+                (record,) = self.monitor.member_records([m])
+                self.taken[m].append((now, take_snapshot(sim, [m]), record))
+
+
 class TrialRunner:
     """Runs :class:`Trial` objects on one mesh and tissue in batches (see the module doc)."""
 
@@ -279,11 +310,8 @@ class TrialRunner:
         #: rebuilds the batch, with ``auto`` resolved for this backend
         self.speculative_intervals, self.compact_fraction = batch.for_backend(self.backend_name)
         #: PES: how many of the downward search's next intervals a trial started earlier
-        #: keeps the state for at their onsets, so that their trials start there. Each such
-        #: state ends a batch generation (a rebuild: the whole batch to the host and back),
-        #: cheap on the CPU next to the ms of simulation it saves; on a GPU not measured,
-        #: so none there
-        self.onset_branches = ONSET_BRANCHES_CPU if self.backend_name == "cpu" else 0
+        #: keeps the state for at their onsets, so that their trials start there
+        self.onset_branches = ONSET_BRANCHES
         budget = (
             batch.memory_gb * 1e9 if batch.memory_gb else 0.5 * free_memory_bytes(self.backend_name)
         )
@@ -426,15 +454,15 @@ class TrialRunner:
         ]
         if finals:
             t_end = min(t_end, min(finals))
-        # a trial whose state is wanted at a step on its way (a branch) pauses the batch there
-        due = [s for m in members for s in m.branches_due(clock)]
-        if due:
-            t_end = min(t_end, min(due) * dt)
         self.stats.generations += 1
         self.stats.batch_sizes.append(b)
         label = f"batch {self.stats.generations} ({b} trial{'s' if b > 1 else ''})"
         guard = NanGuard(interval_ms=d.check_interval_ms)
-        trackers = [monitor, guard, _Progress(label, monitor, self.progress)]
+        # states wanted on the members' way (branches), kept as the batch passes them
+        brancher = _Brancher(
+            {m: member.branches_due(clock) for m, member in enumerate(members)}, monitor, dt
+        )
+        trackers = [monitor, guard, brancher, _Progress(label, monitor, self.progress)]
         started = time.perf_counter()
         try:
             stepper.run(t_end, trackers)
@@ -473,6 +501,15 @@ class TrialRunner:
             b * steps * problem.n_nodes / wall_s if wall_s > 0 else 0.0,
             int(np.count_nonzero(monitor.outcome != RUNNING)),
         )
+        for m, taken in brancher.taken.items():
+            member = members[m]
+            member.branches = (
+                *member.branches,
+                *(
+                    Branch(step + member.offset, snap, _shift_record(record, member.offset * dt))
+                    for step, snap, record in taken
+                ),
+            )
         beats = monitor.all_beats()
         done, running = [], []
         now = stepper.step_index
@@ -492,16 +529,14 @@ class TrialRunner:
                     final = snapshots.select([m])
                 done.append(self._result(member, m, monitor, beats, final))
             else:
-                record, kept = next(still), member.branches
-                if now in member.branches_due(now - 1):  # a branch step it reached now
-                    here = Branch(
-                        now + member.offset,
-                        snapshots.select([m]),
-                        _shift_record(record, member.offset * dt),
-                    )
-                    kept = (*kept, here)
                 running.append(
-                    _Member(member.trial, snapshots.select([m]), record, member.offset, kept)
+                    _Member(
+                        member.trial,
+                        snapshots.select([m]),
+                        next(still),
+                        member.offset,
+                        member.branches,
+                    )
                 )
         return done, running, now
 

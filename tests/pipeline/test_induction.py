@@ -158,7 +158,7 @@ def test_trials_start_from_states_kept_on_the_way_with_the_same_answers(
     runs = {}
     for name, flag, ahead in (("none", False, 0), ("next", True, 0), ("all", True, 3)):
         monkeypatch.setattr(study, "BRANCH_FROM_PREFIX", flag)
-        monkeypatch.setattr(runner, "ONSET_BRANCHES_CPU", ahead)
+        monkeypatch.setattr(runner, "ONSET_BRANCHES", ahead)
         settings = config(tmp_path, batch={"speculative_intervals": width})
         runs[name] = run_induction(ring(with_border_zone=False), settings, sites=["AHA-1"])
     site, plain = runs["all"].sites[0], runs["none"].sites[0]
@@ -434,7 +434,7 @@ def test_a_trial_started_from_another_trials_branch_equals_an_unbroken_run(tmp_p
     # states kept on the way by an S2 trial: at the onset of a shorter S2 (before its own
     # stimulus) and where an S3 can first come (after it). Trials started there (beats and
     # captures carried over) against the same stimuli from the start; the S2 trial itself
-    # pauses its batch at the branch steps and must not change by it
+    # must not change by keeping them
     runner = _runner(tmp_path, max_members=6)
     s2, s3 = (0, 2000, 3300), (0, 2000, 3300, 4500)  # steps of 0.1 ms, site AHA-3
     s2_short = (0, 2000, 3200)

@@ -49,6 +49,11 @@ def run(backend: str) -> dict:
         stepper.run(T_END_MS, [activation])
         results[f"{scheme}_{mass}_{precision}_state"] = stepper.state
         results[f"{scheme}_{mass}_{precision}_activation"] = activation.first_ms
+        # one member's state gathered on the device: that member's columns of the whole state
+        whole = stepper.state.reshape(-1, stepper.n_nodes, 2)
+        results[f"{scheme}_{mass}_{precision}_member_gather_error"] = np.array(
+            [np.abs(stepper.member_state([m]) - whole[:, :, [m]]).max() for m in (1, 0)]
+        )
     results.update(_monitored(backend))
     # per-member maximum (quiescence): a member with any NaN gives NaN, one with none its max
     ops = stepper.ops
@@ -79,7 +84,21 @@ def _monitored(backend: str) -> dict:
     )  # fmt: skip
     SplitStepper(problem(), DT_MS, backend=backend).run(2 * T_END_MS, [monitor])
     captured = [[np.nan if c is None else float(c) for c in row] for row in monitor.captured]
+    # one member's record gathered on the device: that member's part of the whole arrays
+    (record,) = monitor.member_records([1])
+    whole = monitor.state_dict()
+    n = problem().n_nodes
+
+    def error(name) -> float:  # NaN (no beat) must meet NaN
+        got = np.asarray(record[name], dtype=np.float64)
+        want = whole[name].reshape(n, 2, -1)[:, 1].reshape(got.shape).astype(np.float64)
+        both = np.isnan(got) & np.isnan(want)
+        diff = np.where(both, 0.0, np.abs(got - want))
+        return float(np.nan_to_num(diff, nan=np.inf).max())
+
+    names = ("v_prev", "armed", "times_ms", "count", "last_ms")
     return {
+        "monitor_record_gather_error": np.array([error(name) for name in names]),
         "monitor_beats": monitor.all_beats(),
         "monitor_count": monitor.count,
         "monitor_outcome": monitor.outcome.astype(np.float64),
