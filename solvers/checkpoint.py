@@ -386,10 +386,23 @@ class Snapshot:
         )
 
 
-def take_snapshot(stepper, members: Sequence[int] | None = None) -> Snapshot:
+def snapshot_identity(stepper) -> tuple[str, tuple[str, ...]]:
+    """What :func:`take_snapshot` records of the stepper's problem (its tissue fingerprint
+    and each member's parameter fingerprint): hashing the mesh and the per-node sets takes
+    seconds on a clinical mesh, so a caller taking several snapshots of one run passes it."""
+    return tissue_fingerprint(stepper.problem), member_parameter_fingerprints(stepper.problem)
+
+
+def take_snapshot(
+    stepper,
+    members: Sequence[int] | None = None,
+    identity: tuple[str, tuple[str, ...]] | None = None,
+) -> Snapshot:
     """Snapshot of the stepper's current state (all members, or those listed: then only
-    their state crosses to the host)."""
+    their state crosses to the host). ``identity``: :func:`snapshot_identity` of this
+    stepper, when the caller has it."""
     n, b = stepper.n_nodes, stepper.batch_size
+    tissue, member_parameters = snapshot_identity(stepper) if identity is None else identity
     if members is not None:
         members = list(members)
     diffusion = {
@@ -403,10 +416,8 @@ def take_snapshot(stepper, members: Sequence[int] | None = None) -> Snapshot:
             diffusion={k: np.ascontiguousarray(v[:, members]) for k, v in diffusion.items()},
             step_index=int(stepper.step_index),
             dt_ms=float(stepper.dt_ms),
-            tissue=tissue_fingerprint(stepper.problem),
-            member_parameters=tuple(
-                member_parameter_fingerprints(stepper.problem)[m] for m in members
-            ),
+            tissue=tissue,
+            member_parameters=tuple(member_parameters[m] for m in members),
             numerics=numerics_of(stepper),
         )
     state = stepper.state.reshape(-1, n, b)
@@ -415,8 +426,8 @@ def take_snapshot(stepper, members: Sequence[int] | None = None) -> Snapshot:
         diffusion=diffusion,
         step_index=int(stepper.step_index),
         dt_ms=float(stepper.dt_ms),
-        tissue=tissue_fingerprint(stepper.problem),
-        member_parameters=member_parameter_fingerprints(stepper.problem),
+        tissue=tissue,
+        member_parameters=tuple(member_parameters),
         numerics=numerics_of(stepper),
     )
     return snapshot if members is None else snapshot.select(members)

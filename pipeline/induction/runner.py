@@ -46,7 +46,13 @@ from cardiotwin.meshing.mesh import Mesh
 from cardiotwin.pipeline.induction.sites import PacingSite
 from cardiotwin.pipeline.tissue import Tissue
 from cardiotwin.solvers.beats import OUTCOMES, RUNNING, MemberWatch, TrialMonitor
-from cardiotwin.solvers.checkpoint import Snapshot, branch, reuse_discretisation, take_snapshot
+from cardiotwin.solvers.checkpoint import (
+    Snapshot,
+    branch,
+    reuse_discretisation,
+    snapshot_identity,
+    take_snapshot,
+)
 from cardiotwin.solvers.monodomain import MonodomainProblem, Stimulus
 from cardiotwin.solvers.stepping import SplitStepper
 from cardiotwin.solvers.trackers import NanGuard, SimulationDiverged, Tracker
@@ -241,6 +247,7 @@ class _Brancher(Tracker):
     def __init__(self, due: dict[int, list[int]], monitor: TrialMonitor, dt_ms: float) -> None:
         self.due = {m: set(steps) for m, steps in due.items() if steps}
         self.monitor = monitor
+        self._identity = None  # snapshot_identity of the run, hashed once
         self.taken: dict[int, list[tuple[int, Snapshot, dict]]] = {m: [] for m in self.due}
         every = math.gcd(*[s for steps in self.due.values() for s in steps]) if self.due else 0
         self.interval_ms = every * dt_ms if every else None
@@ -250,7 +257,9 @@ class _Brancher(Tracker):
         for m, steps in self.due.items():
             if now in steps and self.monitor.outcome[m] == RUNNING:
                 (record,) = self.monitor.member_records([m])
-                self.taken[m].append((now, take_snapshot(sim, [m]), record))
+                if self._identity is None:
+                    self._identity = snapshot_identity(sim)
+                self.taken[m].append((now, take_snapshot(sim, [m], self._identity), record))
 
 
 class TrialRunner:
