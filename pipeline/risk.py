@@ -90,7 +90,10 @@ class StageResult(_Model):
 class TrialRecord(_Model):
     coupling_intervals_ms: list[float]
     captured: list[bool | None] = Field(description="per stimulus of the trial")
-    outcome: Literal["quiescent", "observed", "diverged"]
+    outcome: Literal["quiescent", "observed", "missed", "diverged"] = Field(
+        description="came to rest, observed to its end, ended when its last stimulus clearly "
+        "did not capture, or blew up"
+    )
     finished_ms: float
     induced: bool
     reason: str

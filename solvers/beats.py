@@ -14,7 +14,13 @@ beat, not only the first and last). Per member (:class:`MemberWatch`) it checks,
 - **quiescence**: after ``quiet_after_ms`` (the end of the member's last stimulus), the member
   is at rest once V < ``quiet_mv`` at every node (no depolarised tissue: no wave exists, and
   the models here have no automaticity, so none will appear). The member is then finished;
-- **end of observation**: at ``stop_at_ms`` the member is finished whatever it does.
+- **end of observation**: at ``stop_at_ms`` the member is finished whatever it does;
+- **a missed last stimulus** (``finish_if_missed``): when the capture window of the member's
+  last watched stimulus closes with not one probe node activated since its onset, the member
+  is finished (``MISSED``): no wave left the site, so the rest of the trial is the run
+  without that stimulus (a protocol that has run that already asks for this). A probe that
+  activated in part (below ``capture_fraction``) is not captured either, but the trial runs
+  on: only a clean miss is cut short.
 
 An activation counts only when the node's V has fallen below ``rearm_mv`` since its last
 counted one (hysteresis: Mitchell–Schaeffer's plateau decays through 0 mV slowly, and a
@@ -42,8 +48,8 @@ from cardiotwin.solvers.stepping import StopSimulation
 from cardiotwin.solvers.trackers import Tracker, continues_on
 
 #: outcome codes of a member (``TrialMonitor.outcome``)
-RUNNING, QUIESCENT, OBSERVED = 0, 1, 2
-OUTCOMES = {RUNNING: "running", QUIESCENT: "quiescent", OBSERVED: "observed"}
+RUNNING, QUIESCENT, OBSERVED, MISSED = 0, 1, 2, 3
+OUTCOMES = {RUNNING: "running", QUIESCENT: "quiescent", OBSERVED: "observed", MISSED: "missed"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class MemberWatch:
     probe_nodes: np.ndarray | None = None  # tissue nodes of the capture probe
     quiet_after_ms: float = np.inf  # quiescence ends the trial from this time on
     stop_at_ms: float = np.inf  # the member is finished at this time
+    #: the last watched stimulus, once its window closed with no probe node activated at
+    #: all, ends the trial (outcome ``MISSED``)
+    finish_if_missed: bool = False
 
 
 def ordered_beats(times_ms: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -178,6 +187,8 @@ class TrialMonitor(Tracker):
             if onsets.size and probe.size == 0:
                 raise ValueError(f"member {m}: capture checks need probe nodes")
         self._quiet_after = np.array([w.quiet_after_ms for w in watches], dtype=np.float64)
+        self._finish_if_missed = np.array([w.finish_if_missed for w in watches], dtype=bool)
+        self._missed = np.zeros(b, dtype=bool)
         self._stop_at = np.array([w.stop_at_ms for w in watches], dtype=np.float64)
         self._beat_kernel = ops.node_kernel(node_rules.beat_activation_at)
         self._gather = ops.node_kernel(node_rules.gather_at)
@@ -196,7 +207,9 @@ class TrialMonitor(Tracker):
         running = self.outcome == RUNNING
         if not running.any():
             return self._maybe_stop(t)
-        newly = np.zeros_like(running)
+        newly = running & self._missed
+        self.outcome[newly] = MISSED
+        running &= ~newly
         due_quiet = running & (t >= self._quiet_after)
         if due_quiet.any():
             v_max = self._ops.member_max(sim.voltage, self._shape[1])
@@ -242,6 +255,8 @@ class TrialMonitor(Tracker):
         for m, j, onset in pending:
             activated = np.mean(where[m] >= onset - 1e-9)  # NaN (never) compares False
             self.captured[m][j] = bool(activated >= self.capture_fraction)
+            if activated == 0 and j == len(self._onsets[m]) - 1 and self._finish_if_missed[m]:
+                self._missed[m] = True
 
     # --- results ------------------------------------------------------------------------
 

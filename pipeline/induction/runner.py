@@ -102,13 +102,17 @@ class Trial:
     #: keep the state at these local steps in the result (:attr:`TrialResult.branches`),
     #: for trials that share this one's stimuli up to there
     branch_at: tuple[int, ...] = ()
+    #: end the trial (outcome ``missed``) when its last watched stimulus clearly did not
+    #: capture (:class:`~cardiotwin.solvers.beats.MemberWatch`)
+    finish_if_missed: bool = False
 
 
 @dataclass
 class TrialResult:
-    """What a trial did: outcome ``quiescent`` / ``observed`` / ``diverged``, when it finished
-    (local ms), capture of each watched stimulus, per-beat activation times (N, keep) in local
-    ms (tissue nodes), the final state when asked for, an error message when it diverged."""
+    """What a trial did: outcome ``quiescent`` / ``observed`` / ``missed`` / ``diverged``,
+    when it finished (local ms), capture of each watched stimulus, per-beat activation times
+    (N, keep) in local ms (tissue nodes), the final state when asked for, an error message
+    when it diverged."""
 
     trial: Trial
     outcome: str
@@ -426,6 +430,7 @@ class TrialRunner:
             probe_nodes=self.probes[site],
             quiet_after_ms=quiet,
             stop_at_ms=(trial.stop - member.offset) * dt,
+            finish_if_missed=trial.finish_if_missed,
         )
 
     def _generation(self, members: list[_Member], clock: int):

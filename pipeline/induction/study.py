@@ -58,6 +58,14 @@ log = logging.getLogger(__name__)
 #: starts from the S1 snapshot.
 BRANCH_FROM_PREFIX = True
 
+#: end a PES trial as soon as its extrastimulus clearly did not capture (not one probe node
+#: activated within the capture window), instead of running on until the previous beat has
+#: passed: what follows is the run of its prefix alone (the S1 train, or the previous
+#: stage's trial with the shortest capturing interval), which the protocol has already
+#: found not inducible; the protocol's decisions are the same (tests/pipeline/
+#: test_induction.py). False: every trial runs to rest or to its observation time.
+FINISH_IF_MISSED = True
+
 
 class InductionError(ValueError):
     """An induction study that cannot run (bad sites, protocol, tissue); names the cause."""
@@ -246,6 +254,12 @@ def _setup_fingerprint(mesh: Mesh, config: Config, sites, backend: str) -> str:
 def _analyse(result: TrialResult, last_onset: int, sustained_ms: float, geometry, config, dt):
     if result.outcome == "diverged":
         return TrialAnalysis(False, result.error)
+    if result.outcome == "missed":
+        return TrialAnalysis(
+            False,
+            "the last extrastimulus did not capture (no probe node activated within the "
+            "capture window): the trial ended there",
+        )
     return analyse_trial(
         result.beats_ms,
         last_onset * dt,
@@ -386,6 +400,8 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
                     quiet_after=onsets[-1] + timing.duration,
                     stop=onsets[-1] + sustain,
                     branch_at=branch_steps(i, couplings, start_step),
+                    # a missed extrastimulus leaves the run of its prefix, which was tested
+                    finish_if_missed=FINISH_IF_MISSED,
                 )
             )
         return out

@@ -9,6 +9,7 @@ import pytest
 from cardiotwin.meshing.mesh import box_mesh
 from cardiotwin.solvers.backends import cpu, reference
 from cardiotwin.solvers.beats import (
+    MISSED,
     OBSERVED,
     QUIESCENT,
     RUNNING,
@@ -92,6 +93,28 @@ def test_captures_are_decided_when_the_member_comes_to_rest_before_the_window_cl
     )
     SplitStepper(_strip_problem([s1, s2]), DT).run(3000.0, [observed])
     assert observed.outcome[0] == OBSERVED and observed.captured == [[None, None]]
+
+
+@pytest.mark.parametrize("finish_if_missed", [True, False])
+def test_a_clean_miss_of_the_last_stimulus_ends_the_trial_when_asked(finish_if_missed):
+    # member 0: an S2 150 ms after the S1, deep in its refractory period (a clean miss);
+    # member 1: an S2 at 700 ms, after recovery (captured)
+    s1 = Stimulus(0.0, 1.0, 50.0, box_mm=LEFT)
+    s2 = [Stimulus(t, 1.0, 50.0, box_mm=LEFT, members=(m,)) for m, t in ((0, 150.0), (1, 700.0))]
+    problem = _strip_problem([s1, *s2], batch_size=2)
+    probe = np.nonzero(np.isclose(problem.points_mm[:, 0], 1.0))[0]
+    watches = [
+        MemberWatch((0.0, t), probe, quiet_after_ms=t + 1.0, finish_if_missed=finish_if_missed)
+        for t in (150.0, 700.0)
+    ]
+    monitor = TrialMonitor(watches, capture_window_ms=20.0, interval_ms=5.0)
+    SplitStepper(problem, DT).run(3000.0, [monitor])
+    assert monitor.captured == [[True, False], [True, True]]
+    assert monitor.outcome[1] == QUIESCENT and monitor.finished_ms[1] > 700.0 + 200.0
+    if finish_if_missed:  # at the window's close, long before the S1 beat has passed
+        assert monitor.outcome[0] == MISSED and monitor.finished_ms[0] == pytest.approx(170.0)
+    else:
+        assert monitor.outcome[0] == QUIESCENT and monitor.finished_ms[0] > 250.0
 
 
 def test_a_member_stops_recording_when_finished_and_the_batch_stops_at_the_fraction():
