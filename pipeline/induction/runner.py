@@ -105,6 +105,8 @@ class Trial:
     #: end the trial (outcome ``missed``) when its last watched stimulus clearly did not
     #: capture (:class:`~cardiotwin.solvers.beats.MemberWatch`)
     finish_if_missed: bool = False
+    #: taken from and written to the runner's journal (a resumed study)
+    journal: bool = True
 
 
 @dataclass
@@ -359,7 +361,7 @@ class TrialRunner:
                 trial = pending.popleft()
                 cached = (
                     None
-                    if self.journal is None
+                    if self.journal is None or not trial.journal
                     else self.journal.get(trial, self.strength(trial.site))
                 )
                 if cached is None:
@@ -384,7 +386,8 @@ class TrialRunner:
             done, running, clock = self._generation(members, clock)
             if self.journal is not None:
                 for result in done:
-                    self.journal.put(result, self.strength(result.trial.site))
+                    if result.trial.journal:
+                        self.journal.put(result, self.strength(result.trial.site))
             results.extend(done)
             if on_result is not None:
                 for result in done:

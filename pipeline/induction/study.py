@@ -356,7 +356,62 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
         if not BRANCH_FROM_PREFIX:
             return None
         at = branches.pop((i, "at", couplings), None)
-        return at if at is not None else branches.get((i, "next", couplings[:-1]))
+        if at is not None:
+            return at
+        # the furthest state of the prefix alone that a run of the upward search reached
+        tail = branches.get((i, "tail", couplings[:-1]))
+        if tail is not None and tail.step <= timing.extrastimulus_onsets(couplings)[-1]:
+            return tail
+        return branches.get((i, "next", couplings[:-1]))
+
+    def upward_run(i: int) -> Trial | None:
+        """In a stage's upward search (its first interval did not capture), a run of the
+        stage's prefix alone, no new stimulus, that keeps the state at the onsets of the
+        search's next intervals: their trials start there, each simulating from its own
+        extrastimulus on (else each from the stage's earliest onset)."""
+        machine = machines[i]
+        stage, prefix = machine.stage, machine.stage.prefix
+        first = stage.tested.get(timing.couplings[0])
+        if not ahead or machine.done or first is None or first["captured"] or first["induced"]:
+            return None
+        taken = {c for claimed in claims.values() for c in claimed}
+        upcoming = [
+            (*prefix, c)
+            for c in timing.longer
+            if c not in stage.tested and (*prefix, c) not in machine.pending
+        ][:ahead]
+        wanted = [w for w in upcoming if (i, "at", w) not in branches and (i, w) not in taken]
+        if not wanted:
+            return None
+        steps = tuple(timing.extrastimulus_onsets(w)[-1] for w in wanted)
+        origin = start_of(i, wanted[0])
+        start_step = timing.snapshot_step if origin is None else origin.step
+        key = (i, ("prefix alone", prefix, wanted[-1][-1]))
+        claims[key] = [(i, w) for w in wanted]
+        return Trial(
+            key=key,
+            site=i,
+            start=snapshots[i] if origin is None else origin.snapshot,
+            start_step=start_step,
+            start_record=None if origin is None else origin.record,
+            onsets=timing.extrastimulus_onsets(prefix) if prefix else (),
+            watch=timing.extrastimulus_onsets(prefix) if prefix else (),
+            quiet_after=None,
+            stop=max(steps),
+            branch_at=tuple(s for s in steps if s > start_step),
+            journal=False,  # its states are its point, and the journal keeps none of them
+        )
+
+    def keep_prefix_alone(result: TrialResult) -> None:
+        i, (_, prefix, _) = result.trial.key
+        claims.pop(result.trial.key, None)
+        if result.outcome == "diverged" or prefix != machines[i].stage.prefix:
+            return
+        base = timing.extrastimulus_onsets((*prefix, 0))[-1]  # onset of an interval of 0
+        for state in result.branches:
+            branches[(i, "at", (*prefix, state.step - base))] = state
+        if result.branches:
+            branches[(i, "tail", prefix)] = result.branches[-1]
 
     def branch_steps(i: int, couplings: tuple[int, ...], start_step: int) -> tuple[int, ...]:
         onsets = timing.extrastimulus_onsets(couplings)
@@ -404,7 +459,8 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
                     finish_if_missed=FINISH_IF_MISSED,
                 )
             )
-        return out
+        extra = upward_run(i) if BRANCH_FROM_PREFIX else None
+        return out if extra is None else [*out, extra]
 
     def keep_branches(result: TrialResult, captured: bool) -> None:
         i, couplings = result.trial.key
@@ -424,6 +480,8 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
             _, kind, c = key
             if kind == "next":
                 keep = c == prefix or (len(c) == len(prefix) + 1 and c[:-1] == prefix)
+            elif kind == "tail":
+                keep = c == prefix
             else:
                 keep = c[:-1] == prefix and c[-1] not in tested
             if machine.done or not keep:
@@ -431,6 +489,9 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
 
     def on_result(result: TrialResult) -> list[Trial]:
         i, couplings = result.trial.key
+        if couplings and couplings[0] == "prefix alone":  # states for the upward search
+            keep_prefix_alone(result)
+            return trials_of(i)
         outcome = outcomes[i]
         analysis = _analyse(
             result, result.trial.onsets[-1], detection.sustained_after_ms, geometry, config, dt

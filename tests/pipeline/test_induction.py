@@ -214,6 +214,39 @@ def test_trials_start_from_states_kept_on_the_way_with_the_same_answers(
     assert steps["all"] < steps["next"] if width == 1 else steps["all"] <= steps["next"]
 
 
+@pytest.mark.slow
+def test_the_upward_search_starts_each_trial_near_its_own_extrastimulus(tmp_path, monkeypatch):
+    from cardiotwin.pipeline.induction import runner, study
+
+    # S2 and S3 first at 90 ms, inside the refractory period: each stage searches upwards.
+    # A run of the prefix alone keeps the state at the next intervals' onsets, so that their
+    # trials do not simulate the time from the earliest onset again; same decisions
+    runs = {}
+    for name, flag, ahead in (("unbroken", False, 0), ("plain", True, 0), ("upward", True, 3)):
+        monkeypatch.setattr(study, "BRANCH_FROM_PREFIX", flag)
+        monkeypatch.setattr(study, "FINISH_IF_MISSED", flag)
+        monkeypatch.setattr(runner, "ONSET_BRANCHES", ahead)
+        settings = config(
+            tmp_path,
+            pes={"first_coupling_ms": 90, "min_coupling_ms": 90},
+            batch={"speculative_intervals": 1},
+        )
+        runs[name] = run_induction(ring(with_border_zone=False), settings, sites=["AHA-1"])
+    site = runs["upward"].sites[0]
+    stages = [(s["after_ms"], s["tested_ms"], s["shortest_capturing_ms"]) for s in site.stages]
+    for other in ("unbroken", "plain"):
+        theirs = runs[other].sites[0].stages
+        assert stages == [
+            (s["after_ms"], s["tested_ms"], s["shortest_capturing_ms"]) for s in theirs
+        ]
+    assert len(stages) == 2 and all(len(tested) >= 3 for _, tested, _ in stages)
+    records = {tuple(t["coupling_intervals_ms"]): t for t in site.trials}
+    for trial in runs["plain"].sites[0].trials:
+        assert records[tuple(trial["coupling_intervals_ms"])] == trial
+    steps = {name: run.stats["member_steps"] for name, run in runs.items()}
+    assert steps["upward"] < steps["plain"] < steps["unbroken"]
+
+
 def test_protocol_decisions_do_not_depend_on_speculation():
     # a site whose S2 captures down to 110 ms and induces with S3 at 120 ms: read in the
     # order a cardiologist tries them, whether trials ran one by one or side by side
