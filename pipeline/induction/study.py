@@ -374,6 +374,8 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
         first = stage.tested.get(timing.couplings[0])
         if not ahead or machine.done or first is None or first["captured"] or first["induced"]:
             return None
+        if any(k[0] == i and k[1][0] == "prefix alone" for k in claims):
+            return None  # one at a time (results replayed from a journal come all at once)
         taken = {c for claimed in claims.values() for c in claimed}
         upcoming = [
             (*prefix, c)

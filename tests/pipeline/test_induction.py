@@ -247,6 +247,29 @@ def test_the_upward_search_starts_each_trial_near_its_own_extrastimulus(tmp_path
     assert steps["upward"] < steps["plain"] < steps["unbroken"]
 
 
+def test_an_upward_search_resumed_from_a_journal_runs_one_prefix_run_at_a_time(tmp_path):
+    import glob
+    import os
+
+    # replayed results arrive all at once; each used to start a run of the prefix alone,
+    # all of them side by side
+    settings = config(
+        tmp_path, pes={"first_coupling_ms": 90, "min_coupling_ms": 90},
+        batch={"speculative_intervals": 1},
+    )  # fmt: skip
+    journal = tmp_path / "journal"
+    whole = run_induction(ring(with_border_zone=False), settings, sites=["AHA-1"], journal=journal)
+    files = sorted(glob.glob(str(journal / "*" / "*.pkl")), key=os.path.getmtime)
+    assert len(files) > 8
+    for name in files[6:]:  # killed after six trials
+        os.remove(name)
+    resumed = run_induction(
+        ring(with_border_zone=False), settings, sites=["AHA-1"], journal=journal
+    )
+    assert resumed.sites[0].trials == whole.sites[0].trials
+    assert max(resumed.stats["batch_sizes"]) <= 2  # a trial and one run of its prefix
+
+
 def test_protocol_decisions_do_not_depend_on_speculation():
     # a site whose S2 captures down to 110 ms and induces with S3 at 120 ms: read in the
     # order a cardiologist tries them, whether trials ran one by one or side by side
