@@ -4,7 +4,10 @@
 site runs once (batched over sites) and is snapshotted; then every site's extrastimulus
 trials branch from its snapshot (S3 and S4 trials from the state of the trial with the
 previous stage's shortest capturing interval, where the new extrastimulus can first come: the
-earlier ones are not simulated again), all sites' trials sharing the batch, each site's protocol
+earlier ones are not simulated again; a trial of a stage's search from the state at its own
+extrastimulus where another run kept it on its way, see :data:`BRANCH_FROM_PREFIX`; a trial
+whose extrastimulus clearly missed ends there, :data:`FINISH_IF_MISSED`), all sites' trials
+sharing the batch, each site's protocol
 (:class:`~cardiotwin.pipeline.induction.protocols.PESSite`) choosing its next trials as
 results arrive. Atria: one rapid-pacing trial per site. Every induced trial is analysed
 (:mod:`~cardiotwin.pipeline.induction.detection`) and the induced ones grouped into unique
