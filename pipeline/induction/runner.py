@@ -65,8 +65,9 @@ log = logging.getLogger(__name__)
 #: batch size limit when memory would allow more (host work per check grows with B)
 MAX_MEMBERS = 256
 
-#: PES: a trial keeps the state at the onsets of this many of the downward search's next
-#: intervals (``TrialRunner.onset_branches``). Each costs one member's state and monitor
+#: PES: a trial (downward search) or a run of the prefix alone (upward search) keeps the
+#: state at the onsets of this many of the search's next intervals
+#: (``TrialRunner.onset_branches``). Each costs one member's state and monitor
 #: record copied to the host as the batch passes that step (the batch does not stop), and
 #: host memory while it waits: ~(8·n_states + 8·keep_beats + 21) bytes per tissue node
 ONSET_BRANCHES = 3
@@ -324,8 +325,8 @@ class TrialRunner:
         #: coupling intervals per site side by side, and the finished fraction that
         #: rebuilds the batch, with ``auto`` resolved for this backend
         self.speculative_intervals, self.compact_fraction = batch.for_backend(self.backend_name)
-        #: PES: how many of the downward search's next intervals a trial started earlier
-        #: keeps the state for at their onsets, so that their trials start there
+        #: PES: for how many of a search's next intervals the state at their onsets is kept
+        #: on the way, so that their trials start there
         self.onset_branches = ONSET_BRANCHES
         budget = (
             batch.memory_gb * 1e9 if batch.memory_gb else 0.5 * free_memory_bytes(self.backend_name)

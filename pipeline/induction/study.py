@@ -349,7 +349,9 @@ def _pes(runner: TrialRunner, outcomes: list[SiteOutcome], geometry, config: Con
     #   extrastimulus would come, kept while the trial may become the next stage's prefix;
     # (i, "at", couplings): the state at the onset of trial ``couplings`` with only its
     #   prefix's stimuli delivered, taken on its way by a trial of the same stage with a
-    #   longer interval (the downward search's next intervals, ``runner.onset_branches``)
+    #   longer interval (the downward search's next intervals) or by a run of the prefix
+    #   alone (the upward search's), ``runner.onset_branches`` of them ahead;
+    # (i, "tail", prefix): the latest state of such a run of the prefix alone
     branches: dict[tuple, Branch] = {}
     claims: dict[tuple, list] = {}  # trial key -> the "at" states it will take
     last_stage, lowest = timing.extrastimuli, timing.couplings[-1]
