@@ -102,6 +102,11 @@ class TrialJournal:
     def _path(self, key: tuple, strength: float) -> Path:
         return self.folder / f"{_trial_hash(key, strength)}.pkl"
 
+    def has(self, key: tuple, strength_ua_per_uf: float) -> bool:
+        """Whether a trial with ``key`` at this strength is on record (its file is there; a
+        damaged one is found out only by :meth:`get`)."""
+        return self._path(key, strength_ua_per_uf).is_file()
+
     def get(self, trial, strength_ua_per_uf: float):
         """The recorded result of ``trial`` at this strength (its ``trial`` set to the one
         given), or None. A damaged entry is dropped and the trial runs again."""

@@ -415,6 +415,11 @@ class TrialRunner:
                 )
         return stimuli
 
+    def on_record(self, key: tuple, site: int) -> bool:
+        """Whether the trial ``key`` of ``site`` will be answered from the journal (a resumed
+        study), not simulated."""
+        return self.journal is not None and self.journal.has(key, self.strength(site))
+
     def strength(self, site: int) -> float:
         """The stimulus strength (µA/µF) used at ``site``."""
         return self.induction.stimulus.strength_ua_per_uf * self.strength_factor.get(site, 1.0)

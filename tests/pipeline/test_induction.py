@@ -247,12 +247,18 @@ def test_the_upward_search_starts_each_trial_near_its_own_extrastimulus(tmp_path
     assert steps["upward"] < steps["plain"] < steps["unbroken"]
 
 
-def test_an_upward_search_resumed_from_a_journal_runs_one_prefix_run_at_a_time(tmp_path):
+def test_an_upward_search_resumed_from_a_journal_runs_one_prefix_run_at_a_time(
+    tmp_path, monkeypatch
+):
     import glob
     import os
+    import shutil
+
+    from cardiotwin.pipeline.induction import study
 
     # replayed results arrive all at once; each used to start a run of the prefix alone,
-    # all of them side by side
+    # all of them side by side. And the first such run used to keep states for intervals
+    # that the journal then answered
     settings = config(
         tmp_path, pes={"first_coupling_ms": 90, "min_coupling_ms": 90},
         batch={"speculative_intervals": 1},
@@ -263,11 +269,22 @@ def test_an_upward_search_resumed_from_a_journal_runs_one_prefix_run_at_a_time(t
     assert len(files) > 8
     for name in files[6:]:  # killed after six trials
         os.remove(name)
-    resumed = run_induction(
-        ring(with_border_zone=False), settings, sites=["AHA-1"], journal=journal
-    )
-    assert resumed.sites[0].trials == whole.sites[0].trials
-    assert max(resumed.stats["batch_sizes"]) <= 2  # a trial and one run of its prefix
+    kept = tmp_path / "kept"
+    shutil.copytree(journal, kept)
+    steps = {}
+    for skip in (False, True):
+        monkeypatch.setattr(study, "SKIP_ON_RECORD", skip)
+        shutil.rmtree(journal, ignore_errors=True)
+        shutil.copytree(kept, journal)
+        resumed = run_induction(
+            ring(with_border_zone=False), settings, sites=["AHA-1"], journal=journal
+        )
+        assert resumed.sites[0].trials == whole.sites[0].trials
+        assert max(resumed.stats["batch_sizes"]) <= 2  # a trial and one run of its prefix
+        steps[skip] = resumed.stats["member_steps"]
+    # the run of the prefix alone skips the intervals on record: it goes no further than
+    # the search's next intervals that are not, and the trials it serves start there
+    assert steps[True] < steps[False]
 
 
 def test_protocol_decisions_do_not_depend_on_speculation():
